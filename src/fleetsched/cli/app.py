@@ -1,0 +1,51 @@
+"""The ``fleetsched`` command line (typer + rich).
+
+Every command module registers itself on ``app`` (or a sub-app); ``main`` turns a
+:class:`~fleetsched.errors.FleetschedError` into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from fleetsched.errors import FleetschedError
+
+app = typer.Typer(
+    name="fleetsched",
+    help="Fleet scheduler for LLM inference: simulate, compare and plan serving policies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _register() -> None:
+    # Imported for their side effect of adding commands to ``app``.
+    from fleetsched.cli import simulate, trace  # noqa: F401
+
+
+def main() -> None:
+    _register()
+    try:
+        app(standalone_mode=False)
+    except FleetschedError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(2)
+        raise

@@ -1,0 +1,223 @@
+"""Scenario configuration: pydantic models loaded from YAML.
+
+A scenario names a workload, a cluster (groups of instances), policies by registry name and
+SLO classes. ``load_scenario`` reports invalid input as ``file:line: field.path: problem``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fleetsched.errors import InputError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ArrivalConfig(_Model):
+    """Arrival process. ``rate`` is the mean rate in requests/s (sessions/s for multi-turn)."""
+
+    kind: Literal["poisson", "gamma", "bursty"] = "poisson"
+    rate: float = Field(4.0, gt=0)
+    cv: float = Field(1.0, gt=0, description="gamma: coefficient of variation of gaps")
+    on_s: float = Field(10.0, gt=0, description="bursty: mean length of an on period")
+    off_s: float = Field(10.0, gt=0, description="bursty: mean length of an off period")
+    off_rate_factor: float = Field(0.0, ge=0, le=1, description="bursty: rate while off / rate")
+
+
+class LengthConfig(_Model):
+    """A token-length distribution."""
+
+    kind: Literal["fixed", "uniform", "lognormal", "empirical"] = "fixed"
+    value: int = Field(256, ge=1, description="fixed")
+    low: int = Field(1, ge=1, description="uniform: inclusive lower bound")
+    high: int = Field(512, ge=1, description="uniform: inclusive upper bound")
+    mean: float = Field(256.0, gt=0, description="lognormal: mean of the distribution")
+    sigma: float = Field(1.0, ge=0, description="lognormal: sigma of the underlying normal")
+    max: int = Field(32768, ge=1, description="cap applied to every sample")
+    path: str | None = Field(None, description="empirical: trace file to sample from")
+    column: Literal["prompt", "output"] = "prompt"
+
+    @model_validator(mode="after")
+    def _check(self) -> LengthConfig:
+        if self.kind == "uniform" and self.low > self.high:
+            raise ValueError(f"uniform: low ({self.low}) > high ({self.high})")
+        if self.kind == "empirical" and not self.path:
+            raise ValueError("empirical: 'path' is required")
+        return self
+
+
+class TenantConfig(_Model):
+    name: str
+    weight: float = Field(1.0, gt=0)
+    priority: int = 0
+    slo_class: str = "default"
+
+
+class SessionConfig(_Model):
+    """Multi-turn chat: later turns extend the earlier prompt (shared prefix)."""
+
+    turns_mean: float = Field(1.0, ge=1, description="mean turns per session (geometric)")
+    think_time_s: float = Field(5.0, ge=0, description="mean user think time between turns")
+
+
+class SyntheticConfig(_Model):
+    num_requests: int = Field(1000, ge=1)
+    arrival: ArrivalConfig = ArrivalConfig()
+    prompt: LengthConfig = LengthConfig(kind="lognormal", mean=1000, sigma=0.8)
+    output: LengthConfig = LengthConfig(kind="lognormal", mean=250, sigma=0.8)
+    sessions: SessionConfig = SessionConfig()
+    system_prompt_tokens: int = Field(0, ge=0, description="shared system prompt length")
+    num_system_prompts: int = Field(1, ge=1)
+    tenants: list[TenantConfig] = [TenantConfig(name="default")]
+    model: str | None = None
+
+
+class TransformConfig(_Model):
+    rate_scale: float = Field(1.0, gt=0, description="multiply arrival rate (divide timestamps)")
+    start_s: float | None = Field(None, ge=0)
+    end_s: float | None = Field(None, ge=0)
+    first_n: int | None = Field(None, ge=1)
+    sample: float | None = Field(None, gt=0, le=1, description="keep each request w.p. this")
+
+
+class WorkloadConfig(_Model):
+    trace: str | None = None
+    format: str = "auto"
+    synthetic: SyntheticConfig | None = None
+    transforms: TransformConfig = TransformConfig()
+    #: Arrival rate (req/s) for length-only traces (Vidur stats CSVs).
+    generated_rate: float = Field(4.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> WorkloadConfig:
+        if (self.trace is None) == (self.synthetic is None):
+            raise ValueError("exactly one of 'trace' or 'synthetic' must be given")
+        return self
+
+
+class EngineConfig(_Model):
+    """Engine knobs, named as vLLM names them."""
+
+    max_num_batched_tokens: int = Field(8192, ge=16)
+    max_num_seqs: int = Field(256, ge=1)
+    block_tokens: int = Field(16, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    enable_prefix_caching: bool = True
+    enable_chunked_prefill: bool = True
+    long_prefill_token_threshold: int = Field(0, ge=0, description="0 = no per-request cap")
+    preemption_mode: Literal["recompute", "swap"] = "recompute"
+    host_link_gbps: float = Field(25.0, gt=0, description="swap bandwidth, GB/s")
+    num_gpu_blocks: int | None = Field(None, ge=1, description="override computed KV capacity")
+
+
+class InstanceGroup(_Model):
+    name: str = "main"
+    gpu: str = "H100-SXM"
+    model: str = "Llama-3.1-8B"
+    tp: int = Field(1, ge=1)
+    count: int = Field(1, ge=1)
+    role: Literal["mixed", "prefill", "decode"] = "mixed"
+    engine: EngineConfig = EngineConfig()
+    profile: str | None = Field(None, description="fitted step-time profile YAML")
+
+
+class PolicyRef(_Model):
+    name: str
+    params: dict[str, Any] = {}
+
+
+class PoliciesConfig(_Model):
+    router: PolicyRef = PolicyRef(name="round_robin")
+    admission: PolicyRef = PolicyRef(name="aggressive")
+    ordering: PolicyRef = PolicyRef(name="fcfs")
+    preemption: PolicyRef = PolicyRef(name="newest")
+
+
+class SLOClass(_Model):
+    ttft_s: float = Field(2.0, gt=0)
+    tpot_s: float = Field(0.1, gt=0)
+
+
+class Scenario(_Model):
+    name: str = "scenario"
+    seed: int = 0
+    workload: WorkloadConfig
+    cluster: list[InstanceGroup] = Field(default_factory=lambda: [InstanceGroup()], min_length=1)
+    policies: PoliciesConfig = PoliciesConfig()
+    slo_classes: dict[str, SLOClass] = {"default": SLOClass()}
+    #: Router sees instance state refreshed every this many seconds (0 = exact state).
+    view_refresh_s: float = Field(0.0, ge=0)
+
+
+def _node_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """Line (1-based) of the YAML node at pydantic location ``loc``, or of its nearest parent."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        nxt = None
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == str(key):
+                    nxt = v
+                    line = k.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
+            if 0 <= key < len(node.value):
+                nxt = node.value[key]
+                line = nxt.start_mark.line + 1
+        if nxt is None:
+            break
+        node = nxt
+    return line
+
+
+def format_validation_error(err: ValidationError, source: str, root: yaml.Node | None) -> str:
+    first = err.errors()[0]
+    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function")))
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    line = _node_line(root, loc)
+    where = f"{source}:{line}" if line else source
+    more = f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else ""
+    return f"{where}: {path}: {first['msg']}{more}"
+
+
+def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
+    """Parse and validate scenario YAML text; raise :class:`InputError` naming line and field."""
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise InputError(f"invalid YAML: {getattr(e, 'problem', e)}", f"{source}{line}") from None
+    if not isinstance(data, dict):
+        raise InputError("a scenario must be a YAML mapping", source)
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as e:
+        raise InputError(format_validation_error(e, source, root)) from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise InputError(f"cannot read scenario: {e.strerror}", str(p)) from None
+    scenario = parse_scenario(text, str(p))
+    return _resolve_paths(scenario, p.parent)
+
+
+def _resolve_paths(s: Scenario, base: Path) -> Scenario:
+    """Make a relative trace path relative to the scenario file's folder."""
+    wl = s.workload
+    if wl.trace and not Path(wl.trace).is_absolute() and (base / wl.trace).exists():
+        wl = wl.model_copy(update={"trace": str(base / wl.trace)})
+        s = s.model_copy(update={"workload": wl})
+    return s

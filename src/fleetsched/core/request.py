@@ -1,0 +1,47 @@
+"""The request record every layer shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Engine KV block size in tokens (vLLM's default).
+BLOCK_TOKENS = 16
+
+
+@dataclass(slots=True)
+class Request:
+    """One inference request as the workload describes it.
+
+    ``block_hashes`` identify the prompt's prefix, one *chained* hash per block of
+    ``hash_block_tokens`` tokens (equal hash at position i means the first i+1 blocks are
+    identical). Only full blocks are hashed. Loaders chain raw per-block ids with
+    :func:`chain_hashes`.
+    """
+
+    id: int
+    arrival_s: float
+    prompt_tokens: int
+    output_tokens: int
+    block_hashes: tuple[int, ...] = ()
+    hash_block_tokens: int = BLOCK_TOKENS
+    tenant: str = "default"
+    priority: int = 0
+    session_id: str | None = None
+    slo_class: str = "default"
+    model: str | None = None
+    deadline_s: float | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def chain_hashes(block_ids: list[int] | tuple[int, ...], seed: int = 0) -> tuple[int, ...]:
+    """Chain raw block ids into prefix hashes: h_i = hash((h_{i-1}, id_i)).
+
+    Python hashes ints and tuples of ints deterministically (no PYTHONHASHSEED effect), so the
+    result is stable across runs and machines of the same word size.
+    """
+    out: list[int] = []
+    h = seed
+    for b in block_ids:
+        h = hash((h, b))
+        out.append(h)
+    return tuple(out)

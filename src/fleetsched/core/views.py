@@ -1,0 +1,48 @@
+"""Read-only views handed to policies. Policies never see simulator or gateway internals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True, frozen=True)
+class RequestView:
+    """What a routing or scheduling policy may know about a request."""
+
+    id: int
+    prompt_tokens: int
+    block_hashes: tuple[int, ...]
+    hash_block_tokens: int
+    tenant: str
+    priority: int
+    session_id: str | None
+    slo_class: str
+    model: str | None
+    deadline_s: float | None
+    #: Predicted output length, when a predictor is configured (else None).
+    predicted_output_tokens: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class InstanceView:
+    """What a routing policy may know about one serving instance at decision time."""
+
+    index: int
+    name: str
+    model: str
+    gpu: str
+    role: str  # "mixed", "prefill" or "decode"
+    healthy: bool
+    queue_len: int  # waiting requests
+    running: int  # running requests
+    kv_utilization: float  # used / total blocks, 0..1
+    free_blocks: int
+    total_blocks: int
+    inflight_tokens: int  # prompt + remaining output tokens of everything dispatched and unfinished
+    #: Prompt tokens of this request already in this instance's prefix cache (0 if unknown).
+    cached_prefix_tokens: int = 0
+    lora_adapters: tuple[str, ...] = ()
+
+    @property
+    def outstanding(self) -> int:
+        return self.queue_len + self.running
