@@ -1,0 +1,520 @@
+"""One serving instance, scheduled as vLLM v1 schedules it.
+
+Each engine step fills a token budget (``max_num_batched_tokens``) with the running decodes
+first, then running partial prefills, then waiting requests (chunked prefill), under the
+``max_num_seqs`` cap. KV memory is paged in blocks with prefix caching (:class:`KVCache`).
+When a step's blocks do not fit, running requests are preempted (newest first by default),
+by recompute or swap.
+
+Decoding requests are accounted lazily: a step adds one token to every one of them, so the
+engine keeps a step counter ``dstep`` and each decoder stores ``base = computed - dstep``.
+A step then costs O(1) in the batch size: new blocks needed come from a histogram of
+``base mod block_tokens``, the attended context from ``sum(base)``, finishes from a heap.
+
+**Fast-forward.** When a step would only decode and nothing can enter the batch before the
+next finish, the engine plans a *run* of k decode steps at once (k bounded by the next finish
+and by free KV blocks) and computes their end times in one vectorised call. Another event
+that reaches this instance mid-run (a new request) truncates the run at the end of the step
+in progress, exactly where a step-by-step engine would next schedule; ``sync(t)`` exposes the
+state at any time ``t`` inside a run. Results are identical to step-by-step simulation.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from fleetsched.core.config import EngineConfig
+from fleetsched.core.views import InstanceView
+from fleetsched.engine.kv_cache import KVCache
+from fleetsched.engine.sequence import DECODE, DONE, PREFILL, WAITING, Seq
+from fleetsched.perf import StepTimeModel
+from fleetsched.policies.engine.aggressive import AggressiveAdmission
+from fleetsched.policies.engine.base import AdmissionPolicy, PreemptionPolicy, WaitingQueue
+from fleetsched.policies.engine.fcfs import FCFSQueue
+from fleetsched.policies.engine.newest import NewestVictim
+
+
+@dataclass(slots=True)
+class EngineStats:
+    steps: int = 0  # engine steps simulated
+    runs: int = 0  # scheduling decisions (a fast-forward run counts once)
+    busy_s: float = 0.0
+    preemptions: int = 0
+    recomputed_tokens: int = 0  # KV thrown away by recompute preemption
+    swapped_blocks: int = 0  # blocks moved to and from host memory
+    switch_s: float = 0.0  # time added to steps by swapping (context-switch cost)
+    prompt_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens served from the prefix cache (first admission)
+    served_tokens: int = 0  # prompt + output tokens of finished requests
+    rejected: int = 0  # requests that can never fit in KV memory
+
+
+class Instance:
+    """A serving engine driven by the simulator through ``enqueue``, ``sync`` and ``on_event``.
+
+    ``on_event(t)`` is called at the end of the current step or run and returns the time of the
+    next event (or None when idle). ``enqueue(seq, t)`` returns a new event time when the
+    caller must (re)schedule one, else None.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        num_blocks: int,
+        step_model: StepTimeModel,
+        engine: EngineConfig | None = None,
+        *,
+        name: str = "",
+        model: str = "",
+        gpu: str = "",
+        role: str = "mixed",
+        kv_bytes_per_token: int = 0,
+        host_link_bytes_s: float = 25e9,
+        ordering: WaitingQueue | None = None,
+        admission: AdmissionPolicy | None = None,
+        preemption: PreemptionPolicy | None = None,
+        fast_forward: bool = True,
+        max_run_steps: int = 4096,
+        on_finish: Callable[[Seq, float], None] | None = None,
+    ) -> None:
+        cfg = engine or EngineConfig()
+        if cfg.max_num_batched_tokens < cfg.max_num_seqs:
+            raise ValueError("max_num_batched_tokens must be >= max_num_seqs")
+        self.index = index
+        self.name = name or f"inst{index}"
+        self.model, self.gpu, self.role = model, gpu, role
+        self.cfg = cfg
+        self.bt = cfg.block_tokens
+        self.kv = KVCache(num_blocks)
+        self.step_model = step_model
+        self.kv_bytes_per_token = kv_bytes_per_token
+        self.host_link_bytes_s = host_link_bytes_s
+        self.waiting: WaitingQueue = ordering if ordering is not None else FCFSQueue()
+        self.admission: AdmissionPolicy = admission or AggressiveAdmission()
+        self.preemption: PreemptionPolicy = preemption or NewestVictim()
+        self.fast_forward = fast_forward
+        self.max_run_steps = max_run_steps if fast_forward else 1
+        self.on_finish = on_finish
+        self.healthy = True
+        self.stats = EngineStats()
+
+        self.running: dict[int, Seq] = {}  # admission order, oldest first
+        self.prefilling: dict[int, Seq] = {}  # running requests still in prefill
+        self.dstep = 0
+        self.ndec = 0
+        self.base_sum = 0
+        self.cnt = [0] * self.bt  # decoders by base mod block_tokens
+        self._finish_heap: list[tuple[int, int, int, Seq]] = []
+        self._order = 0
+        self.outstanding = 0  # dispatched, unfinished requests
+        self.inflight_prompt_tokens = 0
+
+        # The step or run in flight.
+        self.busy = False
+        self._plan: list[tuple[Seq, int]] = []  # prefill chunks of the current step
+        self._swapin: list[Seq] = []
+        self._ends: np.ndarray = np.empty(0)
+        self._cum: list[int] = []  # cumulative new blocks of steps 0..k-1 of the run
+        self._k = 0
+        self._applied = 0  # steps of the run already applied by sync()
+        self._alloc = 0  # steps of the run whose blocks are allocated
+        self._start = 0.0  # when the current step or run started
+        self._extra_s = 0.0  # swap time added to the step being planned
+
+    # ------------------------------------------------------------------ capacity
+    def blocks_for(self, tokens: int) -> int:
+        return -(-tokens // self.bt)
+
+    def fits_ever(self, seq: Seq) -> bool:
+        r = seq.req
+        return self.blocks_for(r.prompt_tokens + r.output_tokens) <= self.kv.num_blocks
+
+    # ------------------------------------------------------------------ external API
+    def enqueue(self, seq: Seq, now: float) -> float | None:
+        """Accept a routed request at ``now`` (call ``sync(now)`` first)."""
+        self.outstanding += 1
+        self.inflight_prompt_tokens += seq.req.prompt_tokens
+        seq.rec.dispatch_s = now
+        seq.rec.instance = self.index
+        if not self.fits_ever(seq):
+            self.stats.rejected += 1
+            self._done(seq, math.nan)
+            return None
+        seq.target = seq.req.prompt_tokens
+        self.waiting.push(seq)
+        if not self.busy:
+            self.busy = True
+            self._k = 0
+            return now  # wake up at ``now``, after every arrival of that instant
+        return self.truncate(now)
+
+    def truncate(self, now: float) -> float | None:
+        """Something new reached this instance at ``now``: end the run after the step in
+        progress. Returns the new end time, or None when the current end stands."""
+        if self._k <= 1 or self._applied + 1 >= self._k:
+            return None
+        self._k = self._applied + 1
+        return float(self._ends[self._applied])
+
+    def sync(self, now: float) -> None:
+        """Bring a fast-forward run up to ``now``: apply the steps that ended before ``now`` and
+        allocate the blocks of the step in progress."""
+        k = self._k
+        if k <= 1:
+            return
+        m = int(np.searchsorted(self._ends, now, side="left"))
+        if m >= k:
+            m = k - 1  # the last step is applied by on_event
+        if m > self._applied:
+            self.dstep += m - self._applied
+            self._applied = m
+        a = m + 1
+        if a > self._alloc:
+            self.kv.allocate(self._cum[a - 1] - self._cum[self._alloc - 1])
+            self._alloc = a
+
+    def on_event(self, now: float) -> float | None:
+        """The current step or run ended at ``now``: apply it and schedule the next one."""
+        if self._k:
+            self._complete(now)
+        return self._schedule(now)
+
+    # ------------------------------------------------------------------ views
+    def view(self, now: float, seq: Seq | None = None, with_prefix: bool = False) -> InstanceView:
+        self.sync(now)
+        kv = self.kv
+        cached = 0
+        if with_prefix and seq is not None and self.cfg.enable_prefix_caching:
+            keys = seq.prefix_keys(self.bt)
+            cached = kv.match(keys, len(keys)) * self.bt
+        return InstanceView(
+            index=self.index,
+            name=self.name,
+            model=self.model,
+            gpu=self.gpu,
+            role=self.role,
+            healthy=self.healthy,
+            queue_len=len(self.waiting),
+            running=len(self.running),
+            kv_utilization=kv.used / kv.num_blocks,
+            free_blocks=kv.free,
+            total_blocks=kv.num_blocks,
+            inflight_tokens=self.inflight_prompt_tokens,
+            cached_prefix_tokens=cached,
+        )
+
+    # ------------------------------------------------------------------ step end
+    def _complete(self, now: float) -> None:
+        k = self._k
+        if self._alloc < k:
+            self.kv.allocate(self._cum[k - 1] - self._cum[self._alloc - 1])
+        self.dstep += k - self._applied
+        self.stats.steps += k
+        self.stats.busy_s += now - self._start
+        self._k = 0
+        dstep = self.dstep
+        # Decoders that produced their last token.
+        heap = self._finish_heap
+        while heap and heap[0][0] <= dstep:
+            _, _, epoch, seq = heapq.heappop(heap)
+            if seq.epoch == epoch and seq.state == DECODE:
+                self._leave_decode(seq)
+                seq.computed = dstep + seq.base
+                seq.generated = seq.req.output_tokens
+                self._release(seq, self.blocks_for(seq.computed))
+                self._done(seq, now)
+        # Prefill chunks.
+        for seq, chunk in self._plan:
+            if seq.state != PREFILL:
+                continue
+            seq.computed += chunk
+            if seq.computed >= seq.target:
+                seq.generated += 1
+                if math.isnan(seq.rec.first_token_s):
+                    seq.rec.first_token_s = now
+                del self.prefilling[id(seq)]
+                if seq.generated >= seq.req.output_tokens:
+                    self._release(seq, seq.blocks)
+                    self._done(seq, now)
+                else:
+                    self._enter_decode(seq)
+        self._plan = []
+        for seq in self._swapin:
+            self._enter_decode(seq)
+        self._swapin = []
+
+    def _enter_decode(self, seq: Seq) -> None:
+        seq.state = DECODE
+        seq.base = b = seq.computed - self.dstep
+        self.cnt[b % self.bt] += 1
+        self.base_sum += b
+        self.ndec += 1
+        finish_at = seq.req.prompt_tokens + seq.req.output_tokens - 1 - b
+        self._order += 1
+        heapq.heappush(self._finish_heap, (finish_at, self._order, seq.epoch, seq))
+
+    def _leave_decode(self, seq: Seq) -> None:
+        b = seq.base
+        self.cnt[b % self.bt] -= 1
+        self.base_sum -= b
+        self.ndec -= 1
+        seq.epoch += 1
+
+    def _release(self, seq: Seq, blocks: int) -> None:
+        self.kv.release(seq.held, blocks - len(seq.held))
+        seq.held = []
+        seq.blocks = 0
+
+    def _done(self, seq: Seq, now: float) -> None:
+        seq.state = DONE
+        seq.rec.finish_s = now
+        seq.rec.generated_tokens = seq.generated
+        self.running.pop(id(seq), None)
+        self.outstanding -= 1
+        self.inflight_prompt_tokens -= seq.req.prompt_tokens
+        if not math.isnan(now):
+            self.stats.served_tokens += seq.req.prompt_tokens + seq.req.output_tokens
+        if self.on_finish is not None:
+            self.on_finish(seq, now)
+
+    # ------------------------------------------------------------------ preemption
+    def _preempt(self, seq: Seq) -> None:
+        """Take ``seq`` out of the batch, freeing its blocks (recompute or swap)."""
+        self.running.pop(id(seq))
+        swap = False
+        if seq.state == DECODE:
+            self._leave_decode(seq)
+            seq.computed = self.dstep + seq.base
+            blocks = self.blocks_for(seq.computed)
+            swap = self.cfg.preemption_mode == "swap"
+        else:
+            del self.prefilling[id(seq)]
+            blocks = seq.blocks
+        self._release(seq, blocks)
+        seq.rec.preemptions += 1
+        self.stats.preemptions += 1
+        seq.state = WAITING
+        if swap:
+            seq.swapped = True
+            self._switch_cost(blocks)
+        else:
+            self.stats.recomputed_tokens += seq.computed
+            seq.computed = 0
+            seq.target = seq.req.prompt_tokens + seq.generated
+        self.waiting.push_front(seq)
+
+    def _switch_cost(self, blocks: int) -> None:
+        self.stats.swapped_blocks += blocks
+        dt = blocks * self.bt * self.kv_bytes_per_token / self.host_link_bytes_s
+        self.stats.switch_s += dt
+        self._extra_s += dt
+
+    # ------------------------------------------------------------------ scheduling
+    def _schedule(self, now: float) -> float | None:
+        cfg, kv, bt = self.cfg, self.kv, self.bt
+        self._extra_s = 0.0
+        budget = cfg.max_num_batched_tokens - self.ndec
+        cap = cfg.long_prefill_token_threshold or cfg.max_num_batched_tokens
+        dec_need = self.cnt[-self.dstep % bt]
+        plan: list[tuple[Seq, int, int]] = []  # (seq, chunk, new blocks)
+        need = dec_need
+        for seq in self.prefilling.values():
+            if budget <= 0:
+                break
+            chunk = min(seq.target - seq.computed, budget, cap)
+            nb = self.blocks_for(seq.computed + chunk) - seq.blocks
+            plan.append((seq, chunk, nb))
+            need += nb
+            budget -= chunk
+
+        preempted = False
+        while need > kv.free:
+            victim = self.preemption.victim(list(self.running.values()))
+            if victim.state == DECODE:
+                if (victim.base + self.dstep) % bt == 0:
+                    need -= 1
+            else:
+                for i, (s, chunk, nb) in enumerate(plan):
+                    if s is victim:
+                        need -= nb
+                        budget += chunk
+                        del plan[i]
+                        break
+            self._preempt(victim)
+            preempted = True
+
+        kv.allocate(need)
+        for seq, chunk, nb in plan:
+            self._grow(seq, chunk, nb)
+
+        blocked_by_kv = False
+        if not preempted:
+            blocked_by_kv = self._admit(now, budget, plan)
+
+        nd = self.ndec
+        if not plan and not self._swapin:
+            if nd == 0:
+                self.busy = False
+                return None
+            return self._start_run(now, dec_need, preempted, blocked_by_kv)
+        # A mixed step (prefill chunks, maybe decodes): one step.
+        pf_tokens = 0
+        pairs = 0.0
+        self._plan = []
+        for seq, chunk, _ in plan:
+            pf_tokens += chunk
+            pairs += chunk * (seq.computed + (chunk + 1) / 2)
+            self._plan.append((seq, chunk))
+        ctx_sum = self.base_sum + nd * (self.dstep + 1)
+        dt = self.step_model.step_time(pf_tokens, pairs, nd, ctx_sum) + self._extra_s
+        end = now + dt
+        self._start = now
+        self.stats.runs += 1
+        self._ends = np.array([end])
+        self._cum = [0]
+        self._k = self._alloc = 1
+        self._applied = 0
+        return end
+
+    def _grow(self, seq: Seq, chunk: int, nb: int) -> None:
+        """Blocks for ``chunk`` more prompt tokens were allocated: cache the ones that fill."""
+        if nb and self.cfg.enable_prefix_caching:
+            keys = seq.prefix_keys(self.bt)
+            full_before = seq.computed // self.bt
+            full_after = min((seq.computed + chunk) // self.bt, len(keys))
+            held = seq.held
+            for i in range(max(full_before, len(held)), full_after):
+                if len(held) == i and self.kv.try_insert(keys[i]):
+                    held.append(keys[i])
+        seq.blocks += nb
+        seq.chunk = chunk
+
+    def _admit(self, now: float, budget: int, plan: list[tuple[Seq, int, int]]) -> bool:
+        """Start waiting requests while budget, seats and blocks last. Returns True when the
+        head was refused by the admission policy (memory)."""
+        cfg, kv, bt = self.cfg, self.kv, self.bt
+        cap = cfg.long_prefill_token_threshold or cfg.max_num_batched_tokens
+        waiting = self.waiting
+        while budget > 0 and len(waiting) and len(self.running) < cfg.max_num_seqs:
+            seq = waiting.peek(now)
+            if seq.swapped:
+                nb = self.blocks_for(seq.computed)
+                if not self.admission.admit(seq, nb, self):
+                    return True
+                waiting.pop(now)
+                kv.allocate(nb)
+                seq.blocks = nb
+                seq.swapped = False
+                self._switch_cost(nb)
+                self._run(seq)
+                self._swapin.append(seq)
+                continue
+            hits = 0
+            touch_cost = 0
+            if cfg.enable_prefix_caching and seq.req.block_hashes:
+                keys = seq.prefix_keys(bt)
+                hits = kv.match(keys, (seq.target - 1) // bt)
+                refs = kv.refs
+                touch_cost = sum(1 for k in keys[:hits] if refs[k] == 0)
+            cached = hits * bt
+            remaining = seq.target - cached
+            chunk = min(remaining, budget, cap)
+            if chunk < remaining and not cfg.enable_chunked_prefill:
+                return False
+            nb = self.blocks_for(cached + chunk) - hits
+            if not self.admission.admit(seq, nb + touch_cost, self):
+                return True
+            waiting.pop(now)
+            if hits:
+                held = seq.prefix_keys(bt)[:hits]
+                kv.touch(held)
+                seq.held = held
+            seq.computed = cached
+            seq.blocks = hits
+            if not seq.admitted_once:
+                seq.admitted_once = True
+                seq.rec.first_scheduled_s = now
+                seq.rec.cached_prompt_tokens = cached
+                self.stats.prompt_tokens += seq.req.prompt_tokens
+                self.stats.cached_tokens += cached
+            kv.allocate(nb)
+            self._grow(seq, chunk, nb)
+            self._run(seq)
+            seq.state = PREFILL
+            self.prefilling[id(seq)] = seq
+            plan.append((seq, chunk, nb))
+            budget -= chunk
+        return False
+
+    def _run(self, seq: Seq) -> None:
+        self.running[id(seq)] = seq
+
+    def _start_run(
+        self, now: float, first_need: int, preempted: bool, blocked_by_kv: bool
+    ) -> float:
+        """Plan k >= 1 decode-only steps from ``now`` (their first step's blocks are taken)."""
+        nd, dstep, bt = self.ndec, self.dstep, self.bt
+        k = 1
+        can_run = (
+            self.max_run_steps > 1
+            and not preempted
+            and (
+                not len(self.waiting)
+                or len(self.running) >= self.cfg.max_num_seqs
+                or (blocked_by_kv and self.waiting.time_invariant and self.admission.monotone)
+            )
+        )
+        cum = [0]
+        if can_run:
+            heap = self._finish_heap
+            while heap[0][2] != heap[0][3].epoch or heap[0][3].state != DECODE:
+                heapq.heappop(heap)
+            kmax = min(self.max_run_steps, heap[0][0] - dstep)
+            if kmax > 1:
+                j = np.arange(1, kmax, dtype=np.int64)
+                needs = np.asarray(self.cnt, dtype=np.int64)[(-(dstep + j)) % bt]
+                c = np.cumsum(needs)
+                fit = int(np.searchsorted(c, self.kv.free, side="right"))
+                k = 1 + fit
+                cum = [0, *c[:fit].tolist()]
+        steps = np.arange(k, dtype=np.int64)
+        ctx = self.base_sum + nd * (dstep + 1 + steps)
+        dts = self.step_model.decode_step_times(nd, ctx)
+        if self._extra_s:
+            dts[0] += self._extra_s
+        ends = np.cumsum(np.concatenate(([now], dts)))[1:]
+        self._start = now
+        self.stats.runs += 1
+        self._ends = ends
+        self._cum = cum
+        self._k = k
+        self._alloc = 1
+        self._applied = 0
+        self._plan = []
+        return float(ends[-1])
+
+    # ------------------------------------------------------------------ checks
+    def check_invariants(self) -> None:
+        """Assert KV accounting agrees with every request's holdings (for tests)."""
+        referenced: dict[int, int] = {}
+        private = 0
+        for seq in self.running.values():
+            if seq.state == DECODE:
+                # Blocks of every step started so far are allocated (a step takes its
+                # blocks when it starts).
+                tokens = seq.base + self.dstep
+                if self._k:
+                    tokens += self._alloc - self._applied
+                blocks = self.blocks_for(tokens)
+            else:
+                blocks = seq.blocks
+            for k in seq.held:
+                referenced[k] = referenced.get(k, 0) + 1
+            private += blocks - len(seq.held)
+        self.kv.check(referenced, private)
+        assert self.ndec == sum(1 for s in self.running.values() if s.state == DECODE)

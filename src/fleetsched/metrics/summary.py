@@ -1,0 +1,236 @@
+"""Summaries of per-request records: latency distributions, throughput, goodput, SLOs, fairness.
+
+:func:`summarize` reads each record once into numpy columns and computes everything with
+array operations, so 100k+ records take a fraction of a second. The result is a plain dict
+of floats, ints, strings, lists and dicts; undefined values are NaN and become ``null`` in
+:func:`summary_to_json`. Every metric is defined in ``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from operator import attrgetter
+from typing import Any
+
+import numpy as np
+
+from fleetsched.core.config import SLOClass
+from fleetsched.metrics.records import RequestRecord
+from fleetsched.metrics.stats import (
+    coefficient_of_variation,
+    dist_summary,
+    jain_index,
+    nanmean,
+    percentiles,
+)
+
+NAN = math.nan
+
+#: Latency distributions in a summary, each a :func:`~fleetsched.metrics.stats.dist_summary`.
+LATENCY_KEYS: tuple[str, ...] = ("ttft_s", "tpot_s", "e2e_s", "queue_s", "norm_latency_s")
+
+# Columns pulled from the records, by type.
+_STR_COLS = ("tenant", "slo_class")
+_INT_COLS = (
+    "id",
+    "priority",
+    "prompt_tokens",
+    "output_tokens",
+    "instance",
+    "cached_prompt_tokens",
+    "preemptions",
+    "migrations",
+)
+_FLOAT_COLS = ("arrival_s", "first_scheduled_s", "first_token_s", "finish_s")
+
+
+def _columns(records: Iterable[RequestRecord]) -> dict[str, np.ndarray]:
+    """Read the records into numpy columns, sorted into a canonical order.
+
+    Each column is filled straight from the record attributes by ``np.fromiter`` (no
+    per-record tuples or dicts). The canonical order (by id, then every other column)
+    makes float sums, and hence the whole summary, independent of the input order.
+    """
+    recs = records if isinstance(records, list | tuple) else list(records)
+    n = len(recs)
+    cols: dict[str, np.ndarray] = {}
+    for name in _STR_COLS:
+        cols[name] = np.array(list(map(attrgetter(name), recs)), dtype=str).reshape(n)
+    for name in _INT_COLS:
+        cols[name] = np.fromiter(map(attrgetter(name), recs), dtype=np.int64, count=n)
+    for name in _FLOAT_COLS:
+        cols[name] = np.fromiter(map(attrgetter(name), recs), dtype=np.float64, count=n)
+    if n < 2:
+        return cols
+    order = np.argsort(cols["id"], kind="stable")
+    if (np.diff(cols["id"][order]) == 0).any():
+        # Repeated ids: break ties on every column. np.lexsort's last key is the primary
+        # one; NaN sorts last, the same way every time.
+        keys = [np.unique(cols[name], return_inverse=True)[1] for name in _STR_COLS]
+        keys += [cols[name] for name in (*_INT_COLS[1:], *_FLOAT_COLS)]
+        keys.append(cols["id"])
+        order = np.lexsort(keys)
+    return {name: col[order] for name, col in cols.items()}
+
+
+def _per_second(count: float, duration_s: float) -> float:
+    return float(count) / duration_s if duration_s > 0 else NAN
+
+
+def _slo_targets(
+    classes: np.ndarray, slo_classes: Mapping[str, SLOClass] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-request (has_slo, ttft target, tpot target) from each request's class name."""
+    slo_classes = slo_classes or {}
+    names, inverse = np.unique(classes, return_inverse=True)
+    has = np.zeros(names.size, dtype=bool)
+    ttft = np.full(names.size, np.inf)
+    tpot = np.full(names.size, np.inf)
+    for i, name in enumerate(names.tolist()):
+        cls = slo_classes.get(name, slo_classes.get("default"))
+        if cls is not None:
+            has[i], ttft[i], tpot[i] = True, cls.ttft_s, cls.tpot_s
+    return has[inverse], ttft[inverse], tpot[inverse]
+
+
+def summarize(
+    records: Iterable[RequestRecord],
+    slo_classes: Mapping[str, SLOClass] | None = None,
+    *,
+    wall_s: float | None = None,
+    num_instances: int | None = None,
+) -> dict[str, Any]:
+    """Summarise per-request records into one JSON-ready dict (see ``docs/metrics.md``).
+
+    ``slo_classes`` maps class names to targets; a request whose class is missing uses the
+    ``"default"`` class, and without that has no target (it meets its SLO once finished).
+    ``wall_s`` is the real time the run took, reported as is. ``num_instances`` makes the
+    per-instance metrics cover instances ``0..num_instances-1`` including idle ones;
+    without it they cover ``0..max(instance)``.
+    """
+    c = _columns(records)
+    n = int(c["id"].size)
+    arrival, first_sched = c["arrival_s"], c["first_scheduled_s"]
+    first_tok, finish = c["first_token_s"], c["finish_s"]
+    prompt, out = c["prompt_tokens"], c["output_tokens"]
+
+    done = ~np.isnan(finish)
+    n_done = int(done.sum())
+    duration = float(finish[done].max() - arrival.min()) if n_done else NAN
+
+    # Per-request latencies; NaN where undefined, and only completed requests count.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ttft = np.where(done, first_tok - arrival, NAN)
+        e2e = np.where(done, finish - arrival, NAN)
+        queue = np.where(done, first_sched - arrival, NAN)
+        multi = out > 1
+        tpot = np.where(done & multi, (finish - first_tok) / np.maximum(out - 1, 1), NAN)
+        norm = np.where(done & (out > 0), e2e / np.maximum(out, 1), NAN)
+
+        has_slo, ttft_target, tpot_target = _slo_targets(c["slo_class"], slo_classes)
+        ttft_ok = ttft <= ttft_target
+        tpot_ok = ~multi | (tpot <= tpot_target)
+    met = done & (~has_slo | (ttft_ok & tpot_ok))
+    n_met = int(met.sum())
+
+    out_done = int(out[done].sum())
+    prompt_done = int(prompt[done].sum())
+    cached_done = int(c["cached_prompt_tokens"][done].sum())
+
+    summary: dict[str, Any] = {
+        "requests": n,
+        "completed": n_done,
+        "duration_s": duration,
+        "wall_s": NAN if wall_s is None else float(wall_s),
+        "ttft_s": dist_summary(ttft),
+        "tpot_s": dist_summary(tpot),
+        "e2e_s": dist_summary(e2e),
+        "queue_s": dist_summary(queue),
+        "norm_latency_s": dist_summary(norm),
+        "throughput_req_s": _per_second(n_done, duration),
+        "throughput_tok_s": _per_second(out_done, duration),
+        "input_tok_s": _per_second(prompt_done, duration),
+        "output_tok_s": _per_second(out_done, duration),
+        "goodput_req_s": _per_second(n_met, duration),
+        "slo_attainment": n_met / n if n else NAN,
+        "prefix_hit_rate": cached_done / prompt_done if prompt_done else NAN,
+        "preemptions": int(c["preemptions"].sum()),
+        "migrations": int(c["migrations"].sum()),
+    }
+
+    # Per SLO class.
+    per_class: dict[str, dict[str, Any]] = {}
+    classes = c["slo_class"]
+    for name in np.unique(classes).tolist():
+        m = classes == name
+        k = int(m.sum())
+        k_met = int(met[m].sum())
+        per_class[name] = {
+            "requests": k,
+            "attainment": k_met / k,
+            "goodput_req_s": _per_second(k_met, duration),
+            "ttft_p99": percentiles(ttft[m], (99,))["p99"],
+            "tpot_p99": percentiles(tpot[m], (99,))["p99"],
+        }
+    summary["per_class"] = per_class
+
+    # Per tenant.
+    per_tenant: dict[str, dict[str, Any]] = {}
+    tenants = c["tenant"]
+    tenant_means = []
+    for name in np.unique(tenants).tolist():
+        m = tenants == name
+        mean_norm = nanmean(norm[m])
+        tenant_means.append(mean_norm)
+        per_tenant[name] = {
+            "requests": int(m.sum()),
+            "output_tokens": int(out[m & done].sum()),
+            "mean_norm_latency_s": mean_norm,
+        }
+    summary["per_tenant"] = per_tenant
+    finite_means = [x for x in tenant_means if not math.isnan(x)]
+    summary["fairness_jain"] = jain_index(finite_means) if finite_means else NAN
+
+    # Per instance.
+    inst = c["instance"]
+    routed = inst >= 0
+    top = int(inst.max()) + 1 if routed.any() else 0
+    if num_instances is not None:
+        if top > num_instances:
+            raise ValueError(f"a record names instance {top - 1} but num_instances={num_instances}")
+        top = num_instances
+    req_per_inst = np.bincount(inst[routed], minlength=top)
+    served = routed & done
+    tok_per_inst = np.bincount(
+        inst[served], weights=(prompt[served] + out[served]).astype(np.float64), minlength=top
+    )
+    summary["per_instance_requests"] = [int(x) for x in req_per_inst]
+    summary["per_instance_tokens"] = [int(x) for x in tok_per_inst]
+    summary["load_cov"] = coefficient_of_variation(tok_per_inst) if top else NAN
+    return summary
+
+
+def _jsonable(x: Any) -> Any:
+    """Plain JSON types, NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple | np.ndarray):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, bool | np.bool_):
+        return bool(x)
+    if isinstance(x, int | np.integer):
+        return int(x)
+    if isinstance(x, float | np.floating):
+        f = float(x)
+        return f if math.isfinite(f) else None
+    return x
+
+
+def summary_to_json(summary: Mapping[str, Any]) -> str:
+    """Serialise a summary: sorted keys, 2-space indent, NaN -> ``null``, trailing newline.
+
+    The same summary always gives byte-identical text (floats are written with ``repr``).
+    """
+    return json.dumps(_jsonable(summary), sort_keys=True, indent=2, allow_nan=False) + "\n"

@@ -1,0 +1,1 @@
+"""Pure scheduling policies: routing (policies.routing) and engine-local (policies.engine)."""

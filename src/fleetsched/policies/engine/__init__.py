@@ -1,0 +1,33 @@
+"""Engine-local policies: waiting-queue order, admission and preemption victim choice.
+
+Each policy lives in its own module and is registered by name here. The engine calls them
+through the small protocols in :mod:`fleetsched.policies.engine.base`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fleetsched.errors import InputError
+from fleetsched.policies.engine.aggressive import AggressiveAdmission
+from fleetsched.policies.engine.base import AdmissionPolicy, PreemptionPolicy, WaitingQueue
+from fleetsched.policies.engine.fcfs import FCFSQueue
+from fleetsched.policies.engine.newest import NewestVictim
+
+ORDERING: dict[str, Callable[..., WaitingQueue]] = {"fcfs": FCFSQueue}
+ADMISSION: dict[str, Callable[..., AdmissionPolicy]] = {"aggressive": AggressiveAdmission}
+PREEMPTION: dict[str, Callable[..., PreemptionPolicy]] = {"newest": NewestVictim}
+
+
+def make(registry: dict[str, Callable[..., Any]], kind: str, name: str, params: dict) -> Any:
+    """Build a registered policy, with a clear error for unknown names or bad parameters."""
+    try:
+        factory = registry[name]
+    except KeyError:
+        known = ", ".join(sorted(registry))
+        raise InputError(f"unknown {kind} policy {name!r} (known: {known})") from None
+    try:
+        return factory(**params)
+    except TypeError as e:
+        raise InputError(f"bad parameters for {kind} policy {name!r}: {e}") from None

@@ -1,0 +1,27 @@
+"""The routing-policy contract.
+
+A router sees a read-only :class:`RequestView` and one :class:`InstanceView` per instance and
+returns the index of the chosen instance. ``needs_views`` says whether it reads load signals
+(when False, the runtime passes a static snapshot and saves building views); ``needs_prefix``
+asks the runtime to fill ``InstanceView.cached_prefix_tokens`` for the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from fleetsched.core.views import InstanceView, RequestView
+
+
+class RoutingPolicy(Protocol):
+    needs_views: bool
+    needs_prefix: bool
+
+    def route(self, req: RequestView, instances: Sequence[InstanceView]) -> int:
+        """Return the ``index`` of the chosen instance."""
+        ...
+
+    def on_finish(self, req: RequestView, index: int) -> None:
+        """The request routed to ``index`` finished (or was rejected)."""
+        ...
