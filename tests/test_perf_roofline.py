@@ -158,8 +158,10 @@ def test_kv_capacity_70b_needs_tp2_on_80gb() -> None:
     # Not even a 141 GiB H200 holds 131.4 GiB of weights at 0.9 utilisation (126.9 GiB) ...
     with pytest.raises(InputError, match="H200"):
         kv_capacity_blocks(get_gpu("H200"), L70B, tp=1)
-    # ... but a 192 GiB MI300X does: 172.8 - 131.4 - 2.4 GiB reserve = 39 GiB of KV.
-    assert kv_capacity_blocks(get_gpu("MI300X"), L70B, tp=1) == pytest.approx(7990, abs=10)
+    # ... but a 192 GiB MI300X does: 0.9 * 192 GiB = 185,542,587,187 B, minus 141,107,412,992 B
+    # of weights, minus 1 GiB + 8192 * 90,112 * 2 = 2,550,136,832 B of reserve, leaves
+    # 41,885,037,363 B; / (327,680 * 16 = 5,242,880 B) = 7,988.8 -> 7,988 blocks.
+    assert kv_capacity_blocks(get_gpu("MI300X"), L70B, tp=1) == 7988
 
 
 def test_kv_capacity_rejects_bad_options() -> None:
