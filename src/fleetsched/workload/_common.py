@@ -26,7 +26,7 @@ def open_text(path: Path) -> IO[str]:
     try:
         if path.suffix == ".gz":
             return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
-        return open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+        return open(path, encoding="utf-8-sig", newline="")
     except FileNotFoundError:
         raise InputError("no such file", str(path)) from None
     except IsADirectoryError:
@@ -115,7 +115,9 @@ def csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
 def parse_count(text: Any, column: str, path: Path, line: int) -> int:
     """Parse a non-negative integer token count (``"12"`` or ``"12.0"``)."""
     if isinstance(text, bool):
-        raise InputError(f"{column}: expected an integer token count, got {text!r}", at_line(path, line))
+        raise InputError(
+            f"{column}: expected an integer token count, got {text!r}", at_line(path, line)
+        )
     if isinstance(text, int):
         v = text
     else:
@@ -145,7 +147,9 @@ def parse_seconds(text: Any, column: str, path: Path, line: int) -> float:
     try:
         v = float(text)
     except (TypeError, ValueError):
-        raise InputError(f"{column}: expected a number, got {text!r}", at_line(path, line)) from None
+        raise InputError(
+            f"{column}: expected a number, got {text!r}", at_line(path, line)
+        ) from None
     if not math.isfinite(v):
         raise InputError(f"{column}: expected a finite number, got {text!r}", at_line(path, line))
     if v < 0:
@@ -165,9 +169,7 @@ def no_rows(path: Path, line: int) -> InputError:
     return InputError("no requests: the file has no data rows", at_line(path, line))
 
 
-def make_request(
-    i: int, arrival_s: float, prompt: int, output: int, **kw: Any
-) -> Request:
+def make_request(i: int, arrival_s: float, prompt: int, output: int, **kw: Any) -> Request:
     """Build a request from a foreign trace row, clamping zero lengths to 1 token.
 
     Every fleetsched request has at least one prompt and one output token (an engine always

@@ -75,7 +75,8 @@ def _rows(path: Path, cols: dict[str, int]) -> Iterator[Request]:
             day, sod = parse_wallclock(ts, days)
         except ValueError:
             raise InputError(
-                f"TIMESTAMP: expected 'YYYY-MM-DD HH:MM:SS.fffffff', got {ts!r}", at_line(path, line)
+                f"TIMESTAMP: expected 'YYYY-MM-DD HH:MM:SS.fffffff', got {ts!r}",
+                at_line(path, line),
             ) from None
         if i == 0:
             day0, sod0 = day, sod

@@ -90,4 +90,3 @@ def load_trace(
     if loader is None:
         raise InputError(f"unknown trace format {format!r}; choose one of {', '.join(FORMATS)}")
     return loader(Path(path), generated_rate, seed)
-

@@ -88,9 +88,7 @@ def _rows(path: Path) -> Iterator[Request]:
             full = ids[: il // bt]
             for x in full:
                 if type(x) is not int:
-                    raise InputError(
-                        f"hash_ids: expected integers, got {x!r}", at_line(path, line)
-                    )
+                    raise InputError(f"hash_ids: expected integers, got {x!r}", at_line(path, line))
             yield make_request(
                 i, ts / 1000.0, il, ol, block_hashes=chain_hashes(full), hash_block_tokens=bt
             )

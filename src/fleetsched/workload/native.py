@@ -77,7 +77,7 @@ def request_to_dict(r: Request) -> dict[str, Any]:
 def _open_write(path: Path, gz: bool) -> IO[str]:
     if gz:
         return gzip.open(path, "wt", encoding="utf-8")
-    return open(path, "w", encoding="utf-8")  # noqa: SIM115
+    return open(path, "w", encoding="utf-8")
 
 
 def write_jsonl(requests: Iterable[Request], path: PathLike) -> int:

@@ -84,7 +84,9 @@ def trace_stats(stream: Iterable[Request]) -> dict[str, Any]:
         "prompt_tokens": prompt,
         "output_tokens": _lengths(outputs),
         "prefix_sharing_ratio": shared_tokens / prompt["total"] if hashed else None,
-        "hash_block_tokens": sorted(block_sizes) if len(block_sizes) > 1 else next(iter(block_sizes), None),
+        "hash_block_tokens": sorted(block_sizes)
+        if len(block_sizes) > 1
+        else next(iter(block_sizes), None),
         "tenants": len(tenants),
         "models": len(models),
         "slo_classes": len(slo_classes),

@@ -50,7 +50,7 @@ class _Draws:
         self._buf: list = []
         self._i = 0
 
-    def __call__(self):  # noqa: ANN204 - float or int depending on fn
+    def __call__(self):
         i = self._i
         if i >= len(self._buf):
             self._buf = self._fn(_CHUNK).tolist()

@@ -45,7 +45,9 @@ def load_vidur(path: PathLike, *, generated_rate: float = 4.0, seed: int = 0) ->
     if all(c in names for c in LENGTH_COLUMNS):
         if not generated_rate > 0:
             raise InputError(f"generated_rate must be > 0, got {generated_rate}")
-        return _length_rows(p, column_indices(names, LENGTH_COLUMNS, "Vidur", p), generated_rate, seed)
+        return _length_rows(
+            p, column_indices(names, LENGTH_COLUMNS, "Vidur", p), generated_rate, seed
+        )
     raise InputError(
         f"missing columns: a Vidur trace needs the header '{','.join(COLUMNS)}' or "
         f"'{','.join(LENGTH_HEADER)}' (found '{','.join(names)}')",
@@ -75,9 +77,7 @@ def _rows(path: Path, cols: dict[str, int]) -> Iterator[Request]:
         raise no_rows(path, line + 1)
 
 
-def _length_rows(
-    path: Path, cols: dict[str, int], rate: float, seed: int
-) -> Iterator[Request]:
+def _length_rows(path: Path, cols: dict[str, int], rate: float, seed: int) -> Iterator[Request]:
     from fleetsched.workload.synthetic import arrival_times
 
     ip, io = cols["num_prefill_tokens"], cols["num_decode_tokens"]

@@ -1,0 +1,72 @@
+"""Scenario loading and command-line overrides shared by simulate, compare and sweep."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from fleetsched.core.config import PolicyRef, Scenario, load_scenario, parse_scenario
+from fleetsched.errors import InputError
+
+
+def default_scenario() -> Scenario:
+    text = resources.files("fleetsched.data").joinpath("default_scenario.yaml").read_text()
+    return parse_scenario(text, "<default scenario>")
+
+
+def resolve_scenario(
+    scenario: Path | None,
+    *,
+    trace: Path | None = None,
+    trace_format: str = "auto",
+    instances: int | None = None,
+    gpu: str | None = None,
+    model: str | None = None,
+    tp: int | None = None,
+    router: str | None = None,
+    admission: str | None = None,
+    ordering: str | None = None,
+    preemption: str | None = None,
+    rate_scale: float | None = None,
+    requests: int | None = None,
+    seed: int | None = None,
+) -> Scenario:
+    """The scenario file (or the embedded default) with command-line overrides applied."""
+    s = load_scenario(scenario) if scenario is not None else default_scenario()
+    wl = s.workload
+    if trace is not None:
+        if not trace.exists():
+            raise InputError("no such trace file", str(trace))
+        wl = wl.model_copy(update={"trace": str(trace), "format": trace_format,
+                                   "synthetic": None})
+    tf = wl.transforms
+    if rate_scale is not None:
+        if rate_scale <= 0:
+            raise InputError("--rate-scale must be > 0")
+        tf = tf.model_copy(update={"rate_scale": rate_scale})
+    if requests is not None:
+        if requests < 1:
+            raise InputError("--requests must be >= 1")
+        tf = tf.model_copy(update={"first_n": requests})
+    wl = wl.model_copy(update={"transforms": tf})
+    cluster = list(s.cluster)
+    group_updates = {k: v for k, v in (("gpu", gpu), ("model", model), ("tp", tp)) if v is not None}
+    if instances is not None:
+        if instances < 1:
+            raise InputError("--instances must be >= 1")
+        if len(cluster) != 1:
+            raise InputError("--instances applies to a cluster of one group; edit the scenario")
+        group_updates["count"] = instances
+    if tp is not None and tp < 1:
+        raise InputError("--tp must be >= 1")
+    cluster = [g.model_copy(update=group_updates) for g in cluster]
+    pol = s.policies
+    for field, name in (("router", router), ("admission", admission), ("ordering", ordering),
+                        ("preemption", preemption)):
+        if name is not None:
+            pol = pol.model_copy(update={field: PolicyRef(name=name)})
+    update: dict[str, object] = {"workload": wl, "cluster": cluster, "policies": pol}
+    if seed is not None:
+        update["seed"] = seed
+    # Re-validate the whole scenario so overrides get the same checks as the file.
+    return Scenario.model_validate(s.model_copy(update=update).model_dump())
