@@ -44,3 +44,15 @@ def test_check_detects_leak() -> None:
     kv.check({}, 2)
     with pytest.raises(AssertionError):
         kv.check({}, 1)
+
+
+def test_insert_run_stops_at_first_cached_key() -> None:
+    kv = KVCache(10)
+    kv.allocate(3)
+    assert kv.insert_run([1, 2, 3]) == 3
+    kv.allocate(3)
+    assert kv.insert_run([4, 2, 5]) == 1  # 2 is cached already: it and 5 stay private
+    assert set(kv.refs) == {1, 2, 3, 4}
+    kv.release([1, 2, 3], 0)
+    kv.release([4], 2)
+    assert kv.used == 0 and list(kv.lru) == [3, 2, 1, 4]

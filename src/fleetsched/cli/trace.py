@@ -190,13 +190,15 @@ def load_synthetic_config(path: Path) -> SyntheticConfig:
 
 _OPTION_OF = {
     "num_requests": "--requests",
-    "arrival": "--arrival/--rate/--cv",
-    "prompt": "--prompt-mean",
-    "output": "--output-mean",
-    "sessions": "--turns/--think-time",
+    "arrival.rate": "--rate",
+    "arrival.kind": "--arrival",
+    "arrival.cv": "--cv",
+    "prompt.mean": "--prompt-mean",
+    "output.mean": "--output-mean",
+    "sessions.turns_mean": "--turns",
+    "sessions.think_time_s": "--think-time",
     "system_prompt_tokens": "--system-prompt-tokens",
     "num_system_prompts": "--system-prompts",
-    "tenants": "--tenants",
 }
 
 
@@ -246,9 +248,8 @@ def synthetic_config(
         return SyntheticConfig.model_validate(d)
     except ValidationError as e:
         err = e.errors()[0]
-        loc = [str(p) for p in err["loc"]]
-        opt = _OPTION_OF.get(loc[0], loc[0]) if loc else "options"
-        raise InputError(f"{'.'.join(loc)}: {err['msg']}", opt) from None
+        path = ".".join(str(p) for p in err["loc"])
+        raise InputError(f"{err['msg']} ({path})", _OPTION_OF.get(path, "options")) from None
 
 
 def _with_progress(stream: Iterable[Request], total: int | None, label: str) -> Iterator[Request]:

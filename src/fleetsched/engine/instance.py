@@ -79,7 +79,7 @@ class Instance:
         admission: AdmissionPolicy | None = None,
         preemption: PreemptionPolicy | None = None,
         fast_forward: bool = True,
-        max_run_steps: int = 4096,
+        max_run_steps: int = 512,
         on_finish: Callable[[Seq, float], None] | None = None,
     ) -> None:
         cfg = engine or EngineConfig()
@@ -388,9 +388,10 @@ class Instance:
             full_before = seq.computed // self.bt
             full_after = min((seq.computed + chunk) // self.bt, len(keys))
             held = seq.held
-            for i in range(max(full_before, len(held)), full_after):
-                if len(held) == i and self.kv.try_insert(keys[i]):
-                    held.append(keys[i])
+            if len(held) >= full_before and full_after > len(held):
+                # Cache the blocks this chunk fills, while they extend the cached chain.
+                new = keys[len(held):full_after]
+                held.extend(new[: self.kv.insert_run(new)])
         seq.blocks += nb
         seq.chunk = chunk
 

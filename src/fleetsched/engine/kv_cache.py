@@ -71,14 +71,29 @@ class KVCache:
         self.refs[key] = 1
         return True
 
+    def insert_run(self, keys: list[int]) -> int:
+        """Register freshly allocated blocks as cached, in order, up to the first key already
+        cached (that block and the rest stay private). Returns how many were registered."""
+        refs = self.refs
+        if refs.keys().isdisjoint(keys):
+            refs.update(dict.fromkeys(keys, 1))
+            return len(keys)
+        n = 0
+        for k in keys:
+            if k in refs:
+                break
+            refs[k] = 1
+            n += 1
+        return n
+
     def release(self, keys: list[int], private: int) -> None:
         """Drop a request's blocks: its cached ones (reverse order) and ``private`` others."""
-        refs, lru = self.refs, self.lru
-        for k in reversed(keys):
-            r = refs[k] - 1
-            refs[k] = r
-            if r == 0:
-                lru[k] = None
+        if keys:
+            refs = self.refs
+            rev = keys[::-1]
+            left = [refs[k] - 1 for k in rev]
+            refs.update(zip(rev, left))
+            self.lru.update(dict.fromkeys([k for k, r in zip(rev, left) if r == 0]))
         self.empty += private
 
     def check(self, referenced: dict[int, int], private_total: int) -> None:

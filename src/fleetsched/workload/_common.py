@@ -42,9 +42,23 @@ def lines(f: IO[str], path: Path) -> Iterator[str]:
         for n, line in enumerate(f, 1):  # noqa: B007 - n is read in the except clause
             yield line
     except UnicodeDecodeError as e:
-        raise InputError(f"not UTF-8 text ({e.reason})", at_line(path, n + 1)) from None
+        # Text files decode in chunks, so find the offending line by scanning the bytes.
+        raise InputError(
+            f"not UTF-8 text ({e.reason})", at_line(path, _bad_utf8_line(path))
+        ) from None
     except (OSError, EOFError) as e:
         raise InputError(f"cannot read trace: {e}", at_line(path, n + 1)) from None
+
+
+def _bad_utf8_line(path: Path) -> int:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return n
+    return 1  # pragma: no cover - the decoder failed on a multi-line sequence
 
 
 def check_not_empty(path: Path) -> None:

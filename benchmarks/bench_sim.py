@@ -1,0 +1,110 @@
+"""Simulator speed: 16 x H100 Llama-3.1-8B, synthetic chat (mean 1,000 in / 250 out tokens).
+
+Prints simulated seconds per wall second and requests per wall second for 10k and 100k
+requests (and 1M with --million), peak RSS of each run (each in its own process), and decode
+fast-forward on vs off on the same workload (the baseline, run in this same invocation).
+
+    python benchmarks/bench_sim.py [--million] [--rate 160]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+from fleetsched.core.config import (
+    ArrivalConfig,
+    InstanceGroup,
+    LengthConfig,
+    Scenario,
+    SyntheticConfig,
+    WorkloadConfig,
+)
+from fleetsched.sim.run import simulate
+
+
+def scenario(n: int, rate: float) -> Scenario:
+    syn = SyntheticConfig(
+        num_requests=n,
+        arrival=ArrivalConfig(kind="poisson", rate=rate),
+        prompt=LengthConfig(kind="lognormal", mean=1000, sigma=0.7, max=16384),
+        output=LengthConfig(kind="lognormal", mean=250, sigma=0.7, max=4096),
+        system_prompt_tokens=200,
+        num_system_prompts=8,
+    )
+    return Scenario(
+        name="bench",
+        workload=WorkloadConfig(synthetic=syn),
+        cluster=[InstanceGroup(gpu="H100-SXM", model="Llama-3.1-8B", count=16)],
+    )
+
+
+def one(n: int, rate: float, ff: bool) -> dict:
+    t0 = time.perf_counter()
+    res = simulate(scenario(n, rate), fast_forward=ff)
+    wall = time.perf_counter() - t0
+    s = res.summary
+    return {
+        "requests": n,
+        "fast_forward": ff,
+        "wall_s": wall,
+        "sim_s": s["duration_s"],
+        "completed": s["completed"],
+        "steps": s["engine_steps"],
+        "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "ttft_p99": s["ttft_s"]["p99"],
+    }
+
+
+def in_subprocess(n: int, rate: float, ff: bool) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", str(n), "--rate", str(rate)]
+        + ([] if ff else ["--no-ff"]),
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rate", type=float, default=160.0, help="arrivals per second")
+    ap.add_argument("--million", action="store_true", help="also run 1M requests")
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--no-ff", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.one:
+        print(json.dumps(one(a.one, a.rate, not a.no_ff)))
+        return
+    sizes = [10_000, 100_000] + ([1_000_000] if a.million else [])
+    print(f"simulator: 16 x H100-SXM / Llama-3.1-8B, Poisson {a.rate:g} req/s, "
+          "lognormal prompts (mean 1000) and outputs (mean 250)")
+    print(f"{'requests':>9} {'ff':>3} {'wall s':>8} {'sim s':>8} {'sim s/wall s':>12} "
+          f"{'req/wall s':>10} {'steps':>10} {'RSS MiB':>8}")
+    rows = []
+    for n in sizes:
+        r = in_subprocess(n, a.rate, True)
+        rows.append(r)
+        print(f"{n:>9} {'on':>3} {r['wall_s']:>8.2f} {r['sim_s']:>8.1f} "
+              f"{r['sim_s'] / r['wall_s']:>12.1f} {n / r['wall_s']:>10.0f} {r['steps']:>10} "
+              f"{r['rss_mib']:>8.0f}")
+        assert r["completed"] == n, "every request must complete"
+    base = in_subprocess(10_000, a.rate, False)
+    print(f"{10_000:>9} {'off':>3} {base['wall_s']:>8.2f} {base['sim_s']:>8.1f} "
+          f"{base['sim_s'] / base['wall_s']:>12.1f} {10_000 / base['wall_s']:>10.0f} "
+          f"{base['steps']:>10} {base['rss_mib']:>8.0f}")
+    print(f"fast-forward speed-up at 10k requests: {base['wall_s'] / rows[0]['wall_s']:.1f}x "
+          f"(identical results: steps {rows[0]['steps']} vs {base['steps']})")
+    per = [r["wall_s"] / r["requests"] * 1e6 for r in rows]
+    print("wall per request (us): " + ", ".join(f"{r['requests']}: {p:.0f}"
+                                                for r, p in zip(rows, per, strict=True)))
+    if os.environ.get("CI"):
+        return
+
+
+if __name__ == "__main__":
+    main()
