@@ -110,3 +110,22 @@ def test_request_that_can_never_fit_is_rejected() -> None:
     recs, insts = run([Request(0, 0.0, 1000, 100), Request(1, 0.0, 10, 5)], blocks=20)
     assert math.isnan(recs[0].finish_s) and recs[1].generated_tokens == 5
     assert insts[0].stats.rejected == 1
+
+
+@pytest.mark.parametrize("mode", ["recompute", "swap"])
+def test_preempted_request_resumes_where_it_stopped(mode: str) -> None:
+    # Three requests grow until the newest is preempted; whatever happens, a request produces
+    # exactly its output tokens, and the recompute re-prefills prompt + generated tokens.
+    reqs = [Request(i, 0.0, 40, 60) for i in range(3)]
+    recs, insts = run(reqs, blocks=14, max_num_seqs=8, max_num_batched_tokens=256,
+                      preemption_mode=mode)
+    inst = insts[0]
+    assert recs[2].preemptions >= 1
+    # Decode steps each request took part in: output - 1 per request plus nothing else, so the
+    # engine's total output service equals the sum of outputs.
+    assert inst.tenant_service("default")[1] == 3 * 60
+    if mode == "recompute":
+        # Every victim here is decoding (prompts fit one step), so its re-prefill computes the
+        # KV it threw away plus its last sampled token, whose KV was never computed.
+        st = inst.stats
+        assert inst.tenant_service("default")[0] == 3 * 40 + st.recomputed_tokens + st.preemptions

@@ -91,35 +91,75 @@ def test_wrong_columns_name_the_expected_header(tmp_path: Path) -> None:
 
 
 def test_wrong_field_count(tmp_path: Path) -> None:
-    p = _write(tmp_path, "az.csv", AZ_HEADER + "2023-01-01 00:00:00.0,1,1\n2023-01-01 00:00:01.0,5\n")
-    assert str(_error(p)) == (
-        f"{p}:3: expected 3 comma-separated fields like the header, got 2"
+    p = _write(
+        tmp_path, "az.csv", AZ_HEADER + "2023-01-01 00:00:00.0,1,1\n2023-01-01 00:00:01.0,5\n"
     )
+    assert str(_error(p)) == (f"{p}:3: expected 3 comma-separated fields like the header, got 2")
 
 
 @pytest.mark.parametrize(
     ("name", "text", "line", "problem"),
     [
-        ("az.csv", AZ_HEADER + "2023-01-01 00:00:00.0,12,3\n2023-01-01 00:00:01.0,abc,3\n", 3,
-         "ContextTokens: expected an integer token count, got 'abc'"),
-        ("az.csv", AZ_HEADER + "2023-01-01 00:00:00.0,12,3.5\n", 2,
-         "GeneratedTokens: expected an integer token count, got '3.5'"),
-        ("az.csv", AZ_HEADER + "yesterday,12,3\n", 2,
-         "TIMESTAMP: expected 'YYYY-MM-DD HH:MM:SS.fffffff', got 'yesterday'"),
-        ("v.csv", "arrived_at,num_prefill_tokens,num_decode_tokens\nsoon,1,1\n", 2,
-         "arrived_at: expected a number, got 'soon'"),
-        ("v.csv", "arrived_at,num_prefill_tokens,num_decode_tokens\nnan,1,1\n", 2,
-         "arrived_at: expected a finite number, got 'nan'"),
-        ("m.jsonl", MC.format(t=0, i=5, o=1) + MC.format(t='"x"', i=5, o=1), 2,
-         "timestamp: expected a number, got 'x'"),
-        ("m.jsonl", MC.format(t=0, i="null", o=1), 1,
-         "input_length: expected an integer token count, got None"),
-        ("n.jsonl", '{"id": 0, "arrival_s": "0", "prompt_tokens": 5, "output_tokens": 1}\n', 1,
-         "arrival_s: expected a number of seconds, got '0'"),
-        ("n.jsonl", '{"id": 0, "arrival_s": 0, "prompt_tokens": 5, "output_tokens": true}\n', 1,
-         "output_tokens: expected an integer, got True"),
-        ("n.jsonl", NATIVE_OK.replace('"id": 0', '"id": 0, "block_hashes": [1, "a"]'), 1,
-         "block_hashes: expected a list of integers, got [1, 'a']"),
+        (
+            "az.csv",
+            AZ_HEADER + "2023-01-01 00:00:00.0,12,3\n2023-01-01 00:00:01.0,abc,3\n",
+            3,
+            "ContextTokens: expected an integer token count, got 'abc'",
+        ),
+        (
+            "az.csv",
+            AZ_HEADER + "2023-01-01 00:00:00.0,12,3.5\n",
+            2,
+            "GeneratedTokens: expected an integer token count, got '3.5'",
+        ),
+        (
+            "az.csv",
+            AZ_HEADER + "yesterday,12,3\n",
+            2,
+            "TIMESTAMP: expected 'YYYY-MM-DD HH:MM:SS.fffffff', got 'yesterday'",
+        ),
+        (
+            "v.csv",
+            "arrived_at,num_prefill_tokens,num_decode_tokens\nsoon,1,1\n",
+            2,
+            "arrived_at: expected a number, got 'soon'",
+        ),
+        (
+            "v.csv",
+            "arrived_at,num_prefill_tokens,num_decode_tokens\nnan,1,1\n",
+            2,
+            "arrived_at: expected a finite number, got 'nan'",
+        ),
+        (
+            "m.jsonl",
+            MC.format(t=0, i=5, o=1) + MC.format(t='"x"', i=5, o=1),
+            2,
+            "timestamp: expected a number, got 'x'",
+        ),
+        (
+            "m.jsonl",
+            MC.format(t=0, i="null", o=1),
+            1,
+            "input_length: expected an integer token count, got None",
+        ),
+        (
+            "n.jsonl",
+            '{"id": 0, "arrival_s": "0", "prompt_tokens": 5, "output_tokens": 1}\n',
+            1,
+            "arrival_s: expected a number of seconds, got '0'",
+        ),
+        (
+            "n.jsonl",
+            '{"id": 0, "arrival_s": 0, "prompt_tokens": 5, "output_tokens": true}\n',
+            1,
+            "output_tokens: expected an integer, got True",
+        ),
+        (
+            "n.jsonl",
+            NATIVE_OK.replace('"id": 0', '"id": 0, "block_hashes": [1, "a"]'),
+            1,
+            "block_hashes: expected a list of integers, got [1, 'a']",
+        ),
     ],
 )
 def test_non_numeric_values(tmp_path: Path, name: str, text: str, line: int, problem: str) -> None:
@@ -130,16 +170,37 @@ def test_non_numeric_values(tmp_path: Path, name: str, text: str, line: int, pro
 @pytest.mark.parametrize(
     ("name", "text", "line", "problem"),
     [
-        ("az.csv", AZ_HEADER + "2023-01-01 00:00:00.0,-12,3\n", 2, "ContextTokens: negative value '-12'"),
-        ("v.csv", "arrived_at,num_prefill_tokens,num_decode_tokens\n0,1,1\n-2,1,1\n", 3,
-         "arrived_at: negative value '-2'"),
-        ("b.csv", "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
-         "1,m,5,-1,4,x\n", 2, "Response tokens: negative value '-1'"),
+        (
+            "az.csv",
+            AZ_HEADER + "2023-01-01 00:00:00.0,-12,3\n",
+            2,
+            "ContextTokens: negative value '-12'",
+        ),
+        (
+            "v.csv",
+            "arrived_at,num_prefill_tokens,num_decode_tokens\n0,1,1\n-2,1,1\n",
+            3,
+            "arrived_at: negative value '-2'",
+        ),
+        (
+            "b.csv",
+            "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n1,m,5,-1,4,x\n",
+            2,
+            "Response tokens: negative value '-1'",
+        ),
         ("m.jsonl", MC.format(t=0, i=5, o=-4), 1, "output_length: negative value -4"),
-        ("n.jsonl", NATIVE_OK.replace('"prompt_tokens": 10', '"prompt_tokens": -1'), 1,
-         "prompt_tokens: negative value -1"),
-        ("n.jsonl", NATIVE_OK.replace('"output_tokens": 2', '"output_tokens": 0'), 1,
-         "output_tokens: must be at least 1, got 0"),
+        (
+            "n.jsonl",
+            NATIVE_OK.replace('"prompt_tokens": 10', '"prompt_tokens": -1'),
+            1,
+            "prompt_tokens: negative value -1",
+        ),
+        (
+            "n.jsonl",
+            NATIVE_OK.replace('"output_tokens": 2', '"output_tokens": 0'),
+            1,
+            "output_tokens: must be at least 1, got 0",
+        ),
     ],
 )
 def test_negative_values(tmp_path: Path, name: str, text: str, line: int, problem: str) -> None:
@@ -152,8 +213,12 @@ def test_negative_values(tmp_path: Path, name: str, text: str, line: int, proble
     [
         ("az.csv", AZ_HEADER + "2023-01-01 00:00:05.0,1,1\n2023-01-01 00:00:04.9,1,1\n", 3),
         ("v.csv", "arrived_at,num_prefill_tokens,num_decode_tokens\n3,1,1\n3,1,1\n2.5,1,1\n", 4),
-        ("b.csv", "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
-         "9,m,1,1,2,x\n8,m,1,1,2,x\n", 3),
+        (
+            "b.csv",
+            "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+            "9,m,1,1,2,x\n8,m,1,1,2,x\n",
+            3,
+        ),
         ("m.jsonl", MC.format(t=100, i=5, o=1) + MC.format(t=99, i=5, o=1), 2),
         ("n.jsonl", NATIVE_OK + NATIVE_OK.replace("0.5", "0.25"), 2),
     ],
@@ -168,8 +233,10 @@ def test_backwards_timestamps(tmp_path: Path, name: str, text: str, line: int) -
 def test_backwards_message_shows_both_times(tmp_path: Path) -> None:
     text = AZ_HEADER + "2023-01-01 00:00:05.0,1,1\n2023-01-01 00:00:04.9,1,1\n"
     p = _write(tmp_path, "az.csv", text)
-    assert "TIMESTAMP 2023-01-01 00:00:04.9 is earlier than the previous row's " \
+    assert (
+        "TIMESTAMP 2023-01-01 00:00:04.9 is earlier than the previous row's "
         "2023-01-01 00:00:05.0" in str(_error(p))
+    )
 
 
 @pytest.mark.parametrize("fmt", ["mooncake", "native"])

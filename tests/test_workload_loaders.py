@@ -6,7 +6,7 @@ import csv
 import gzip
 import json
 import math
-from itertools import islice
+from itertools import islice, pairwise
 from pathlib import Path
 
 import pytest
@@ -53,7 +53,7 @@ def test_public_trace_rows_and_invariants(rel: str, fmt: str, rows: int) -> None
     assert [r.id for r in reqs] == list(range(rows))
     times = [r.arrival_s for r in reqs]
     assert times[0] >= 0
-    assert all(a <= b for a, b in zip(times, times[1:], strict=False))
+    assert all(a <= b for a, b in pairwise(times))
     assert all(r.prompt_tokens >= 1 and r.output_tokens >= 1 for r in reqs)
     # An explicit format gives the same stream as auto-detection.
     first = next(load_trace(path, fmt))
@@ -158,7 +158,7 @@ def test_azure_small_file_with_crlf_bom_and_blank_lines(tmp_path: Path) -> None:
 
 def test_parse_wallclock_fractions_and_zones() -> None:
     days: dict[str, int] = {}
-    d0, s0 = parse_wallclock("2023-11-16 18:15:46.6805900", days)
+    _d0, s0 = parse_wallclock("2023-11-16 18:15:46.6805900", days)
     assert s0 == pytest.approx(18 * 3600 + 15 * 60 + 46.68059)
     _, s1 = parse_wallclock("2023-11-16T18:15:46", days)
     assert s1 == 18 * 3600 + 15 * 60 + 46

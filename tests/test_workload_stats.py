@@ -18,10 +18,25 @@ def test_stats_by_hand() -> None:
     a = chain_hashes([1, 2, 3])
     b = chain_hashes([1, 2, 9])  # shares 2 blocks with a
     reqs = [
-        Request(id=0, arrival_s=1.0, prompt_tokens=50, output_tokens=10, block_hashes=a,
-                tenant="x", session_id="s1"),
-        Request(id=1, arrival_s=3.0, prompt_tokens=60, output_tokens=20, block_hashes=b,
-                tenant="y", session_id="s1", model="m"),
+        Request(
+            id=0,
+            arrival_s=1.0,
+            prompt_tokens=50,
+            output_tokens=10,
+            block_hashes=a,
+            tenant="x",
+            session_id="s1",
+        ),
+        Request(
+            id=1,
+            arrival_s=3.0,
+            prompt_tokens=60,
+            output_tokens=20,
+            block_hashes=b,
+            tenant="y",
+            session_id="s1",
+            model="m",
+        ),
         Request(id=2, arrival_s=5.0, prompt_tokens=10, output_tokens=30, tenant="x"),
     ]
     s = trace_stats(iter(reqs))

@@ -6,7 +6,7 @@ import math
 import time
 import tracemalloc
 from collections import Counter, defaultdict
-from itertools import islice
+from itertools import islice, pairwise
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ def _gaps(times: list[float]) -> np.ndarray:
 @FAST
 @given(rate=st.floats(0.05, 2000), seed=SEEDS)
 def test_poisson_rate_and_cv(rate: float, seed: int) -> None:
-    n = 20_000
+    n = 10_000
     times = [r.arrival_s for r in generate(_cfg(n, ArrivalConfig(rate=rate)), seed)]
     gaps = _gaps(times)
     # Mean gap of n-1 exponential gaps has standard error (1/rate)/sqrt(n-1): allow 5 sigma.
@@ -52,8 +52,10 @@ def test_poisson_rate_and_cv(rate: float, seed: int) -> None:
 @FAST
 @given(rate=st.floats(0.05, 2000), cv=st.floats(0.2, 3.0), seed=SEEDS)
 def test_gamma_rate_and_cv(rate: float, cv: float, seed: int) -> None:
-    n = 20_000
-    times = [r.arrival_s for r in generate(_cfg(n, ArrivalConfig(kind="gamma", rate=rate, cv=cv)), seed)]
+    n = 10_000
+    times = [
+        r.arrival_s for r in generate(_cfg(n, ArrivalConfig(kind="gamma", rate=rate, cv=cv)), seed)
+    ]
     gaps = _gaps(times)
     m = len(gaps)
     assert abs(gaps.mean() * rate - 1) < 5 * cv / math.sqrt(m)
@@ -80,7 +82,7 @@ def test_bursty_keeps_mean_rate_and_is_burstier_than_poisson() -> None:
 @FAST
 @given(mean=st.floats(20, 3000), sigma=st.floats(0.05, 1.2), seed=SEEDS)
 def test_lognormal_lengths_hold_their_mean(mean: float, sigma: float, seed: int) -> None:
-    n = 20_000
+    n = 10_000
     rng = np.random.Generator(np.random.PCG64(seed))
     cfg = LengthConfig(kind="lognormal", mean=mean, sigma=sigma, max=10**9)
     x = length_sampler(cfg, rng)(n)
@@ -92,7 +94,7 @@ def test_lognormal_lengths_hold_their_mean(mean: float, sigma: float, seed: int)
 @FAST
 @given(low=st.integers(1, 5000), width=st.integers(0, 5000), seed=SEEDS)
 def test_uniform_lengths_hold_their_mean_and_bounds(low: int, width: int, seed: int) -> None:
-    n = 20_000
+    n = 10_000
     high = low + width
     rng = np.random.Generator(np.random.PCG64(seed))
     x = length_sampler(LengthConfig(kind="uniform", low=low, high=high, max=10**9), rng)(n)
@@ -180,7 +182,7 @@ def test_sessions_later_turns_extend_earlier_prefix(seed: int) -> None:
     assert multi
     for turns in by_session.values():
         assert len({(t.tenant, t.priority, t.slo_class) for t in turns}) == 1
-        for prev, nxt in zip(turns, turns[1:], strict=False):
+        for prev, nxt in pairwise(turns):
             assert nxt.arrival_s >= prev.arrival_s
             # prompt_{k+1} = prompt_k + output_k + a new message (>= 1 token)
             assert nxt.prompt_tokens >= prev.prompt_tokens + prev.output_tokens + 1
@@ -274,7 +276,7 @@ def test_arrival_times_first_is_zero_and_nondecreasing() -> None:
     for kind in ("poisson", "gamma", "bursty"):
         rng = np.random.Generator(np.random.PCG64(3))
         t = list(islice(arrival_times(ArrivalConfig(kind=kind, rate=5, cv=2), rng), 5000))
-        assert t[0] == 0.0 and all(a <= b for a, b in zip(t, t[1:], strict=False))
+        assert t[0] == 0.0 and all(a <= b for a, b in pairwise(t))
 
 
 def test_negative_seed_is_an_input_error() -> None:

@@ -17,8 +17,13 @@ from fleetsched.workload import apply_transforms, build_workload, generate, writ
 
 def _reqs(times: list[float], deadline: float | None = None) -> list[Request]:
     return [
-        Request(id=100 + i, arrival_s=t, prompt_tokens=10 + i, output_tokens=1,
-                deadline_s=None if deadline is None else t + deadline)
+        Request(
+            id=100 + i,
+            arrival_s=t,
+            prompt_tokens=10 + i,
+            output_tokens=1,
+            deadline_s=None if deadline is None else t + deadline,
+        )
         for i, t in enumerate(times)
     ]
 
@@ -106,8 +111,10 @@ def test_build_workload_from_trace_and_synthetic(tmp_path: Path) -> None:
 
 def test_build_workload_length_only_trace_uses_generated_rate(tmp_path: Path) -> None:
     p = tmp_path / "s.csv"
-    p.write_text("num_prefill_tokens,num_decode_tokens,num_total_tokens,pd_ratio\n"
-                 + "".join(f"{10 + i},{5},{15 + i},2.0\n" for i in range(2000)))
+    p.write_text(
+        "num_prefill_tokens,num_decode_tokens,num_total_tokens,pd_ratio\n"
+        + "".join(f"{10 + i},{5},{15 + i},2.0\n" for i in range(2000))
+    )
     out = list(build_workload(WorkloadConfig(trace=str(p), generated_rate=50.0), seed=0))
     assert len(out) == 2000
     assert abs((len(out) - 1) / out[-1].arrival_s / 50 - 1) < 5 / math.sqrt(1999)

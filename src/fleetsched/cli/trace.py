@@ -259,7 +259,8 @@ def _with_progress(stream: Iterable[Request], total: int | None, label: str) -> 
     else:
         columns += [TextColumn("{task.completed:,} requests")]
     columns.append(TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    live = err_console.is_terminal
+    with Progress(*columns, console=err_console, transient=True, disable=not live) as progress:
         task = progress.add_task(label, total=total)
         n = 0
         for n, r in enumerate(stream, 1):

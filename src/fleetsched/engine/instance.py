@@ -102,6 +102,20 @@ class Instance:
         self.on_finish = on_finish
         self.healthy = True
         self.stats = EngineStats()
+        # Per-tenant service (VTC-style fair sharing reads it): prompt tokens computed and
+        # output tokens generated; decoders' share is derived lazily from dstep.
+        self._svc_prompt: dict[str, int] = {}
+        self._svc_out: dict[str, int] = {}
+        self._dec_n: dict[str, int] = {}
+        self._dec_entry: dict[str, int] = {}
+        self._step_allocated = False
+        policies = (self.waiting, self.admission, self.preemption)
+        for p in policies:
+            bind = getattr(p, "bind", None)
+            if bind is not None:
+                bind(self)
+        self._finish_hooks = [p.on_finish for p in policies if hasattr(p, "on_finish")]
+        self._victim_for_admission = getattr(self.preemption, "victim_for_admission", None)
 
         self.running: dict[int, Seq] = {}  # admission order, oldest first
         self.prefilling: dict[int, Seq] = {}  # running requests still in prefill
@@ -233,8 +247,11 @@ class Instance:
             if seq.state != PREFILL:
                 continue
             seq.computed += chunk
+            t = seq.req.tenant
+            self._svc_prompt[t] = self._svc_prompt.get(t, 0) + chunk
             if seq.computed >= seq.target:
                 seq.generated += 1
+                self._svc_out[t] = self._svc_out.get(t, 0) + 1
                 if math.isnan(seq.rec.first_token_s):
                     seq.rec.first_token_s = now
                 del self.prefilling[id(seq)]
@@ -251,6 +268,10 @@ class Instance:
     def _enter_decode(self, seq: Seq) -> None:
         seq.state = DECODE
         seq.base = b = seq.computed - self.dstep
+        seq.entry = self.dstep
+        t = seq.req.tenant
+        self._dec_n[t] = self._dec_n.get(t, 0) + 1
+        self._dec_entry[t] = self._dec_entry.get(t, 0) + self.dstep
         self.cnt[b % self.bt] += 1
         self.base_sum += b
         self.ndec += 1
@@ -259,6 +280,10 @@ class Instance:
         heapq.heappush(self._finish_heap, (finish_at, self._order, seq.epoch, seq))
 
     def _leave_decode(self, seq: Seq) -> None:
+        t = seq.req.tenant
+        self._dec_n[t] -= 1
+        self._dec_entry[t] -= seq.entry
+        self._svc_out[t] = self._svc_out.get(t, 0) + self.dstep - seq.entry
         b = seq.base
         self.cnt[b % self.bt] -= 1
         self.base_sum -= b
@@ -279,6 +304,8 @@ class Instance:
         self.inflight_prompt_tokens -= seq.req.prompt_tokens
         if not math.isnan(now):
             self.stats.served_tokens += seq.req.prompt_tokens + seq.req.output_tokens
+        for hook in self._finish_hooks:
+            hook(seq, now)
         if self.on_finish is not None:
             self.on_finish(seq, now)
 
@@ -288,9 +315,11 @@ class Instance:
         self.running.pop(id(seq))
         swap = False
         if seq.state == DECODE:
+            seq.generated += self.dstep - seq.entry
             self._leave_decode(seq)
             seq.computed = self.dstep + seq.base
-            blocks = self.blocks_for(seq.computed)
+            # Once this step's blocks are taken, a decoder holds room for one more token.
+            blocks = self.blocks_for(seq.computed + self._step_allocated)
             swap = self.cfg.preemption_mode == "swap"
         else:
             del self.prefilling[id(seq)]
@@ -318,6 +347,7 @@ class Instance:
     def _schedule(self, now: float) -> float | None:
         cfg, kv, bt = self.cfg, self.kv, self.bt
         self._extra_s = 0.0
+        self._step_allocated = False
         budget = cfg.max_num_batched_tokens - self.ndec
         cap = cfg.long_prefill_token_threshold or cfg.max_num_batched_tokens
         dec_need = self.cnt[-self.dstep % bt]
@@ -349,6 +379,7 @@ class Instance:
             preempted = True
 
         kv.allocate(need)
+        self._step_allocated = True
         for seq, chunk, nb in plan:
             self._grow(seq, chunk, nb)
 
@@ -401,12 +432,22 @@ class Instance:
         cfg, kv, bt = self.cfg, self.kv, self.bt
         cap = cfg.long_prefill_token_threshold or cfg.max_num_batched_tokens
         waiting = self.waiting
-        while budget > 0 and len(waiting) and len(self.running) < cfg.max_num_seqs:
+        while budget > 0 and len(waiting):
             seq = waiting.peek(now)
+            if len(self.running) >= cfg.max_num_seqs:
+                freed = self._make_room(seq, plan)
+                if freed < 0:
+                    return False
+                budget += freed
+                continue
             if seq.swapped:
                 nb = self.blocks_for(seq.computed)
                 if not self.admission.admit(seq, nb, self):
-                    return True
+                    freed = self._make_room(seq, plan)
+                    if freed < 0:
+                        return True
+                    budget += freed
+                    continue
                 waiting.pop(now)
                 kv.allocate(nb)
                 seq.blocks = nb
@@ -429,7 +470,11 @@ class Instance:
                 return False
             nb = self.blocks_for(cached + chunk) - hits
             if not self.admission.admit(seq, nb + touch_cost, self):
-                return True
+                freed = self._make_room(seq, plan)
+                if freed < 0:
+                    return True
+                budget += freed
+                continue
             waiting.pop(now)
             if hits:
                 held = seq.prefix_keys(bt)[:hits]
@@ -451,6 +496,53 @@ class Instance:
             plan.append((seq, chunk, nb))
             budget -= chunk
         return False
+
+    def _make_room(self, head: Seq, plan: list[tuple[Seq, int, int]]) -> int:
+        """Preempt a running request so ``head`` can start, if the preemption policy names one
+        (e.g. a lower-priority request). Returns the token budget given back, or -1."""
+        if self._victim_for_admission is None:
+            return -1
+        victim = self._victim_for_admission(head, list(self.running.values()))
+        if victim is None:
+            return -1
+        freed = 0
+        for i, (s, chunk, _) in enumerate(plan):
+            if s is victim:
+                freed = chunk
+                del plan[i]
+                break
+        self._preempt(victim)
+        return freed
+
+    # ------------------------------------------------------------------ service accounting
+    def blocks_held(self, seq: Seq) -> int:
+        """KV blocks ``seq`` holds now (including the step in progress)."""
+        if seq.state == DECODE:
+            tokens = seq.base + self.dstep
+            if self._k:
+                tokens += self._alloc - self._applied
+            elif self._step_allocated:
+                tokens += 1
+            return self.blocks_for(tokens)
+        return seq.blocks
+
+    def computed_tokens(self, seq: Seq) -> int:
+        """Tokens of ``seq`` whose KV is computed (as of the last applied step)."""
+        return seq.base + self.dstep if seq.state == DECODE else seq.computed
+
+    def generated_tokens(self, seq: Seq) -> int:
+        """Output tokens ``seq`` has produced so far."""
+        if seq.state == DECODE:
+            return seq.generated + self.dstep - seq.entry
+        return seq.generated
+
+    def tenant_service(self, tenant: str) -> tuple[int, int]:
+        """(prompt tokens computed, output tokens generated) for ``tenant`` so far."""
+        out = self._svc_out.get(tenant, 0)
+        n = self._dec_n.get(tenant, 0)
+        if n:
+            out += n * self.dstep - self._dec_entry[tenant]
+        return self._svc_prompt.get(tenant, 0), out
 
     def _run(self, seq: Seq) -> None:
         self.running[id(seq)] = seq

@@ -34,6 +34,7 @@ class Seq:
     target: int = 0  # prefill target: prompt + generated
     chunk: int = 0  # tokens scheduled in the current step
     base: int = 0  # while decoding: computed - engine.dstep
+    entry: int = 0  # engine.dstep when it last started decoding
     state: int = WAITING
     epoch: int = 0  # bumped when leaving DECODE (invalidates finish-heap entries)
     swapped: bool = False
