@@ -421,7 +421,7 @@ class Instance:
             held = seq.held
             if len(held) >= full_before and full_after > len(held):
                 # Cache the blocks this chunk fills, while they extend the cached chain.
-                new = keys[len(held):full_after]
+                new = keys[len(held) : full_after]
                 held.extend(new[: self.kv.insert_run(new)])
         seq.blocks += nb
         seq.chunk = chunk

@@ -92,8 +92,8 @@ class KVCache:
             refs = self.refs
             rev = keys[::-1]
             left = [refs[k] - 1 for k in rev]
-            refs.update(zip(rev, left))
-            self.lru.update(dict.fromkeys([k for k, r in zip(rev, left) if r == 0]))
+            refs.update(zip(rev, left, strict=True))
+            self.lru.update(dict.fromkeys([k for k, r in zip(rev, left, strict=True) if r == 0]))
         self.empty += private
 
     def check(self, referenced: dict[int, int], private_total: int) -> None:

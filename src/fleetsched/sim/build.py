@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fleetsched.core.config import InstanceGroup, PoliciesConfig
+from fleetsched.core.config import InstanceGroup, PoliciesConfig, SLOClass
 from fleetsched.engine.instance import Instance
 from fleetsched.perf import build_step_model, get_gpu, get_model, kv_capacity_blocks
 from fleetsched.perf.roofline import kv_bytes_per_token_per_gpu
@@ -10,7 +10,12 @@ from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION, make
 
 
 def build_instances(
-    groups: list[InstanceGroup], policies: PoliciesConfig, *, fast_forward: bool = True
+    groups: list[InstanceGroup],
+    policies: PoliciesConfig,
+    *,
+    fast_forward: bool = True,
+    slo_classes: dict[str, SLOClass] | None = None,
+    seed: int = 0,
 ) -> list[Instance]:
     instances: list[Instance] = []
     for g in groups:
@@ -21,6 +26,10 @@ def build_instances(
             gpu, model, g.tp, e.gpu_memory_utilization, e.block_tokens
         )
         for j in range(g.count):
+
+            def ctx(i: int) -> dict:
+                return {"slo_classes": slo_classes or {}, "seed": seed * 1_000_003 + i}
+
             instances.append(
                 Instance(
                     len(instances),
@@ -33,12 +42,27 @@ def build_instances(
                     role=g.role,
                     kv_bytes_per_token=kv_bytes_per_token_per_gpu(model, g.tp),
                     host_link_bytes_s=e.host_link_gbps * 1e9,
-                    ordering=make(ORDERING, "ordering", policies.ordering.name,
-                                  policies.ordering.params),
-                    admission=make(ADMISSION, "admission", policies.admission.name,
-                                   policies.admission.params),
-                    preemption=make(PREEMPTION, "preemption", policies.preemption.name,
-                                    policies.preemption.params),
+                    ordering=make(
+                        ORDERING,
+                        "ordering",
+                        policies.ordering.name,
+                        policies.ordering.params,
+                        ctx(len(instances)),
+                    ),
+                    admission=make(
+                        ADMISSION,
+                        "admission",
+                        policies.admission.name,
+                        policies.admission.params,
+                        ctx(len(instances)),
+                    ),
+                    preemption=make(
+                        PREEMPTION,
+                        "preemption",
+                        policies.preemption.name,
+                        policies.preemption.params,
+                        ctx(len(instances)),
+                    ),
                     fast_forward=fast_forward,
                 )
             )

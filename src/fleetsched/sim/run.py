@@ -34,9 +34,16 @@ def simulate(
 ) -> SimResult:
     """Simulate ``scenario`` (or ``requests`` instead of its workload) and summarise it."""
     t0 = time.perf_counter()
-    instances = build_instances(scenario.cluster, scenario.policies, fast_forward=fast_forward)
-    router = make_router(scenario.policies.router.name, scenario.policies.router.params,
-                         seed=scenario.seed)
+    instances = build_instances(
+        scenario.cluster,
+        scenario.policies,
+        fast_forward=fast_forward,
+        slo_classes=dict(scenario.slo_classes),
+        seed=scenario.seed,
+    )
+    router = make_router(
+        scenario.policies.router.name, scenario.policies.router.params, seed=scenario.seed
+    )
     sim = Simulator(instances, router)
     if requests is None:
         from fleetsched.workload import build_workload
@@ -44,8 +51,7 @@ def simulate(
         requests = build_workload(scenario.workload, scenario.seed)
     records = sim.run(requests, progress=progress)
     wall = time.perf_counter() - t0
-    summary = summarize(records, scenario.slo_classes, wall_s=wall,
-                        num_instances=len(instances))
+    summary = summarize(records, scenario.slo_classes, wall_s=wall, num_instances=len(instances))
     stats = [inst.stats for inst in instances]
     summary["engine_steps"] = sum(s.steps for s in stats)
     summary["recomputed_tokens"] = sum(s.recomputed_tokens for s in stats)

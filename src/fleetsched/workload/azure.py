@@ -25,10 +25,14 @@ from fleetsched.workload._common import (
 COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 
 
-def parse_wallclock(ts: str, days: dict[str, int]) -> tuple[int, float]:
-    """Split ``YYYY-MM-DD HH:MM:SS[.f...][Z|+HH:MM]`` into (proleptic day number, seconds of day).
+_NS = 1_000_000_000
 
-    Parsed by hand (no ``datetime.strptime``: it rejects 7 fractional digits and is slow).
+
+def parse_wallclock(ts: str, days: dict[str, int]) -> tuple[int, int]:
+    """Split ``YYYY-MM-DD HH:MM:SS[.f...][Z|+HH:MM]`` into (proleptic day number, ns of day).
+
+    Parsed by hand (``datetime.strptime`` rejects 7 fractional digits and is slow) into integer
+    nanoseconds, so differences of timestamps are exact decimals (no float noise).
     ``days`` caches the date part. Raises ``ValueError`` on malformed input.
     """
     ts = ts.strip()
@@ -48,10 +52,18 @@ def parse_wallclock(ts: str, days: dict[str, int]) -> tuple[int, float]:
         offset = sign * (int(clock[-5:-3]) * 3600 + int(clock[-2:]) * 60)
         clock = clock[:-6]
     h, m, s = clock.split(":")
-    hh, mm, ss = int(h), int(m), float(s)
-    if len(h) != 2 or len(m) != 2 or not (0 <= hh < 24 and 0 <= mm < 60 and 0 <= ss < 61):
+    whole, _, frac = s.partition(".")
+    hh, mm, ss = int(h), int(m), int(whole)
+    if (
+        len(h) != 2
+        or len(m) != 2
+        or len(whole) != 2
+        or not (0 <= hh < 24 and 0 <= mm < 60 and 0 <= ss < 61)
+        or (frac and not frac.isdigit())
+    ):
         raise ValueError(ts)
-    return day, hh * 3600 + mm * 60 + ss - offset
+    ns = int(frac[:9].ljust(9, "0")) if frac else 0
+    return day, (hh * 3600 + mm * 60 + ss - offset) * _NS + ns
 
 
 def load_azure(path: PathLike) -> Iterator[Request]:
@@ -64,23 +76,23 @@ def load_azure(path: PathLike) -> Iterator[Request]:
 def _rows(path: Path, cols: dict[str, int]) -> Iterator[Request]:
     its, ip, io = cols["TIMESTAMP"], cols["ContextTokens"], cols["GeneratedTokens"]
     days: dict[str, int] = {}
-    day0 = 0
-    sod0 = prev = 0.0
+    day0 = ns0 = 0
+    prev = 0.0
     prev_ts = ""
     i = 0
     line = 1
     for line, row in csv_rows(path):
         ts = row[its]
         try:
-            day, sod = parse_wallclock(ts, days)
+            day, ns = parse_wallclock(ts, days)
         except ValueError:
             raise InputError(
                 f"TIMESTAMP: expected 'YYYY-MM-DD HH:MM:SS.fffffff', got {ts!r}",
                 at_line(path, line),
             ) from None
         if i == 0:
-            day0, sod0 = day, sod
-        t = (day - day0) * 86400 + (sod - sod0)
+            day0, ns0 = day, ns
+        t = ((day - day0) * 86400 * _NS + ns - ns0) / _NS
         if t < prev:
             raise backwards("TIMESTAMP", ts.strip(), prev_ts.strip(), path, line)
         prev, prev_ts = t, ts

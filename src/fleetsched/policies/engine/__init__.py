@@ -6,6 +6,7 @@ through the small protocols in :mod:`fleetsched.policies.engine.base`.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -20,14 +21,26 @@ ADMISSION: dict[str, Callable[..., AdmissionPolicy]] = {"aggressive": Aggressive
 PREEMPTION: dict[str, Callable[..., PreemptionPolicy]] = {"newest": NewestVictim}
 
 
-def make(registry: dict[str, Callable[..., Any]], kind: str, name: str, params: dict) -> Any:
-    """Build a registered policy, with a clear error for unknown names or bad parameters."""
+def make(
+    registry: dict[str, Callable[..., Any]],
+    kind: str,
+    name: str,
+    params: dict,
+    context: dict[str, Any] | None = None,
+) -> Any:
+    """Build a registered policy, with a clear error for unknown names or bad parameters.
+
+    ``context`` (e.g. ``slo_classes``, ``seed``) is passed to factories that take those
+    keyword arguments; ``params`` come from the scenario.
+    """
     try:
         factory = registry[name]
     except KeyError:
         known = ", ".join(sorted(registry))
         raise InputError(f"unknown {kind} policy {name!r} (known: {known})") from None
+    accepted = inspect.signature(factory).parameters
+    extra = {k: v for k, v in (context or {}).items() if k in accepted and k not in params}
     try:
-        return factory(**params)
+        return factory(**params, **extra)
     except TypeError as e:
         raise InputError(f"bad parameters for {kind} policy {name!r}: {e}") from None
