@@ -65,7 +65,9 @@ def in_subprocess(n: int, rate: float, ff: bool) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--one", str(n), "--rate", str(rate)]
         + ([] if ff else ["--no-ff"]),
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout)
 
@@ -81,27 +83,39 @@ def main() -> None:
         print(json.dumps(one(a.one, a.rate, not a.no_ff)))
         return
     sizes = [10_000, 100_000] + ([1_000_000] if a.million else [])
-    print(f"simulator: 16 x H100-SXM / Llama-3.1-8B, Poisson {a.rate:g} req/s, "
-          "lognormal prompts (mean 1000) and outputs (mean 250)")
-    print(f"{'requests':>9} {'ff':>3} {'wall s':>8} {'sim s':>8} {'sim s/wall s':>12} "
-          f"{'req/wall s':>10} {'steps':>10} {'RSS MiB':>8}")
+    print(
+        f"simulator: 16 x H100-SXM / Llama-3.1-8B, Poisson {a.rate:g} req/s, "
+        "lognormal prompts (mean 1000) and outputs (mean 250)"
+    )
+    print(
+        f"{'requests':>9} {'ff':>3} {'wall s':>8} {'sim s':>8} {'sim s/wall s':>12} "
+        f"{'req/wall s':>10} {'steps':>10} {'RSS MiB':>8}"
+    )
     rows = []
     for n in sizes:
         r = in_subprocess(n, a.rate, True)
         rows.append(r)
-        print(f"{n:>9} {'on':>3} {r['wall_s']:>8.2f} {r['sim_s']:>8.1f} "
-              f"{r['sim_s'] / r['wall_s']:>12.1f} {n / r['wall_s']:>10.0f} {r['steps']:>10} "
-              f"{r['rss_mib']:>8.0f}")
+        print(
+            f"{n:>9} {'on':>3} {r['wall_s']:>8.2f} {r['sim_s']:>8.1f} "
+            f"{r['sim_s'] / r['wall_s']:>12.1f} {n / r['wall_s']:>10.0f} {r['steps']:>10} "
+            f"{r['rss_mib']:>8.0f}"
+        )
         assert r["completed"] == n, "every request must complete"
     base = in_subprocess(10_000, a.rate, False)
-    print(f"{10_000:>9} {'off':>3} {base['wall_s']:>8.2f} {base['sim_s']:>8.1f} "
-          f"{base['sim_s'] / base['wall_s']:>12.1f} {10_000 / base['wall_s']:>10.0f} "
-          f"{base['steps']:>10} {base['rss_mib']:>8.0f}")
-    print(f"fast-forward speed-up at 10k requests: {base['wall_s'] / rows[0]['wall_s']:.1f}x "
-          f"(identical results: steps {rows[0]['steps']} vs {base['steps']})")
+    print(
+        f"{10_000:>9} {'off':>3} {base['wall_s']:>8.2f} {base['sim_s']:>8.1f} "
+        f"{base['sim_s'] / base['wall_s']:>12.1f} {10_000 / base['wall_s']:>10.0f} "
+        f"{base['steps']:>10} {base['rss_mib']:>8.0f}"
+    )
+    print(
+        f"fast-forward speed-up at 10k requests: {base['wall_s'] / rows[0]['wall_s']:.1f}x "
+        f"(identical results: steps {rows[0]['steps']} vs {base['steps']})"
+    )
     per = [r["wall_s"] / r["requests"] * 1e6 for r in rows]
-    print("wall per request (us): " + ", ".join(f"{r['requests']}: {p:.0f}"
-                                                for r, p in zip(rows, per, strict=True)))
+    print(
+        "wall per request (us): "
+        + ", ".join(f"{r['requests']}: {p:.0f}" for r, p in zip(rows, per, strict=True))
+    )
     if os.environ.get("CI"):
         return
 

@@ -29,8 +29,11 @@ class LeastKV:
     def route(self, req: RequestView, instances: Sequence[InstanceView]) -> int:
         best = min(
             instances,
-            key=lambda v: (v.kv_utilization - v.cached_prefix_tokens * 1e-6, v.outstanding,
-                           v.index),
+            key=lambda v: (
+                v.kv_utilization - v.cached_prefix_tokens * 1e-6,
+                v.outstanding,
+                v.index,
+            ),
         )
         return best.index
 

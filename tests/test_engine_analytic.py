@@ -14,14 +14,18 @@ from fleetsched.policies.routing import make_router
 from fleetsched.sim.kernel import Simulator
 
 PROF = FittedProfile(
-    model="m", gpu="g", c0_s=0.005, prefill_token_s=2e-5, prefill_pair_s=1e-9,
-    decode_token_s=1e-4, decode_ctx_token_s=3e-8,
+    model="m",
+    gpu="g",
+    c0_s=0.005,
+    prefill_token_s=2e-5,
+    prefill_pair_s=1e-9,
+    decode_token_s=1e-4,
+    decode_ctx_token_s=3e-8,
 )
 
 
 def run(reqs, *, blocks=10_000, n=1, model=PROF, ff=True, **engine):
-    insts = [Instance(i, blocks, model, EngineConfig(**engine), fast_forward=ff)
-             for i in range(n)]
+    insts = [Instance(i, blocks, model, EngineConfig(**engine), fast_forward=ff) for i in range(n)]
     recs = Simulator(insts, make_router("round_robin")).run(reqs, check=True)
     return recs, insts
 
@@ -54,8 +58,7 @@ def test_lone_request_roofline_8b_h100() -> None:
 
 def test_chunked_prefill_splits_long_prompt() -> None:
     # 1000-token prompt, 256-token budget: chunks 256,256,256,232 -> first token after 4 steps.
-    (rec,), insts = run([Request(0, 0.0, 1000, 2)], max_num_batched_tokens=256,
-                        max_num_seqs=8)
+    (rec,), insts = run([Request(0, 0.0, 1000, 2)], max_num_batched_tokens=256, max_num_seqs=8)
     ctx = 0
     want = 0.0
     for c in (256, 256, 256, 232):
@@ -117,8 +120,9 @@ def test_preempted_request_resumes_where_it_stopped(mode: str) -> None:
     # Three requests grow until the newest is preempted; whatever happens, a request produces
     # exactly its output tokens, and the recompute re-prefills prompt + generated tokens.
     reqs = [Request(i, 0.0, 40, 60) for i in range(3)]
-    recs, insts = run(reqs, blocks=14, max_num_seqs=8, max_num_batched_tokens=256,
-                      preemption_mode=mode)
+    recs, insts = run(
+        reqs, blocks=14, max_num_seqs=8, max_num_batched_tokens=256, preemption_mode=mode
+    )
     inst = insts[0]
     assert recs[2].preemptions >= 1
     # Decode steps each request took part in: output - 1 per request plus nothing else, so the

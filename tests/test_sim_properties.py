@@ -11,6 +11,7 @@ from dataclasses import astuple
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.conftest import LeastKV
 
 from fleetsched.core.config import EngineConfig
 from fleetsched.core.request import Request
@@ -18,11 +19,15 @@ from fleetsched.engine.instance import Instance
 from fleetsched.perf import FittedProfile
 from fleetsched.policies.routing import make_router
 from fleetsched.sim.kernel import Simulator
-from tests.conftest import LeastKV
 
 PROF = FittedProfile(
-    model="m", gpu="g", c0_s=0.004, prefill_token_s=1e-5, prefill_pair_s=2e-10,
-    decode_token_s=2e-4, decode_ctx_token_s=5e-8,
+    model="m",
+    gpu="g",
+    c0_s=0.004,
+    prefill_token_s=1e-5,
+    prefill_pair_s=2e-10,
+    decode_token_s=2e-4,
+    decode_ctx_token_s=5e-8,
 )
 
 
@@ -42,10 +47,15 @@ def workloads(draw: st.DrawFn) -> list[Request]:
 
 
 def simulate(reqs, *, ff, router, n, blocks, mode, cap, seqs):
-    cfg = EngineConfig(max_num_batched_tokens=128, max_num_seqs=seqs, preemption_mode=mode,
-                       long_prefill_token_threshold=cap)
-    insts = [Instance(i, blocks, PROF, cfg, fast_forward=ff, kv_bytes_per_token=4096)
-             for i in range(n)]
+    cfg = EngineConfig(
+        max_num_batched_tokens=128,
+        max_num_seqs=seqs,
+        preemption_mode=mode,
+        long_prefill_token_threshold=cap,
+    )
+    insts = [
+        Instance(i, blocks, PROF, cfg, fast_forward=ff, kv_bytes_per_token=4096) for i in range(n)
+    ]
     r = LeastKV() if router == "least_kv" else make_router("round_robin")
     times: list[float] = []
     sim = Simulator(insts, r)
@@ -80,10 +90,12 @@ def test_fast_forward_equals_step_by_step(reqs, router, n, blocks, mode, cap, se
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reqs=workloads(), **CASES)
-def test_every_request_finishes_once_with_its_tokens(reqs, router, n, blocks, mode, cap,
-                                                     seqs) -> None:
-    recs, insts, times = simulate(reqs, ff=True, router=router, n=n, blocks=blocks, mode=mode,
-                                  cap=cap, seqs=seqs)
+def test_every_request_finishes_once_with_its_tokens(
+    reqs, router, n, blocks, mode, cap, seqs
+) -> None:
+    recs, insts, times = simulate(
+        reqs, ff=True, router=router, n=n, blocks=blocks, mode=mode, cap=cap, seqs=seqs
+    )
     assert [r.id for r in recs] == [r.id for r in reqs]  # exactly once each
     for req, rec in zip(reqs, recs, strict=True):
         if math.isnan(rec.finish_s):  # only a request that can never fit is dropped

@@ -13,8 +13,15 @@ from fleetsched.policies.routing import make_router
 from fleetsched.sim.kernel import Simulator
 
 # No context term: every request of the same shape takes the same service time.
-PROF = FittedProfile(model="m", gpu="g", c0_s=0.01, prefill_token_s=1e-5, prefill_pair_s=0.0,
-                     decode_token_s=0.0, decode_ctx_token_s=0.0)
+PROF = FittedProfile(
+    model="m",
+    gpu="g",
+    c0_s=0.01,
+    prefill_token_s=1e-5,
+    prefill_pair_s=0.0,
+    decode_token_s=0.0,
+    decode_ctx_token_s=0.0,
+)
 
 
 def poisson(n: int, rate: float, seed: int, p: int = 100, o: int = 10) -> list[Request]:
@@ -43,8 +50,11 @@ def test_littles_law_from_engine_occupancy() -> None:
     sim = Simulator(insts, make_router("round_robin"))
     samples: list[int] = []
     reqs = poisson(20_000, rate=40.0, seed=5, p=200, o=40)
-    recs = sim.run(reqs, progress=lambda a, t: samples.append(sum(i.outstanding for i in insts)),
-                   progress_every=1)
+    recs = sim.run(
+        reqs,
+        progress=lambda a, t: samples.append(sum(i.outstanding for i in insts)),
+        progress_every=1,
+    )
     duration = reqs[-1].arrival_s
     lam = len(reqs) / duration
     w = float(np.mean([r.e2e_s for r in recs]))

@@ -37,8 +37,7 @@ def resolve_scenario(
     if trace is not None:
         if not trace.exists():
             raise InputError("no such trace file", str(trace))
-        wl = wl.model_copy(update={"trace": str(trace), "format": trace_format,
-                                   "synthetic": None})
+        wl = wl.model_copy(update={"trace": str(trace), "format": trace_format, "synthetic": None})
     tf = wl.transforms
     if rate_scale is not None:
         if rate_scale <= 0:
@@ -61,8 +60,12 @@ def resolve_scenario(
         raise InputError("--tp must be >= 1")
     cluster = [g.model_copy(update=group_updates) for g in cluster]
     pol = s.policies
-    for field, name in (("router", router), ("admission", admission), ("ordering", ordering),
-                        ("preemption", preemption)):
+    for field, name in (
+        ("router", router),
+        ("admission", admission),
+        ("ordering", ordering),
+        ("preemption", preemption),
+    ):
         if name is not None:
             pol = pol.model_copy(update={field: PolicyRef(name=name)})
     update: dict[str, object] = {"workload": wl, "cluster": cluster, "policies": pol}

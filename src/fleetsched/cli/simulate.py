@@ -52,30 +52,47 @@ def simulate(
 ) -> None:
     """Simulate a fleet serving a workload and print latency, throughput and SLO figures."""
     sc = resolve_scenario(
-        scenario, trace=trace, trace_format=trace_format, instances=instances, gpu=gpu,
-        model=model, tp=tp, router=router, admission=admission, ordering=ordering,
-        preemption=preemption, rate_scale=rate_scale, requests=requests, seed=seed,
+        scenario,
+        trace=trace,
+        trace_format=trace_format,
+        instances=instances,
+        gpu=gpu,
+        model=model,
+        tp=tp,
+        router=router,
+        admission=admission,
+        ordering=ordering,
+        preemption=preemption,
+        rate_scale=rate_scale,
+        requests=requests,
+        seed=seed,
     )
     total = sc.workload.transforms.first_n
     if sc.workload.synthetic is not None:
-        total = min(total or sc.workload.synthetic.num_requests,
-                    sc.workload.synthetic.num_requests)
+        total = min(total or sc.workload.synthetic.num_requests, sc.workload.synthetic.num_requests)
     progress = Progress(
-        TextColumn("[bold]simulating[/]"), BarColumn(), TextColumn("{task.completed} requests"),
-        TextColumn("sim {task.fields[t]:.0f} s"), TimeElapsedColumn(),
-        console=err_console, disable=quiet, transient=True,
+        TextColumn("[bold]simulating[/]"),
+        BarColumn(),
+        TextColumn("{task.completed} requests"),
+        TextColumn("sim {task.fields[t]:.0f} s"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet,
+        transient=True,
     )
     with progress:
         task = progress.add_task("sim", total=total, t=0.0)
         result = run_simulation(
-            sc, fast_forward=fast_forward,
+            sc,
+            fast_forward=fast_forward,
             progress=lambda n, t: progress.update(task, completed=n, t=t),
         )
     s = result.summary
     if not quiet:
         n = sum(g.count for g in sc.cluster)
-        title = (f"{sc.name}: {n} instances, router {sc.policies.router.name}, "
-                 f"{s['requests']} requests")
+        title = (
+            f"{sc.name}: {n} instances, router {sc.policies.router.name}, {s['requests']} requests"
+        )
         console.print(summary_table(s, title=title))
         console.print(
             f"simulated {s['duration_s']:.1f} s in {result.wall_s:.2f} s wall "
