@@ -31,21 +31,10 @@ def _register() -> None:
 
 
 def main() -> None:
+    """Entry point: typer handles usage errors (exit 2); fleetsched errors print one line."""
     _register()
     try:
-        app(standalone_mode=False)
+        app()
     except FleetschedError as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(2)
-        raise

@@ -100,6 +100,10 @@ class Instance:
         self.fast_forward = fast_forward
         self.max_run_steps = max_run_steps if fast_forward else 1
         self.on_finish = on_finish
+        #: Called when a request leaves with its KV (prefill done on a prefill instance, or
+        #: live migration); the simulator moves it on.
+        self.on_detach: Callable[[Seq, float], None] | None = None
+        self._to_detach: list[Seq] = []
         self.healthy = True
         self.stats = EngineStats()
         # Per-tenant service (VTC-style fair sharing reads it): prompt tokens computed and
@@ -150,17 +154,26 @@ class Instance:
 
     # ------------------------------------------------------------------ external API
     def enqueue(self, seq: Seq, now: float) -> float | None:
-        """Accept a routed request at ``now`` (call ``sync(now)`` first)."""
+        """Accept a routed request at ``now`` (call ``sync(now)`` first).
+
+        A request whose KV was moved here (``seq.transferred``, after a prefill on a prefill
+        instance or a live migration) resumes decoding once its blocks are allocated.
+        """
         self.outstanding += 1
         self.inflight_prompt_tokens += seq.req.prompt_tokens
-        seq.rec.dispatch_s = now
+        if math.isnan(seq.rec.dispatch_s):
+            seq.rec.dispatch_s = now
         seq.rec.instance = self.index
         if not self.fits_ever(seq):
             self.stats.rejected += 1
             self._done(seq, math.nan)
             return None
-        seq.target = seq.req.prompt_tokens
-        self.waiting.push(seq)
+        if seq.transferred:
+            seq.swapped = True
+            self.waiting.push_front(seq)
+        else:
+            seq.target = seq.req.prompt_tokens
+            self.waiting.push(seq)
         if not self.busy:
             self.busy = True
             self._k = 0
@@ -196,7 +209,40 @@ class Instance:
         """The current step or run ended at ``now``: apply it and schedule the next one."""
         if self._k:
             self._complete(now)
+        if self._to_detach:
+            for seq in self._to_detach:
+                if seq.state == DECODE:
+                    self._detach(seq, now)
+            self._to_detach = []
         return self._schedule(now)
+
+    def request_detach(self, seq: Seq, now: float) -> float | None:
+        """Take decoding ``seq`` out at the end of the step in progress (live migration's
+        stop-the-world stage). Call ``sync(now)`` first; returns a new event time or None."""
+        self._to_detach.append(seq)
+        if not self.busy:  # cannot happen while seq decodes, kept for safety
+            self.busy = True
+            self._k = 0
+            return now
+        return self.truncate(now)
+
+    def _detach(self, seq: Seq, now: float) -> None:
+        """Remove ``seq`` with its progress kept (KV leaves for another instance)."""
+        if seq.state == DECODE:
+            seq.generated += self.dstep - seq.entry
+            self._leave_decode(seq)
+            seq.computed = self.dstep + seq.base
+            blocks = self.blocks_for(seq.computed)
+        else:
+            blocks = seq.blocks
+        self._release(seq, blocks)
+        self.running.pop(id(seq), None)
+        seq.state = WAITING
+        seq.transferred = True
+        self.outstanding -= 1
+        self.inflight_prompt_tokens -= seq.req.prompt_tokens
+        if self.on_detach is not None:
+            self.on_detach(seq, now)
 
     # ------------------------------------------------------------------ views
     def view(self, now: float, seq: Seq | None = None, with_prefix: bool = False) -> InstanceView:
@@ -258,6 +304,8 @@ class Instance:
                 if seq.generated >= seq.req.output_tokens:
                     self._release(seq, seq.blocks)
                     self._done(seq, now)
+                elif self.role == "prefill":
+                    self._detach(seq, now)  # its KV goes to a decode instance
                 else:
                     self._enter_decode(seq)
         self._plan = []
@@ -452,7 +500,10 @@ class Instance:
                 kv.allocate(nb)
                 seq.blocks = nb
                 seq.swapped = False
-                self._switch_cost(nb)
+                if seq.transferred:
+                    seq.transferred = False
+                else:
+                    self._switch_cost(nb)
                 self._run(seq)
                 self._swapin.append(seq)
                 continue

@@ -37,7 +37,8 @@ class Seq:
     entry: int = 0  # engine.dstep when it last started decoding
     state: int = WAITING
     epoch: int = 0  # bumped when leaving DECODE (invalidates finish-heap entries)
-    swapped: bool = False
+    swapped: bool = False  # waiting with its KV elsewhere (host memory or in transfer)
+    transferred: bool = False  # KV arrives from another instance: resume without host cost
     admitted_once: bool = False
 
     def prefix_keys(self, block_tokens: int) -> list[int]:

@@ -1,23 +1,43 @@
 """The discrete-event kernel (heapq) that drives instances and the router.
 
-Events are request arrivals (pulled lazily from a streamed workload, so memory stays bounded)
-and instance step ends. At equal times arrivals come first, so every request that arrives at
-an instant is waiting when the engines next schedule.
+Events: request arrivals (pulled lazily from a streamed workload, so memory stays bounded),
+instance step ends, and timed actions (view refreshes, migration ticks, KV transfers). At
+equal times arrivals come first, so every request that arrives at an instant is waiting when
+the engines next schedule.
+
+Mechanics the router only decides on live here:
+- **Stale views** (``view_refresh_s > 0``): the router sees engine metrics as scraped at the
+  last refresh, plus exact router-side in-flight accounting (outstanding requests and prompt
+  tokens), as a gateway does.
+- **Prefill/decode disaggregation**: an instance with role ``prefill`` hands a request over
+  after its first token; the router's ``pick_decode`` (or least-loaded) names a decode
+  instance and the KV moves over the link (bytes / ``kv_link_bytes_s``).
+- **Live migration** (Llumnix): every ``router.migration_interval_s`` the router's
+  ``plan_migrations(views)`` names (source, destination) pairs; the source's cheapest decoding
+  request is copied while it keeps decoding (stage 1: its KV / link bandwidth), then stopped
+  at a step boundary and only the tokens produced meanwhile are copied (stage 2, the
+  downtime) before it resumes on the destination.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from fleetsched.core.request import Request
 from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.engine.instance import Instance
-from fleetsched.engine.sequence import Seq
+from fleetsched.engine.sequence import DECODE, Seq
 from fleetsched.errors import InputError
 from fleetsched.metrics.records import RequestRecord
 from fleetsched.policies.routing.base import RoutingPolicy
+
+#: Timed-action kinds (heap entries with instance index -1).
+_REFRESH, _MIGRATE_TICK, _MIGRATE_STOP, _ATTACH = range(4)
 
 
 def request_view(req: Request) -> RequestView:
@@ -48,20 +68,63 @@ def new_record(req: Request) -> RequestRecord:
     )
 
 
+@dataclass(slots=True)
+class KernelStats:
+    migrations: int = 0
+    migration_downtime_s: float = 0.0
+    migration_bytes: float = 0.0
+    kv_transfers: int = 0  # prefill -> decode handovers
+    kv_transfer_s: float = 0.0
+    view_refreshes: int = 0
+
+
 class Simulator:
     """Runs a request stream through a router onto instances; collects one record each."""
 
-    def __init__(self, instances: Sequence[Instance], router: RoutingPolicy) -> None:
+    def __init__(
+        self,
+        instances: Sequence[Instance],
+        router: RoutingPolicy,
+        *,
+        view_refresh_s: float = 0.0,
+        kv_link_bytes_s: float = 25e9,
+    ) -> None:
         if not instances:
             raise InputError("a simulation needs at least one instance")
         self.instances = list(instances)
         self.router = router
+        self.view_refresh_s = view_refresh_s
+        self.kv_link_bytes_s = kv_link_bytes_s
         self.records: list[RequestRecord] = []
+        self.stats = KernelStats()
         self.now = 0.0
         self.arrived = 0
         self._views: dict[int, RequestView] = {}
+        self._heap: list[tuple[float, int, int, int]] = []
+        self._ctr = 0
+        self._versions = [0] * len(self.instances)
+        self._actions: dict[int, tuple[int, Any]] = {}
+        self._migrating: dict[int, tuple[int, float, int]] = {}  # id(seq) -> dst, t0, tokens
+        self._snapshot: list[InstanceView] = []
+        self._moves = 0  # requests between instances (pending handovers)
+        self._more_arrivals = False
         for inst in self.instances:
             inst.on_finish = self._finished
+            inst.on_detach = self._detached
+
+    # ------------------------------------------------------------------ events
+    def _push_instance(self, i: int, t: float, bump: bool) -> None:
+        if bump:
+            self._versions[i] += 1
+        self._ctr += 1
+        heapq.heappush(self._heap, (t, self._ctr, i, self._versions[i]))
+
+    def _push_action(self, t: float, kind: int, payload: Any = None) -> None:
+        if kind in (_ATTACH, _MIGRATE_STOP):
+            self._moves += 1
+        self._ctr += 1
+        self._actions[self._ctr] = (kind, payload)
+        heapq.heappush(self._heap, (t, self._ctr, -1, 0))
 
     def _finished(self, seq: Seq, now: float) -> None:
         self.records.append(seq.rec)
@@ -69,9 +132,114 @@ class Simulator:
         if rv is not None:
             self.router.on_finish(rv, seq.rec.instance)
 
-    def static_views(self) -> list[InstanceView]:
-        return [inst.view(self.now) for inst in self.instances]
+    # ------------------------------------------------------------------ views
+    def fresh_views(self, t: float, seq: Seq | None = None, prefix: bool = False
+                    ) -> list[InstanceView]:
+        return [inst.view(t, seq, prefix) for inst in self.instances]
 
+    def _router_views(self, t: float, seq: Seq, prefix: bool) -> list[InstanceView]:
+        if self.view_refresh_s <= 0:
+            return self.fresh_views(t, seq, prefix)
+        out = []
+        for snap, inst in zip(self._snapshot, self.instances, strict=True):
+            cached = 0
+            if prefix and inst.cfg.enable_prefix_caching:
+                keys = seq.prefix_keys(inst.bt)
+                cached = inst.kv.match(keys, len(keys)) * inst.bt
+            out.append(dataclasses.replace(
+                snap,
+                queue_len=max(0, inst.outstanding - snap.running),
+                inflight_tokens=inst.inflight_prompt_tokens,
+                cached_prefix_tokens=cached,
+            ))
+        return out
+
+    # ------------------------------------------------------------------ handovers
+    def _detached(self, seq: Seq, now: float) -> None:
+        """An instance let ``seq`` go with its KV: move it to its next instance."""
+        src = self.instances[seq.rec.instance]
+        # For the router the request has left the instance it was sent to.
+        rv = self._views.pop(seq.req.id, None)
+        if rv is not None:
+            self.router.on_finish(rv, src.index)
+        mig = self._migrating.pop(id(seq), None)
+        if mig is not None:
+            dst, _, tokens0 = mig
+            delta = max(seq.computed - tokens0, 0)
+            dt = delta * src.kv_bytes_per_token / self.kv_link_bytes_s
+            self.stats.migrations += 1
+            self.stats.migration_downtime_s += dt
+            self.stats.migration_bytes += seq.computed * src.kv_bytes_per_token
+            seq.rec.migrations += 1
+        else:  # prefill instance -> decode instance
+            rv = rv or request_view(seq.req)
+            decode = [i for i in self.instances if i.role == "decode"] or [
+                i for i in self.instances if i.role != "prefill"
+            ]
+            if not decode:
+                raise InputError("prefill instances need at least one decode or mixed instance")
+            views = [i.view(now) for i in decode]
+            pick = getattr(self.router, "pick_decode", None)
+            if pick is not None:
+                dst = pick(rv, views)
+            else:
+                dst = min(views, key=lambda v: (v.outstanding, v.kv_utilization, v.index)).index
+            dt = seq.computed * src.kv_bytes_per_token / self.kv_link_bytes_s
+            self.stats.kv_transfers += 1
+            self.stats.kv_transfer_s += dt
+        self._push_action(now + dt, _ATTACH, (seq, dst))
+
+    def _action(self, t: float, kind: int, payload: Any) -> None:
+        if kind in (_ATTACH, _MIGRATE_STOP):
+            self._moves -= 1
+        if kind == _ATTACH:
+            seq, dst = payload
+            inst = self.instances[dst]
+            inst.sync(t)
+            nt = inst.enqueue(seq, t)
+            if nt is not None:
+                self._push_instance(dst, nt, True)
+        elif kind == _REFRESH:
+            self._snapshot = self.fresh_views(t)
+            self.stats.view_refreshes += 1
+            if self._work_left():
+                self._push_action(t + self.view_refresh_s, _REFRESH)
+        elif kind == _MIGRATE_TICK:
+            self._migrate(t)
+            if self._work_left():
+                self._push_action(t + self.router.migration_interval_s, _MIGRATE_TICK)
+        elif kind == _MIGRATE_STOP:
+            seq, src = payload
+            inst = self.instances[src]
+            if seq.state == DECODE and seq.rec.instance == src and id(seq) in self._migrating:
+                inst.sync(t)
+                nt = inst.request_detach(seq, t)
+                if nt is not None:
+                    self._push_instance(src, nt, True)
+            else:
+                self._migrating.pop(id(seq), None)
+
+    def _migrate(self, t: float) -> None:
+        plan = self.router.plan_migrations(self.fresh_views(t))
+        for src, dst in plan:
+            if src == dst:
+                continue
+            inst = self.instances[src]
+            cands = [s for s in inst.running.values()
+                     if s.state == DECODE and id(s) not in self._migrating]
+            if not cands:
+                continue
+            # Cheapest to move: the fewest KV tokens (newest among equals).
+            seq = min(reversed(cands), key=inst.computed_tokens)
+            tokens = inst.computed_tokens(seq)
+            self._migrating[id(seq)] = (dst, t, tokens)
+            dt = tokens * inst.kv_bytes_per_token / self.kv_link_bytes_s
+            self._push_action(t + dt, _MIGRATE_STOP, (seq, src))
+
+    def _work_left(self) -> bool:
+        return self._more_arrivals or self._moves > 0 or any(i.busy for i in self.instances)
+
+    # ------------------------------------------------------------------ main loop
     def run(
         self,
         requests: Iterable[Request],
@@ -81,17 +249,25 @@ class Simulator:
     ) -> list[RequestRecord]:
         """Simulate ``requests`` (sorted by arrival) to completion; return records by id.
 
-        ``check`` asserts every instance's invariants after every event (slow; for tests)."""
+        ``check`` asserts every instance's invariants after every event (slow; for tests).
+        """
         insts = self.instances
         router = self.router
         needs_views = router.needs_views
         needs_prefix = router.needs_prefix
-        static = self.static_views()
-        versions = [0] * len(insts)
-        heap: list[tuple[float, int, int, int]] = []
-        ctr = 0
+        static = self.fresh_views(0.0)
+        self._snapshot = static
+        heap = self._heap
+        versions = self._versions
         it = iter(requests)
         nxt = next(it, None)
+        self._more_arrivals = nxt is not None
+        if nxt is not None:
+            t0 = nxt.arrival_s
+            if needs_views and self.view_refresh_s > 0:
+                self._push_action(t0, _REFRESH)
+            if getattr(router, "plan_migrations", None) is not None:
+                self._push_action(t0 + router.migration_interval_s, _MIGRATE_TICK)
         last_arrival = -math.inf
         while True:
             if nxt is not None and (not heap or nxt.arrival_s <= heap[0][0]):
@@ -107,37 +283,36 @@ class Simulator:
                 seq = Seq(req, new_record(req))
                 rv = request_view(req)
                 self._views[req.id] = rv
-                if needs_views:
-                    views = [inst.view(t, seq, needs_prefix) for inst in insts]
-                else:
-                    views = static
+                views = self._router_views(t, seq, needs_prefix) if needs_views else static
                 i = router.route(rv, views)
                 inst = insts[i]
                 inst.sync(t)
                 nt = inst.enqueue(seq, t)
                 if nt is not None:
-                    versions[i] += 1
-                    ctr += 1
-                    heapq.heappush(heap, (nt, ctr, i, versions[i]))
+                    self._push_instance(i, nt, True)
                 self.arrived += 1
                 if check:
                     inst.check_invariants()
                 if progress is not None and self.arrived % progress_every == 0:
                     progress(self.arrived, t)
                 nxt = next(it, None)
+                self._more_arrivals = nxt is not None
                 continue
             if not heap:
                 break
-            t, _, i, ver = heapq.heappop(heap)
+            t, ctr, i, ver = heapq.heappop(heap)
+            self.now = t
+            if i < 0:
+                kind, payload = self._actions.pop(ctr)
+                self._action(t, kind, payload)
+                continue
             if ver != versions[i]:
                 continue
-            self.now = t
             nt = insts[i].on_event(t)
             if check:
                 insts[i].check_invariants()
             if nt is not None:
-                ctr += 1
-                heapq.heappush(heap, (nt, ctr, i, ver))
+                self._push_instance(i, nt, False)
         if progress is not None:
             progress(self.arrived, self.now)
         self.records.sort(key=lambda r: r.id)

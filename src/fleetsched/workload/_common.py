@@ -83,7 +83,7 @@ def csv_names(path: Path, what: str = "CSV") -> list[str]:
     with open_text(path) as f:
         header = _first_row(csv.reader(lines(f, path)))
     if header is None:
-        raise InputError(f"empty file: expected a {what} header", at_line(path, 1))
+        raise InputError(f"empty file: expected the {what} header", at_line(path, 1))
     return [h.strip() for h in header]
 
 
@@ -94,7 +94,7 @@ def column_indices(
     missing = [c for c in required if c not in names]
     if missing:
         raise InputError(
-            f"missing column(s) {', '.join(missing)}: a {what} trace needs the header "
+            f"missing column(s) {', '.join(missing)}: {what} traces need the header "
             f"'{','.join(required)}' (found '{','.join(names)}')",
             at_line(path, 1),
         )

@@ -1,4 +1,8 @@
-"""Round robin: instance i, i+1, ... in turn (the classic baseline; load-oblivious)."""
+"""Round robin: instance i, i+1, ... in turn, skipping unhealthy ones.
+
+The classic load-oblivious baseline (e.g. Kubernetes Services via kube-proxy, and the
+``round_robin`` policy of vLLM's and SGLang's routers).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,13 @@ class RoundRobin:
         self._next = 0
 
     def route(self, req: RequestView, instances: Sequence[InstanceView]) -> int:
-        i = self._next % len(instances)
+        n = len(instances)
+        i = self._next % n
+        for k in range(n):
+            v = instances[(i + k) % n]
+            if v.healthy:
+                self._next = i + k + 1
+                return v.index
         self._next = i + 1
         return instances[i].index
 

@@ -1,0 +1,145 @@
+"""Consistent hashing on the prompt prefix or the session, with bounded loads.
+
+Karger et al., "Consistent Hashing and Random Trees" (STOC 1997): each instance owns
+``vnodes`` pseudo-random points of a 64-bit ring; a request goes to the owner of the first
+point clockwise from its key. When an instance leaves, only its keys move (to the next points
+clockwise); the others stay, so their prefix caches stay warm.
+
+Bounded loads, Mirrokni, Thorup and Zadimoghaddam, "Consistent Hashing with Bounded Loads"
+(SODA 2018; the variant in HAProxy and Envoy's ring hash): with load factor ``c`` every
+instance takes at most ``ceil(c * (m + 1) / n)`` of the ``m`` outstanding requests plus this
+one; a full instance is skipped and the walk goes on clockwise. ``load_factor=None`` turns it
+off (plain consistent hashing).
+
+Parameters: ``key`` = ``"prefix"`` (chained hash of the first ``prefix_blocks`` prompt blocks)
+or ``"session"`` (session id; requests without one fall back to the prefix), ``vnodes``
+(points per instance), ``load_factor`` (c >= 1, or None).
+
+Ring points come from blake2b of the instance *name*, so the ring is the same in every
+process and an instance keeps its points when others come and go.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Iterator, Sequence
+
+from fleetsched.core.views import InstanceView, RequestView
+from fleetsched.errors import InputError
+from fleetsched.policies.routing._util import least_outstanding, prefix_key, str_hash64
+
+
+class HashRing:
+    """A ring of ``vnodes`` points per member; ``walk(key)`` yields member positions
+    clockwise from ``key``, each once."""
+
+    __slots__ = ("n", "owners", "points")
+
+    def __init__(self, members: Sequence[str], vnodes: int = 100, salt: str = "") -> None:
+        pts = sorted(
+            (str_hash64(f"{salt}|{name}|{r}"), pos)
+            for pos, name in enumerate(members)
+            for r in range(vnodes)
+        )
+        self.points = [p for p, _ in pts]
+        self.owners = [o for _, o in pts]
+        self.n = len(members)
+
+    def first(self, key: int) -> int:
+        i = bisect_right(self.points, key)
+        return self.owners[i if i < len(self.owners) else 0]
+
+    def walk(self, key: int) -> Iterator[int]:
+        owners = self.owners
+        m = len(owners)
+        i = bisect_right(self.points, key)
+        seen: set[int] = set()
+        for k in range(m):
+            o = owners[(i + k) % m]
+            if o not in seen:
+                seen.add(o)
+                yield o
+                if len(seen) == self.n:
+                    return
+
+
+def member_ids(views: Sequence[InstanceView]) -> tuple[str, ...]:
+    """Ring identities: instance names, or indices when names are not unique."""
+    ids = tuple(v.name for v in views)
+    if len(set(ids)) != len(ids):
+        ids = tuple(f"#{v.index}" for v in views)
+    return ids
+
+
+class RingCache:
+    """The ring for the current membership; rebuilt only when membership changes."""
+
+    def __init__(self, vnodes: int, salt: str) -> None:
+        self.vnodes = vnodes
+        self.salt = salt
+        self._views: object = None
+        self._ids: tuple[str, ...] = ()
+        self._ring: HashRing | None = None
+
+    def get(self, views: Sequence[InstanceView]) -> HashRing:
+        if views is self._views and self._ring is not None:
+            return self._ring
+        ids = member_ids(views)
+        if ids != self._ids or self._ring is None:
+            self._ring = HashRing(ids, self.vnodes, self.salt)
+            self._ids = ids
+        self._views = views
+        return self._ring
+
+
+class ConsistentHash:
+    needs_prefix = False
+
+    def __init__(
+        self,
+        seed: int = 0,
+        key: str = "prefix",
+        vnodes: int = 100,
+        load_factor: float | None = 1.25,
+        prefix_blocks: int = 1,
+    ) -> None:
+        if key not in ("prefix", "session"):
+            raise InputError(f"consistent_hash: key must be 'prefix' or 'session', got {key!r}")
+        if load_factor is not None and load_factor < 1.0:
+            raise InputError(f"consistent_hash: load_factor must be >= 1, got {load_factor}")
+        if vnodes < 1 or prefix_blocks < 1:
+            raise InputError("consistent_hash: vnodes and prefix_blocks must be >= 1")
+        self.key = key
+        self.load_factor = load_factor
+        self.prefix_blocks = prefix_blocks
+        self.needs_views = load_factor is not None
+        self._rings = RingCache(vnodes, f"ch{seed}")
+
+    def key_of(self, req: RequestView) -> int:
+        if self.key == "session" and req.session_id is not None:
+            return str_hash64(req.session_id)
+        return prefix_key(req, self.prefix_blocks)
+
+    def route(self, req: RequestView, instances: Sequence[InstanceView]) -> int:
+        ring = self._rings.get(instances)
+        k = self.key_of(req)
+        c = self.load_factor
+        if c is None:
+            for pos in ring.walk(k):
+                if instances[pos].healthy:
+                    return instances[pos].index
+            return instances[ring.first(k)].index
+        up = [v for v in instances if v.healthy]
+        any_healthy = bool(up)
+        cands = up if up else instances
+        total = sum(v.queue_len + v.running for v in cands)
+        cap = math.ceil(c * (total + 1) / len(cands))
+        for pos in ring.walk(k):
+            v = instances[pos]
+            if (v.healthy or not any_healthy) and v.queue_len + v.running < cap:
+                return v.index
+        return least_outstanding(cands).index  # unreachable for c >= 1; kept for safety
+
+    def on_finish(self, req: RequestView, index: int) -> None:
+        pass
