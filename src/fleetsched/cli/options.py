@@ -71,5 +71,7 @@ def resolve_scenario(
     update: dict[str, object] = {"workload": wl, "cluster": cluster, "policies": pol}
     if seed is not None:
         update["seed"] = seed
+    if trace is not None:
+        update["name"] = trace.stem
     # Re-validate the whole scenario so overrides get the same checks as the file.
     return Scenario.model_validate(s.model_copy(update=update).model_dump())

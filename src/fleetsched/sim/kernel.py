@@ -133,8 +133,9 @@ class Simulator:
             self.router.on_finish(rv, seq.rec.instance)
 
     # ------------------------------------------------------------------ views
-    def fresh_views(self, t: float, seq: Seq | None = None, prefix: bool = False
-                    ) -> list[InstanceView]:
+    def fresh_views(
+        self, t: float, seq: Seq | None = None, prefix: bool = False
+    ) -> list[InstanceView]:
         return [inst.view(t, seq, prefix) for inst in self.instances]
 
     def _router_views(self, t: float, seq: Seq, prefix: bool) -> list[InstanceView]:
@@ -146,12 +147,14 @@ class Simulator:
             if prefix and inst.cfg.enable_prefix_caching:
                 keys = seq.prefix_keys(inst.bt)
                 cached = inst.kv.match(keys, len(keys)) * inst.bt
-            out.append(dataclasses.replace(
-                snap,
-                queue_len=max(0, inst.outstanding - snap.running),
-                inflight_tokens=inst.inflight_prompt_tokens,
-                cached_prefix_tokens=cached,
-            ))
+            out.append(
+                dataclasses.replace(
+                    snap,
+                    queue_len=max(0, inst.outstanding - snap.running),
+                    inflight_tokens=inst.inflight_prompt_tokens,
+                    cached_prefix_tokens=cached,
+                )
+            )
         return out
 
     # ------------------------------------------------------------------ handovers
@@ -225,8 +228,11 @@ class Simulator:
             if src == dst:
                 continue
             inst = self.instances[src]
-            cands = [s for s in inst.running.values()
-                     if s.state == DECODE and id(s) not in self._migrating]
+            cands = [
+                s
+                for s in inst.running.values()
+                if s.state == DECODE and id(s) not in self._migrating
+            ]
             if not cands:
                 continue
             # Cheapest to move: the fewest KV tokens (newest among equals).

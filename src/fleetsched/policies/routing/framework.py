@@ -234,6 +234,11 @@ def _lookup(table: Mapping[str, object], kind: str, name: str) -> object:
         raise InputError(f"unknown {kind} {name!r} (known: {known})") from None
 
 
+def picker_named(name: str) -> Picker:
+    """The picker registered as ``name`` (InputError if unknown)."""
+    return _lookup(PICKERS, "picker", name)  # type: ignore[return-value]
+
+
 def make_profile(
     seed: int = 0,
     filters: Sequence[str] = ("healthy", "model"),
@@ -255,8 +260,7 @@ def make_profile(
         (_lookup(SCORERS, "scorer", name), float(w))
         for name, w in (scorers if scorers is not None else {"queue": 1.0}).items()
     ]
-    pk = _lookup(PICKERS, "picker", picker)
-    return Profile(fs, sc, pk, seed=seed)  # type: ignore[arg-type]
+    return Profile(fs, sc, picker_named(picker), seed=seed)  # type: ignore[arg-type]
 
 
 __all__ = [
@@ -275,6 +279,7 @@ __all__ = [
     "max_score",
     "model_match",
     "not_saturated",
+    "picker_named",
     "power_of_two",
     "prefix_score",
     "queue_score",

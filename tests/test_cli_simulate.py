@@ -1,0 +1,117 @@
+"""`fleetsched simulate` end to end, through the real console script."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fleetsched.cli.options import default_scenario
+
+CLI = [sys.executable, "-c", "from fleetsched.cli.app import main; main()"]
+
+
+def fleetsched(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_default_scenario_is_valid_and_loaded() -> None:
+    s = default_scenario()
+    assert sum(g.count for g in s.cluster) == 4
+    assert s.workload.synthetic is not None and s.workload.synthetic.sessions.turns_mean > 1
+
+
+def test_simulate_writes_summary_and_requests(tmp_path: Path) -> None:
+    js, rows = tmp_path / "s.json", tmp_path / "r.csv"
+    p = fleetsched(
+        "simulate",
+        "--requests",
+        "400",
+        "--instances",
+        "2",
+        "--summary-json",
+        str(js),
+        "--requests-out",
+        str(rows),
+        "--seed",
+        "3",
+    )
+    assert p.returncode == 0, p.stderr
+    s = json.loads(js.read_text())
+    for key in (
+        "requests",
+        "completed",
+        "duration_s",
+        "wall_s",
+        "ttft_s",
+        "tpot_s",
+        "e2e_s",
+        "queue_s",
+        "throughput_tok_s",
+        "goodput_req_s",
+        "slo_attainment",
+        "prefix_hit_rate",
+        "preemptions",
+        "load_cov",
+    ):
+        assert key in s, key
+    assert set(s["ttft_s"]) >= {"mean", "p50", "p90", "p99"}
+    assert s["requests"] == s["completed"] == 400
+    with rows.open() as f:
+        data = list(csv.DictReader(f))
+    assert len(data) == 400 and {r["instance"] for r in data} == {"0", "1"}
+    assert "TTFT" in p.stdout
+
+
+def test_same_seed_same_bytes(tmp_path: Path) -> None:
+    outs = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.csv"
+        assert (
+            fleetsched(
+                "simulate", "-q", "--requests", "200", "--requests-out", str(path)
+            ).returncode
+            == 0
+        )
+        outs.append(path.read_bytes())
+    assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--router", "nope"], "unknown router 'nope'"),
+        (["--gpu", "B999"], "B999"),
+        (["--trace", "/no/such/file.csv"], "no such trace file"),
+        (["--instances", "0"], "--instances must be >= 1"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args: list[str], message: str) -> None:
+    p = fleetsched("simulate", "--requests", "10", *args)
+    assert p.returncode == 2
+    assert message in p.stderr
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_bad_scenario_names_line_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("workload:\n  synthetic:\n    num_requests: 5\ncluster:\n  - count: 0\n")
+    p = fleetsched("simulate", "--scenario", str(bad))
+    assert p.returncode == 2
+    assert f"{bad}:5: cluster.0.count" in p.stderr
+
+
+def test_azure_conv_trace_on_four_instances_completes(traces: Path) -> None:
+    from fleetsched.cli.options import resolve_scenario
+    from fleetsched.sim.run import simulate
+
+    sc = resolve_scenario(
+        None, trace=traces / "azure_llm_2023/AzureLLMInferenceTrace_conv.csv", instances=4
+    )
+    res = simulate(sc)
+    assert res.summary["requests"] == res.summary["completed"] == 19_366
+    assert all(r.generated_tokens == r.output_tokens for r in res.records)
