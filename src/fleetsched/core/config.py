@@ -167,10 +167,13 @@ def _node_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None
                     nxt = v
                     line = k.start_mark.line + 1
                     break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
-            if 0 <= key < len(node.value):
-                nxt = node.value[key]
-                line = nxt.start_mark.line + 1
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(key, int)
+            and 0 <= key < len(node.value)
+        ):
+            nxt = node.value[key]
+            line = nxt.start_mark.line + 1
         if nxt is None:
             break
         node = nxt
