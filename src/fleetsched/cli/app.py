@@ -21,13 +21,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-console = Console()
+# Wide enough for comparison tables when the output goes to a file or a CI log.
+console = Console() if sys.stdout.isatty() else Console(width=160)
 err_console = Console(stderr=True)
 
 
 def _register() -> None:
     # Imported for their side effect of adding commands to ``app``.
-    from fleetsched.cli import simulate, trace  # noqa: F401
+    from fleetsched.cli import compare, simulate, trace  # noqa: F401
 
 
 def main() -> None:

@@ -153,6 +153,8 @@ class Scenario(_Model):
     slo_classes: dict[str, SLOClass] = {"default": SLOClass()}
     #: Router sees instance state refreshed every this many seconds (0 = exact state).
     view_refresh_s: float = Field(0.0, ge=0)
+    #: Bandwidth between instances for KV handover (prefill -> decode) and live migration.
+    kv_link_gb_s: float = Field(25.0, gt=0)
 
 
 def _node_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:

@@ -44,7 +44,12 @@ def simulate(
     router = make_router(
         scenario.policies.router.name, scenario.policies.router.params, seed=scenario.seed
     )
-    sim = Simulator(instances, router)
+    sim = Simulator(
+        instances,
+        router,
+        view_refresh_s=scenario.view_refresh_s,
+        kv_link_bytes_s=scenario.kv_link_gb_s * 1e9,
+    )
     if requests is None:
         from fleetsched.workload import build_workload
 
@@ -57,4 +62,6 @@ def simulate(
     summary["recomputed_tokens"] = sum(s.recomputed_tokens for s in stats)
     summary["swap_s"] = sum(s.switch_s for s in stats)
     summary["rejected"] = sum(s.rejected for s in stats)
+    summary["migration_downtime_s"] = sim.stats.migration_downtime_s
+    summary["kv_transfers"] = sim.stats.kv_transfers
     return SimResult(records, summary, stats, wall)

@@ -1,4 +1,8 @@
-"""Routing policies, registered by name."""
+"""Routing policies, registered by name.
+
+A policy is one file in this package plus one line in :data:`ROUTERS`. Every factory takes
+``(seed: int = 0, **params)``; see ``docs/routing.md``.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,37 @@ from collections.abc import Callable
 
 from fleetsched.errors import InputError
 from fleetsched.policies.routing.base import RoutingPolicy
+from fleetsched.policies.routing.cache_aware import CacheAware
+from fleetsched.policies.routing.consistent_hash import ConsistentHash
+from fleetsched.policies.routing.dualmap import DualMap
+from fleetsched.policies.routing.framework import Profile, make_profile
+from fleetsched.policies.routing.kv_overlap import KVOverlap
+from fleetsched.policies.routing.least_kv import LeastKV
+from fleetsched.policies.routing.least_requests import LeastRequests
+from fleetsched.policies.routing.llumnix import Llumnix
+from fleetsched.policies.routing.pd_disagg import PDDisagg
+from fleetsched.policies.routing.power_of_two import PowerOfTwo
+from fleetsched.policies.routing.prefix_load import prefix_load
+from fleetsched.policies.routing.random import RandomRouter
 from fleetsched.policies.routing.round_robin import RoundRobin
+from fleetsched.policies.routing.session_affinity import SessionAffinity
 
 #: name -> factory(seed=..., **params)
 ROUTERS: dict[str, Callable[..., RoutingPolicy]] = {
     "round_robin": RoundRobin,
+    "random": RandomRouter,
+    "least_requests": LeastRequests,
+    "least_kv": LeastKV,
+    "power_of_two": PowerOfTwo,
+    "consistent_hash": ConsistentHash,
+    "cache_aware": CacheAware,
+    "prefix_load": prefix_load,
+    "kv_overlap": KVOverlap,
+    "dualmap": DualMap,
+    "llumnix": Llumnix,
+    "session_affinity": SessionAffinity,
+    "pd_disagg": PDDisagg,
+    "profile": make_profile,
 }
 
 
@@ -26,4 +56,4 @@ def make_router(name: str, params: dict | None = None, seed: int = 0) -> Routing
         raise InputError(f"bad parameters for router {name!r}: {e}") from None
 
 
-__all__ = ["ROUTERS", "RoutingPolicy", "make_router"]
+__all__ = ["ROUTERS", "Profile", "RoutingPolicy", "make_router"]

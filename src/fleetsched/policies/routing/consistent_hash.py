@@ -78,19 +78,30 @@ class RingCache:
     def __init__(self, vnodes: int, salt: str) -> None:
         self.vnodes = vnodes
         self.salt = salt
-        self._views: object = None
-        self._ids: tuple[str, ...] = ()
+        self._names: tuple[str, ...] = ()
+        self._unique = True
+        #: Member ids of the current ring, by position in the views.
+        self.ids: tuple[str, ...] = ()
+        self._pos: dict[str, int] | None = None
         self._ring: HashRing | None = None
 
     def get(self, views: Sequence[InstanceView]) -> HashRing:
-        if views is self._views and self._ring is not None:
-            return self._ring
-        ids = member_ids(views)
-        if ids != self._ids or self._ring is None:
-            self._ring = HashRing(ids, self.vnodes, self.salt)
-            self._ids = ids
-        self._views = views
+        names = tuple([v.name for v in views])
+        if names != self._names or self._ring is None or not self._unique:
+            self._names = names
+            self._unique = len(set(names)) == len(names)
+            ids = names if self._unique else member_ids(views)
+            if ids != self.ids or self._ring is None:
+                self._ring = HashRing(ids, self.vnodes, self.salt)
+                self.ids = ids
+                self._pos = None
         return self._ring
+
+    def position(self, member: str) -> int | None:
+        """Position of ``member`` in the views of the last :meth:`get` (None if absent)."""
+        if self._pos is None:
+            self._pos = {m: i for i, m in enumerate(self.ids)}
+        return self._pos.get(member)
 
 
 class ConsistentHash:

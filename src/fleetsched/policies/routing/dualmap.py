@@ -31,8 +31,8 @@ from collections.abc import Sequence
 
 from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.errors import InputError
-from fleetsched.policies.routing._util import by_index, prefix_key
-from fleetsched.policies.routing.consistent_hash import RingCache, member_ids
+from fleetsched.policies.routing._util import prefix_key
+from fleetsched.policies.routing.consistent_hash import RingCache
 
 
 class DualMap:
@@ -76,33 +76,25 @@ class DualMap:
     def candidates(
         self, req: RequestView, instances: Sequence[InstanceView]
     ) -> tuple[InstanceView, InstanceView]:
-        """The two candidates (equal only when a single instance is healthy)."""
+        """The two candidates (the same one twice only when a single instance is healthy)."""
         key = prefix_key(req, self.key_blocks)
-        ids = member_ids(instances)
-        pos_of = None
-        picks: list[InstanceView] = []
+        picked: list[int] = []  # positions in ``instances``
         for slot, cache in enumerate(self._rings):
+            ring = cache.get(instances)
             name = self._override.get((key, slot))
             if name is not None:
-                if pos_of is None:
-                    pos_of = {m: i for i, m in enumerate(ids)}
-                pos = pos_of.get(name)
-                if pos is not None and instances[pos].healthy and instances[pos] not in picks:
-                    picks.append(instances[pos])
+                pos = cache.position(name)
+                if pos is not None and instances[pos].healthy and pos not in picked:
+                    picked.append(pos)
                     continue
                 del self._override[(key, slot)]
-            ring = cache.get(instances)
-            first = None
             for pos in ring.walk(key):
-                v = instances[pos]
-                if first is None:
-                    first = v
-                if v.healthy and v not in picks:
-                    picks.append(v)
+                if instances[pos].healthy and pos not in picked:
+                    picked.append(pos)
                     break
             else:
-                picks.append(picks[0] if picks else first)  # type: ignore[arg-type]
-        return picks[0], picks[1]
+                picked.append(picked[0] if picked else ring.first(key))
+        return instances[picked[0]], instances[picked[1]]
 
     def _better(self, req: RequestView, a: InstanceView, b: InstanceView) -> InstanceView:
         ta, tb = self.predict_ttft_s(req, a), self.predict_ttft_s(req, b)
@@ -146,11 +138,12 @@ class DualMap:
     ) -> None:
         if self.max_overrides == 0:
             return
-        ids = member_ids(instances)
-        pos = instances.index(to) if by_index(instances, to.index) is not to else to.index
+        cache = self._rings[slot]
+        cache.get(instances)
+        pos = next(i for i, v in enumerate(instances) if v is to)
         key = (prefix_key(req, self.key_blocks), slot)
         self._override.pop(key, None)
-        self._override[key] = ids[pos]
+        self._override[key] = cache.ids[pos]
         while len(self._override) > self.max_overrides:
             del self._override[next(iter(self._override))]
 

@@ -1,0 +1,117 @@
+"""``fleetsched compare``: one workload under several routers, side by side."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fleetsched.cli.app import app, console, err_console
+from fleetsched.cli.options import resolve_scenario
+from fleetsched.core.config import PolicyRef, Scenario
+from fleetsched.errors import InputError
+from fleetsched.metrics.summary import summary_to_json
+from fleetsched.metrics.table import compare_table
+from fleetsched.policies.routing import ROUTERS
+
+EXAMPLES = """
+Examples:
+
+  fleetsched compare --routers round_robin,least_requests,cache_aware
+
+  fleetsched compare --routers round_robin,prefix_load,kv_overlap --instances 8
+  --trace ../shared/traces/mooncake_fast25/conversation_trace.jsonl --summary-json cmp.json
+"""
+
+Opt = typer.Option
+
+
+def run_one(scenario: Scenario, router: str) -> dict[str, Any]:
+    """Simulate ``scenario`` with ``router`` (runs in a worker process)."""
+    from fleetsched.sim.run import simulate
+
+    sc = scenario.model_copy(
+        update={"policies": scenario.policies.model_copy(update={"router": PolicyRef(name=router)})}
+    )
+    return simulate(sc).summary
+
+
+def compare_routers(
+    scenario: Scenario, routers: list[str], jobs: int, on_done: Any = None
+) -> dict[str, dict[str, Any]]:
+    """Summaries by router name, in the order given (parallel when ``jobs > 1``)."""
+    out: dict[str, dict[str, Any]] = {}
+    if jobs <= 1:
+        for r in routers:
+            out[r] = run_one(scenario, r)
+            if on_done:
+                on_done(r)
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futs = {pool.submit(run_one, scenario, r): r for r in routers}
+            for f in as_completed(futs):
+                out[futs[f]] = f.result()
+                if on_done:
+                    on_done(futs[f])
+    return {r: out[r] for r in routers}
+
+
+@app.command(epilog=EXAMPLES)
+def compare(
+    routers: Annotated[str, Opt(help="Comma-separated router names.")] = (
+        "round_robin,least_requests"
+    ),
+    scenario: Annotated[Path | None, Opt("--scenario", "-s", help="Scenario YAML file.")] = None,
+    trace: Annotated[Path | None, Opt(help="Replay this trace (any supported format).")] = None,
+    trace_format: Annotated[str, Opt("--format", help="Trace format (default: detect).")] = "auto",
+    instances: Annotated[int | None, Opt(help="Number of instances.")] = None,
+    gpu: Annotated[str | None, Opt(help="GPU name.")] = None,
+    model: Annotated[str | None, Opt(help="Model name.")] = None,
+    rate_scale: Annotated[float | None, Opt(help="Multiply the arrival rate.")] = None,
+    requests: Annotated[int | None, Opt(help="Only the first N requests.")] = None,
+    seed: Annotated[int | None, Opt(help="Random seed.")] = None,
+    jobs: Annotated[int, Opt(help="Parallel processes (default: CPU count).")] = 0,
+    summary_json: Annotated[Path | None, Opt(help="Write {router: summary} as JSON.")] = None,
+) -> None:
+    """Run the same workload under each router and print one comparison table."""
+    names = [r.strip() for r in routers.split(",") if r.strip()]
+    if not names:
+        raise InputError("--routers needs at least one router name")
+    unknown = [r for r in names if r not in ROUTERS]
+    if unknown:
+        raise InputError(f"unknown router {unknown[0]!r} (known: {', '.join(sorted(ROUTERS))})")
+    sc = resolve_scenario(
+        scenario,
+        trace=trace,
+        trace_format=trace_format,
+        instances=instances,
+        gpu=gpu,
+        model=model,
+        rate_scale=rate_scale,
+        requests=requests,
+        seed=seed,
+    )
+    jobs = min(len(names), jobs or os.cpu_count() or 1)
+    progress = Progress(
+        TextColumn("[bold]comparing[/]"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} routers"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task("cmp", total=len(names))
+        results = compare_routers(sc, names, jobs, lambda r: progress.advance(task))
+    n = sum(g.count for g in sc.cluster)
+    first = next(iter(results.values()))
+    console.print(
+        compare_table(results, title=f"{sc.name}: {n} instances, {first['requests']} requests")
+    )
+    if summary_json is not None:
+        summary_json.parent.mkdir(parents=True, exist_ok=True)
+        summary_json.write_text(summary_to_json(results))
