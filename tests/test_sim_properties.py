@@ -42,16 +42,19 @@ def workloads(draw: st.DrawFn) -> list[Request]:
         o = draw(st.integers(1, 120))
         fam = draw(st.integers(0, 3))
         hs = tuple(fam * 1000 + j for j in range(p // 16))
-        reqs.append(Request(i, t, p, o, block_hashes=hs))
+        prio = draw(st.integers(0, 1))
+        reqs.append(Request(i, t, p, o, block_hashes=hs, priority=prio))
     return reqs
 
 
-def simulate(reqs, *, ff, router, n, blocks, mode, cap, seqs):
+def simulate(reqs, *, ff, router, n, blocks, mode, cap, seqs, pp=False):
     cfg = EngineConfig(
         max_num_batched_tokens=128,
         max_num_seqs=seqs,
         preemption_mode=mode,
         long_prefill_token_threshold=cap,
+        preemptible_prefill=pp,
+        prefill_yield_tokens=16,
     )
     insts = [
         Instance(i, blocks, PROF, cfg, fast_forward=ff, kv_bytes_per_token=4096) for i in range(n)
@@ -70,6 +73,7 @@ CASES = dict(
     mode=st.sampled_from(["recompute", "swap"]),
     cap=st.sampled_from([0, 48]),
     seqs=st.sampled_from([4, 64]),
+    pp=st.booleans(),
 )
 
 
@@ -79,8 +83,8 @@ def _key(rec) -> tuple:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reqs=workloads(), **CASES)
-def test_fast_forward_equals_step_by_step(reqs, router, n, blocks, mode, cap, seqs) -> None:
-    kw = dict(router=router, n=n, blocks=blocks, mode=mode, cap=cap, seqs=seqs)
+def test_fast_forward_equals_step_by_step(reqs, router, n, blocks, mode, cap, seqs, pp) -> None:
+    kw = dict(router=router, n=n, blocks=blocks, mode=mode, cap=cap, seqs=seqs, pp=pp)
     a, ia, _ = simulate(reqs, ff=True, **kw)
     b, ib, _ = simulate(reqs, ff=False, **kw)
     assert [_key(r) for r in a] == [_key(r) for r in b]
@@ -91,10 +95,10 @@ def test_fast_forward_equals_step_by_step(reqs, router, n, blocks, mode, cap, se
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reqs=workloads(), **CASES)
 def test_every_request_finishes_once_with_its_tokens(
-    reqs, router, n, blocks, mode, cap, seqs
+    reqs, router, n, blocks, mode, cap, seqs, pp
 ) -> None:
     recs, insts, times = simulate(
-        reqs, ff=True, router=router, n=n, blocks=blocks, mode=mode, cap=cap, seqs=seqs
+        reqs, ff=True, router=router, n=n, blocks=blocks, mode=mode, cap=cap, seqs=seqs, pp=pp
     )
     assert [r.id for r in recs] == [r.id for r in reqs]  # exactly once each
     for req, rec in zip(reqs, recs, strict=True):

@@ -114,6 +114,12 @@ class EngineConfig(_Model):
     preemption_mode: Literal["recompute", "swap"] = "recompute"
     host_link_gbps: float = Field(25.0, gt=0, description="swap bandwidth, GB/s")
     num_gpu_blocks: int | None = Field(None, ge=1, description="override computed KV capacity")
+    preemptible_prefill: bool = Field(
+        False, description="a long prefill yields mid-step to a more urgent arrival (FlowPrefill)"
+    )
+    prefill_yield_tokens: int = Field(
+        256, ge=1, description="granularity (tokens) at which a preemptible prefill can stop"
+    )
 
 
 class InstanceGroup(_Model):

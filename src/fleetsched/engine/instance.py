@@ -143,6 +143,7 @@ class Instance:
         self._alloc = 0  # steps of the run whose blocks are allocated
         self._start = 0.0  # when the current step or run started
         self._extra_s = 0.0  # swap time added to the step being planned
+        self._mix: tuple[int, int, float] = (0, 0, 0.0)  # decodes, ctx sum, extra s of the step
 
     # ------------------------------------------------------------------ capacity
     def blocks_for(self, tokens: int) -> int:
@@ -178,7 +179,71 @@ class Instance:
             self.busy = True
             self._k = 0
             return now  # wake up at ``now``, after every arrival of that instant
+        if self.cfg.preemptible_prefill and self._k == 1 and self._plan:
+            return self._cut_prefill(seq, now)
         return self.truncate(now)
+
+    @staticmethod
+    def _more_urgent(a: Seq, b: Seq) -> bool:
+        ra, rb = a.req, b.req
+        if ra.priority != rb.priority:
+            return ra.priority > rb.priority
+        return ra.deadline_s is not None and (
+            rb.deadline_s is None or ra.deadline_s < rb.deadline_s
+        )
+
+    def _cut_prefill(self, urgent: Seq, now: float) -> float | None:
+        """FlowPrefill-style preemptible prefill: the largest prefill chunk of the step in
+        progress stops at the next ``prefill_yield_tokens`` boundary reached after ``now`` and
+        yields to ``urgent``. Returns the step's new end time, or None if nothing changes."""
+        idx = max(range(len(self._plan)), key=lambda i: self._plan[i][1])
+        victim, chunk = self._plan[idx]
+        if victim.state != PREFILL or not self._more_urgent(urgent, victim):
+            return None
+        nd, ctx_sum, extra = self._mix
+        other_tokens = 0
+        other_pairs = 0.0
+        for i, (s, c) in enumerate(self._plan):
+            if i != idx:
+                other_tokens += c
+                other_pairs += c * (s.computed + (c + 1) / 2)
+        g = self.cfg.prefill_yield_tokens
+        done = chunk
+        end = float(self._ends[0])
+        for d in range(0, chunk, g):
+            t = (
+                self._start
+                + extra
+                + self.step_model.step_time(
+                    other_tokens + d, other_pairs + d * (victim.computed + (d + 1) / 2), nd, ctx_sum
+                )
+            )
+            if t >= now:
+                done, end = d, t
+                break
+        if done == chunk or not self._shrink(victim, chunk, done):
+            return None
+        self._plan[idx] = (victim, done)
+        victim.yield_to = urgent
+        self._ends = np.array([end])
+        return end
+
+    def _shrink(self, seq: Seq, chunk: int, done: int) -> bool:
+        """Give back the blocks of the part of ``chunk`` that will not be computed."""
+        bt = self.bt
+        keep_full = (seq.computed + done) // bt
+        drop = seq.held[keep_full:]
+        refs = self.kv.refs
+        if any(refs[k] != 1 for k in drop):
+            return False  # another request already shares those blocks: do not cut
+        for k in drop:
+            del refs[k]
+        del seq.held[keep_full:]
+        keep = self.blocks_for(seq.computed + done)
+        self.kv.release([], seq.blocks - keep)
+        seq.blocks = keep
+        seq.chunk = done
+        return True
 
     def truncate(self, now: float) -> float | None:
         """Something new reached this instance at ``now``: end the run after the step in
@@ -401,9 +466,15 @@ class Instance:
         dec_need = self.cnt[-self.dstep % bt]
         plan: list[tuple[Seq, int, int]] = []  # (seq, chunk, new blocks)
         need = dec_need
+        deferred: list[Seq] = []
         for seq in self.prefilling.values():
             if budget <= 0:
                 break
+            if seq.yield_to is not None:
+                if seq.yield_to.state in (WAITING, PREFILL):
+                    deferred.append(seq)  # resumes after the request it yielded to starts
+                    continue
+                seq.yield_to = None
             chunk = min(seq.target - seq.computed, budget, cap)
             nb = self.blocks_for(seq.computed + chunk) - seq.blocks
             plan.append((seq, chunk, nb))
@@ -433,7 +504,25 @@ class Instance:
 
         blocked_by_kv = False
         if not preempted:
-            blocked_by_kv = self._admit(now, budget, plan)
+            blocked_by_kv, budget = self._admit(now, budget, plan)
+        for seq in deferred:
+            # Stand aside while the urgent request prefills; if it cannot start (memory),
+            # go on rather than leave the engine idle.
+            if (
+                budget <= 0
+                or seq.state != PREFILL  # preempted above
+                or seq.yield_to is None
+                or seq.yield_to.state == PREFILL
+            ):
+                continue
+            chunk = min(seq.target - seq.computed, budget, cap)
+            nb = self.blocks_for(seq.computed + chunk) - seq.blocks
+            if nb > kv.free:
+                break
+            kv.allocate(nb)
+            self._grow(seq, chunk, nb)
+            plan.append((seq, chunk, nb))
+            budget -= chunk
 
         nd = self.ndec
         if not plan and not self._swapin:
@@ -451,6 +540,7 @@ class Instance:
             self._plan.append((seq, chunk))
         ctx_sum = self.base_sum + nd * (self.dstep + 1)
         dt = self.step_model.step_time(pf_tokens, pairs, nd, ctx_sum) + self._extra_s
+        self._mix = (nd, ctx_sum, self._extra_s)
         end = now + dt
         self._start = now
         self.stats.runs += 1
@@ -474,9 +564,9 @@ class Instance:
         seq.blocks += nb
         seq.chunk = chunk
 
-    def _admit(self, now: float, budget: int, plan: list[tuple[Seq, int, int]]) -> bool:
-        """Start waiting requests while budget, seats and blocks last. Returns True when the
-        head was refused by the admission policy (memory)."""
+    def _admit(self, now: float, budget: int, plan: list[tuple[Seq, int, int]]) -> tuple[bool, int]:
+        """Start waiting requests while budget, seats and blocks last. Returns whether the
+        head was refused by the admission policy (memory), and the budget left."""
         cfg, kv, bt = self.cfg, self.kv, self.bt
         cap = cfg.long_prefill_token_threshold or cfg.max_num_batched_tokens
         waiting = self.waiting
@@ -485,7 +575,7 @@ class Instance:
             if len(self.running) >= cfg.max_num_seqs:
                 freed = self._make_room(seq, plan)
                 if freed < 0:
-                    return False
+                    return False, budget
                 budget += freed
                 continue
             if seq.swapped:
@@ -493,7 +583,7 @@ class Instance:
                 if not self.admission.admit(seq, nb, self):
                     freed = self._make_room(seq, plan)
                     if freed < 0:
-                        return True
+                        return True, budget
                     budget += freed
                     continue
                 waiting.pop(now)
@@ -518,12 +608,12 @@ class Instance:
             remaining = seq.target - cached
             chunk = min(remaining, budget, cap)
             if chunk < remaining and not cfg.enable_chunked_prefill:
-                return False
+                return False, budget
             nb = self.blocks_for(cached + chunk) - hits
             if not self.admission.admit(seq, nb + touch_cost, self):
                 freed = self._make_room(seq, plan)
                 if freed < 0:
-                    return True
+                    return True, budget
                 budget += freed
                 continue
             waiting.pop(now)
@@ -546,7 +636,7 @@ class Instance:
             self.prefilling[id(seq)] = seq
             plan.append((seq, chunk, nb))
             budget -= chunk
-        return False
+        return False, budget
 
     def _make_room(self, head: Seq, plan: list[tuple[Seq, int, int]]) -> int:
         """Preempt a running request so ``head`` can start, if the preemption policy names one

@@ -40,6 +40,7 @@ class Seq:
     swapped: bool = False  # waiting with its KV elsewhere (host memory or in transfer)
     transferred: bool = False  # KV arrives from another instance: resume without host cost
     admitted_once: bool = False
+    yield_to: Seq | None = None  # a more urgent request this prefill yielded to
 
     def prefix_keys(self, block_tokens: int) -> list[int]:
         """Keys of the prompt's full engine blocks, derived from the request's block hashes."""

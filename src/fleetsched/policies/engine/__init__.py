@@ -1,7 +1,8 @@
 """Engine-local policies: waiting-queue order, admission and preemption victim choice.
 
 Each policy lives in its own module and is registered by name here. The engine calls them
-through the small protocols in :mod:`fleetsched.policies.engine.base`.
+through the small protocols in :mod:`fleetsched.policies.engine.base`. Convention:
+``Request.priority`` is larger = more important. See ``docs/engine-policies.md``.
 """
 
 from __future__ import annotations
@@ -13,12 +14,36 @@ from typing import Any
 from fleetsched.errors import InputError
 from fleetsched.policies.engine.aggressive import AggressiveAdmission
 from fleetsched.policies.engine.base import AdmissionPolicy, PreemptionPolicy, WaitingQueue
+from fleetsched.policies.engine.conservative import ConservativeAdmission
+from fleetsched.policies.engine.edf import EDFQueue
 from fleetsched.policies.engine.fcfs import FCFSQueue
+from fleetsched.policies.engine.lowest_priority import LowestPriorityVictim
+from fleetsched.policies.engine.most_slack import MostSlackVictim
 from fleetsched.policies.engine.newest import NewestVictim
+from fleetsched.policies.engine.past_future import PastFutureAdmission
+from fleetsched.policies.engine.priority import PriorityQueue
+from fleetsched.policies.engine.sjf import SJFQueue
+from fleetsched.policies.engine.vtc import VTCQueue
+from fleetsched.policies.engine.wfq import WFQQueue
 
-ORDERING: dict[str, Callable[..., WaitingQueue]] = {"fcfs": FCFSQueue}
-ADMISSION: dict[str, Callable[..., AdmissionPolicy]] = {"aggressive": AggressiveAdmission}
-PREEMPTION: dict[str, Callable[..., PreemptionPolicy]] = {"newest": NewestVictim}
+ORDERING: dict[str, Callable[..., WaitingQueue]] = {
+    "fcfs": FCFSQueue,
+    "priority": PriorityQueue,
+    "sjf": SJFQueue,
+    "edf": EDFQueue,
+    "vtc": VTCQueue,
+    "wfq": WFQQueue,
+}
+ADMISSION: dict[str, Callable[..., AdmissionPolicy]] = {
+    "aggressive": AggressiveAdmission,
+    "conservative": ConservativeAdmission,
+    "past_future": PastFutureAdmission,
+}
+PREEMPTION: dict[str, Callable[..., PreemptionPolicy]] = {
+    "newest": NewestVictim,
+    "lowest_priority": LowestPriorityVictim,
+    "most_slack": MostSlackVictim,
+}
 
 
 def make(

@@ -13,7 +13,7 @@ off (plain consistent hashing).
 
 Parameters: ``key`` = ``"prefix"`` (chained hash of the first ``prefix_blocks`` prompt blocks)
 or ``"session"`` (session id; requests without one fall back to the prefix), ``vnodes``
-(points per instance), ``load_factor`` (c >= 1, or None).
+(points per instance, 160 as in ketama), ``load_factor`` (c >= 1, default 1.25, or None).
 
 Ring points come from blake2b of the instance *name*, so the ring is the same in every
 process and an instance keeps its points when others come and go.
@@ -36,7 +36,7 @@ class HashRing:
 
     __slots__ = ("n", "owners", "points")
 
-    def __init__(self, members: Sequence[str], vnodes: int = 100, salt: str = "") -> None:
+    def __init__(self, members: Sequence[str], vnodes: int = 160, salt: str = "") -> None:
         pts = sorted(
             (str_hash64(f"{salt}|{name}|{r}"), pos)
             for pos, name in enumerate(members)
@@ -111,7 +111,7 @@ class ConsistentHash:
         self,
         seed: int = 0,
         key: str = "prefix",
-        vnodes: int = 100,
+        vnodes: int = 160,
         load_factor: float | None = 1.25,
         prefix_blocks: int = 1,
     ) -> None:

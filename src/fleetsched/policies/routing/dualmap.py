@@ -43,7 +43,7 @@ class DualMap:
         self,
         seed: int = 0,
         key_blocks: int = 1,
-        vnodes: int = 100,
+        vnodes: int = 160,
         ttft_slo_s: float = 1.0,
         ttft_base_s: float = 0.01,
         ttft_per_queued_s: float = 0.05,

@@ -98,7 +98,11 @@ def prefix_score(req: RequestView, views: Views) -> list[float]:
     p = req.prompt_tokens
     if p <= 0:
         return [0.0] * len(views)
-    return [min(1.0, v.cached_prefix_tokens / p) for v in views]
+    inv = 1.0 / p
+    out = [v.cached_prefix_tokens * inv for v in views]
+    if max(out) > 1.0:
+        out = [x if x < 1.0 else 1.0 for x in out]
+    return out
 
 
 prefix_score.needs_prefix = True  # type: ignore[attr-defined]
@@ -120,12 +124,14 @@ def lora_score(req: RequestView, views: Views) -> list[float]:
 # ---------------------------------------------------------------------------------- pickers
 def max_score(views: Views, scores: list[float], rng: UniformStream) -> InstanceView:
     """Highest score; ties go to the lowest instance index (deterministic)."""
-    best = views[0]
-    bs = scores[0]
-    for v, s in zip(views, scores, strict=True):
-        if s > bs or (s == bs and v.index < best.index):
-            best, bs = v, s
-    return best
+    hi = max(scores)
+    if scores.count(hi) == 1:
+        return views[scores.index(hi)]
+    return min((v for v, s in zip(views, scores, strict=True) if s == hi), key=_index)
+
+
+def _index(v: InstanceView) -> int:
+    return v.index
 
 
 def weighted_random(views: Views, scores: list[float], rng: UniformStream) -> InstanceView:
@@ -186,12 +192,23 @@ class Profile:
         return cands
 
     def scores(self, req: RequestView, cands: Views) -> list[float]:
-        if not self.scorers:
+        """Weighted sum of the scorers' scores, one per candidate."""
+        sc = self.scorers
+        if not sc:
             return [0.0] * len(cands)
-        (s0, w0), *rest = self.scorers
-        total = [w0 * x for x in s0(req, cands)]
-        for s, w in rest:
-            total = [a + w * b for a, b in zip(total, s(req, cands), strict=True)]
+        lists = [s(req, cands) for s, _ in sc]
+        if len(sc) == 1:
+            w = sc[0][1]
+            return [w * a for a in lists[0]]
+        if len(sc) == 2:
+            (_, w0), (_, w1) = sc
+            return [w0 * a + w1 * b for a, b in zip(*lists, strict=True)]
+        if len(sc) == 3:
+            (_, w0), (_, w1), (_, w2) = sc
+            return [w0 * a + w1 * b + w2 * c for a, b, c in zip(*lists, strict=True)]
+        total = [sc[0][1] * a for a in lists[0]]
+        for (_, w), xs in zip(sc[1:], lists[1:], strict=True):
+            total = [a + w * b for a, b in zip(total, xs, strict=True)]
         return total
 
     def route(self, req: RequestView, instances: Sequence[InstanceView]) -> int:

@@ -10,7 +10,7 @@ cached blocks from the engines' KV events and scores every worker with a cost (l
 
 Here ``cached_blocks`` comes from ``InstanceView.cached_prefix_tokens`` (the engine's exact
 prefix-cache hit, as KV events give it) and ``active_blocks`` is the instance's used KV
-blocks, ``round(kv_utilization * total_blocks)``. Defaults are Dynamo's
+blocks, ``kv_utilization * total_blocks``. Defaults are Dynamo's
 (``--kv-overlap-score-weight 1``, ``--router-temperature 0``): temperature 0 takes the
 argmin (ties: lowest index); a positive temperature samples from
 ``softmax(-normalised_cost / temperature)``, costs min-max normalised to [0, 1] first as
@@ -25,7 +25,11 @@ from collections.abc import Sequence
 from fleetsched.core.request import BLOCK_TOKENS
 from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.errors import InputError
-from fleetsched.policies.routing._util import UniformStream, argmin_by, healthy
+from fleetsched.policies.routing._util import UniformStream, healthy
+
+
+def _index(v: InstanceView) -> int:
+    return v.index
 
 
 class KVOverlap:
@@ -49,14 +53,18 @@ class KVOverlap:
     def costs(self, req: RequestView, views: Sequence[InstanceView]) -> list[float]:
         bt = self.block_tokens
         p = req.prompt_tokens
-        req_blocks = -(-p // bt)
-        w = self.overlap_weight
+        rb = -(-p // bt)  # request blocks
+        wbt = self.overlap_weight / bt
         out = []
+        append = out.append
         for v in views:
-            cached = min(v.cached_prefix_tokens // bt, req_blocks)
-            prefill = max(p - cached * bt, 0) / bt
-            active = round(v.kv_utilization * v.total_blocks) + req_blocks - cached
-            out.append(w * prefill + active)
+            c = v.cached_prefix_tokens // bt
+            if c > rb:
+                c = rb
+            pre = p - c * bt
+            if pre < 0:
+                pre = 0
+            append(wbt * pre + v.kv_utilization * v.total_blocks + (rb - c))
         return out
 
     def route(self, req: RequestView, instances: Sequence[InstanceView]) -> int:
@@ -65,7 +73,11 @@ class KVOverlap:
             return cands[0].index
         costs = self.costs(req, cands)
         if self.temperature <= 0.0:
-            return argmin_by(cands, costs).index
+            lo = min(costs)
+            best = cands[costs.index(lo)]
+            if costs.count(lo) > 1:  # lowest index among the ties
+                best = min((v for v, c in zip(cands, costs, strict=True) if c == lo), key=_index)
+            return best.index
         lo, hi = min(costs), max(costs)
         if hi == lo:
             return cands[self._rng.index(len(cands))].index

@@ -28,12 +28,13 @@ instances above ``migrate_in_threshold`` (freest first). The simulator calls it 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from fleetsched.core.request import BLOCK_TOKENS
 from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.errors import InputError
-from fleetsched.policies.routing._util import argmax_by, healthy
+from fleetsched.policies.routing._util import healthy
 
 
 class Llumnix:
@@ -62,38 +63,60 @@ class Llumnix:
         self.priority_headroom_blocks = priority_headroom_blocks
         self.high_priority = high_priority
         self.block_tokens = block_tokens
-        # Router-side accounting of what was sent where and has not finished.
-        self._count: dict[int, int] = {}
-        self._prompt_blocks: dict[int, int] = {}
-        self._high: dict[int, int] = {}
+        # Router-side accounting of what was sent where and has not finished, by index.
+        self._count: list[int] = []
+        self._prompt_blocks: list[int] = []
+        self._high: list[int] = []
 
     def _blocks(self, req: RequestView) -> int:
         return -(-req.prompt_tokens // self.block_tokens)
 
+    def _grow(self, n: int) -> None:
+        k = n - len(self._count)
+        if k > 0:
+            self._count.extend([0] * k)
+            self._prompt_blocks.extend([0] * k)
+            self._high.extend([0] * k)
+
     def freeness(self, v: InstanceView) -> float:
         i = v.index
-        n = self._count.get(i, 0)
-        mean_blocks = self._prompt_blocks.get(i, 0) / n if n else 0.0
-        virtual = v.queue_len * mean_blocks
-        virtual += self.priority_headroom_blocks * self._high.get(i, 0)
-        return (v.free_blocks - virtual) / max(v.running, 1)
+        self._grow(i + 1)
+        n = self._count[i]
+        virtual = v.queue_len * self._prompt_blocks[i] / n if n else 0.0
+        virtual += self.priority_headroom_blocks * self._high[i]
+        return (v.free_blocks - virtual) / (v.running or 1)
 
     def route(self, req: RequestView, instances: Sequence[InstanceView]) -> int:
         cands = healthy(instances)
-        best = argmax_by(cands, [self.freeness(v) for v in cands]).index
-        self._count[best] = self._count.get(best, 0) + 1
-        self._prompt_blocks[best] = self._prompt_blocks.get(best, 0) + self._blocks(req)
+        top = max(v.index for v in cands) + 1
+        if top > len(self._count):
+            self._grow(top)
+        cnt, pb, high = self._count, self._prompt_blocks, self._high
+        hr = self.priority_headroom_blocks
+        best = cands[0]
+        bf = -math.inf
+        for v in cands:
+            i = v.index
+            n = cnt[i]
+            virtual = v.queue_len * pb[i] / n if n else 0.0
+            if high[i]:
+                virtual += hr * high[i]
+            f = (v.free_blocks - virtual) / (v.running or 1)
+            if f > bf or (f == bf and i < best.index):
+                best, bf = v, f
+        b = best.index
+        cnt[b] += 1
+        pb[b] += self._blocks(req)
         if req.priority >= self.high_priority:
-            self._high[best] = self._high.get(best, 0) + 1
-        return best
+            high[b] += 1
+        return b
 
     def on_finish(self, req: RequestView, index: int) -> None:
-        n = self._count.get(index, 0)
-        if n <= 0:
+        if index >= len(self._count) or self._count[index] <= 0:
             return
-        self._count[index] = n - 1
-        self._prompt_blocks[index] = max(self._prompt_blocks.get(index, 0) - self._blocks(req), 0)
-        if req.priority >= self.high_priority and self._high.get(index, 0) > 0:
+        self._count[index] -= 1
+        self._prompt_blocks[index] = max(self._prompt_blocks[index] - self._blocks(req), 0)
+        if req.priority >= self.high_priority and self._high[index] > 0:
             self._high[index] -= 1
 
     def plan_migrations(self, views: Sequence[InstanceView]) -> list[tuple[int, int]]:
