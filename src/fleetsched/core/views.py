@@ -38,7 +38,7 @@ class InstanceView:
     kv_utilization: float  # used / total blocks, 0..1
     free_blocks: int
     total_blocks: int
-    inflight_tokens: int  # prompt + remaining output tokens of everything dispatched and unfinished
+    inflight_tokens: int  # prompt tokens of dispatched, unfinished requests (router-side count)
     #: Prompt tokens of this request already in this instance's prefix cache (0 if unknown).
     cached_prefix_tokens: int = 0
     lora_adapters: tuple[str, ...] = ()
