@@ -110,7 +110,7 @@ _FORMATTERS = {
 def compare_table(summaries: Mapping[str, Mapping[str, Any]], title: str = "Comparison") -> Table:
     """One row per policy (the mapping's keys, in the mapping's order)."""
     table = Table(title=title, title_justify="left")
-    table.add_column("policy")
+    table.add_column("policy", no_wrap=True, min_width=16)
     for header, *_ in _COMPARE_COLUMNS:
         table.add_column(header, justify="right")
     for name, s in summaries.items():
