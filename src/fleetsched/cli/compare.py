@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,11 +11,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fleetsched.cli.app import app, console, err_console
 from fleetsched.cli.options import resolve_scenario
-from fleetsched.core.config import PolicyRef, Scenario
+from fleetsched.core.config import Scenario
 from fleetsched.errors import InputError
 from fleetsched.metrics.summary import summary_to_json
 from fleetsched.metrics.table import compare_table
 from fleetsched.policies.routing import ROUTERS
+from fleetsched.sweep.grid import run_many, variant
 
 EXAMPLES = """
 Examples:
@@ -30,34 +30,13 @@ Examples:
 Opt = typer.Option
 
 
-def run_one(scenario: Scenario, router: str) -> dict[str, Any]:
-    """Simulate ``scenario`` with ``router`` (runs in a worker process)."""
-    from fleetsched.sim.run import simulate
-
-    sc = scenario.model_copy(
-        update={"policies": scenario.policies.model_copy(update={"router": PolicyRef(name=router)})}
-    )
-    return simulate(sc).summary
-
-
 def compare_routers(
     scenario: Scenario, routers: list[str], jobs: int, on_done: Any = None
 ) -> dict[str, dict[str, Any]]:
     """Summaries by router name, in the order given (parallel when ``jobs > 1``)."""
-    out: dict[str, dict[str, Any]] = {}
-    if jobs <= 1:
-        for r in routers:
-            out[r] = run_one(scenario, r)
-            if on_done:
-                on_done(r)
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futs = {pool.submit(run_one, scenario, r): r for r in routers}
-            for f in as_completed(futs):
-                out[futs[f]] = f.result()
-                if on_done:
-                    on_done(futs[f])
-    return {r: out[r] for r in routers}
+    scenarios = [variant(scenario, router=r) for r in routers]
+    results = run_many(scenarios, jobs, on_done)
+    return dict(zip(routers, results, strict=True))
 
 
 @app.command(epilog=EXAMPLES)
@@ -106,7 +85,7 @@ def compare(
     )
     with progress:
         task = progress.add_task("cmp", total=len(names))
-        results = compare_routers(sc, names, jobs, lambda r: progress.advance(task))
+        results = compare_routers(sc, names, jobs, lambda i: progress.advance(task))
     n = sum(g.count for g in sc.cluster)
     first = next(iter(results.values()))
     console.print(

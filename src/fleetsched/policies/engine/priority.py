@@ -14,6 +14,8 @@ Every waiting request ages at the same rate, so the order does not change with t
 sorting on ``aging_per_s * arrival_s - priority`` is the same at every ``now``, and one heap
 serves it (O(log n) per operation, ``time_invariant``). A preempted request goes back into
 the heap with its original key (as in vLLM: it keeps its priority and arrival time).
+``rank_key`` exposes that key; the ``lowest_priority`` preemption policy needs it to let a
+high-priority arrival displace a running request.
 """
 
 from __future__ import annotations
@@ -39,10 +41,15 @@ class PriorityQueue:
         r = seq.req
         return r.priority + self.aging_per_s * (now - r.arrival_s)
 
-    def _push(self, seq: Seq, order: int) -> None:
+    def rank_key(self, seq: Seq) -> tuple[float, float]:
+        """Sort key of ``seq`` in this queue (smaller goes first), the same at every ``now``.
+
+        Preemption policies use it to preempt only requests that will queue behind the head."""
         r = seq.req
-        key = self.aging_per_s * r.arrival_s - r.priority
-        heapq.heappush(self._heap, (key, r.arrival_s, order, seq))
+        return (self.aging_per_s * r.arrival_s - r.priority, r.arrival_s)
+
+    def _push(self, seq: Seq, order: int) -> None:
+        heapq.heappush(self._heap, (*self.rank_key(seq), order, seq))
 
     def push(self, seq: Seq) -> None:
         self._ctr += 1
