@@ -307,3 +307,30 @@ def test_summary_bounds(recs):
     n_tenants = sum(1 for t in s["per_tenant"].values() if not math.isnan(t["mean_norm_latency_s"]))
     if n_tenants:
         assert 1 / n_tenants - 1e-12 <= s["fairness_jain"] <= 1
+
+
+def test_deadline_tardiness_hand_computed() -> None:
+    from fleetsched.metrics.records import RequestRecord
+    from fleetsched.metrics.summary import summarize
+
+    def rec(i: int, finish: float, deadline: float) -> RequestRecord:
+        return RequestRecord(
+            id=i,
+            tenant="t",
+            slo_class="batch",
+            priority=0,
+            prompt_tokens=10,
+            output_tokens=2,
+            arrival_s=0.0,
+            instance=0,
+            first_scheduled_s=0.0,
+            first_token_s=0.5,
+            finish_s=finish,
+            deadline_s=deadline,
+        )
+
+    s = summarize([rec(0, 3.0, 5.0), rec(1, 7.0, 5.0), rec(2, 9.5, 6.0), rec(3, 1.0, math.nan)])
+    d = s["deadlines"]
+    assert d["requests"] == 3 and d["met"] == 1
+    assert d["total_tardiness_s"] == pytest.approx(2.0 + 3.5)
+    assert d["max_tardiness_s"] == pytest.approx(3.5)

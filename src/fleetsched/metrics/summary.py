@@ -43,7 +43,7 @@ _INT_COLS = (
     "preemptions",
     "migrations",
 )
-_FLOAT_COLS = ("arrival_s", "first_scheduled_s", "first_token_s", "finish_s")
+_FLOAT_COLS = ("arrival_s", "first_scheduled_s", "first_token_s", "finish_s", "deadline_s")
 
 
 def _columns(records: Iterable[RequestRecord]) -> dict[str, np.ndarray]:
@@ -175,6 +175,21 @@ def summarize(
             "tpot_p99": percentiles(tpot[m], (99,))["p99"],
         }
     summary["per_class"] = per_class
+
+    # Deadlines (batch jobs, EDF): tardiness = max(0, finish - deadline); unfinished = missed.
+    deadline = c["deadline_s"]
+    has_dl = ~np.isnan(deadline)
+    n_dl = int(has_dl.sum())
+    with np.errstate(invalid="ignore"):
+        tard = np.maximum(finish - deadline, 0.0)
+    on_time = has_dl & done & (tard <= 0)
+    summary["deadlines"] = {
+        "requests": n_dl,
+        "met": int(on_time.sum()),
+        "met_rate": int(on_time.sum()) / n_dl if n_dl else NAN,
+        "total_tardiness_s": float(tard[has_dl & done].sum()) if n_dl else 0.0,
+        "max_tardiness_s": float(tard[has_dl & done].max()) if (has_dl & done).any() else NAN,
+    }
 
     # Per tenant.
     per_tenant: dict[str, dict[str, Any]] = {}
