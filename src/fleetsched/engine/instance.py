@@ -22,6 +22,7 @@ state at any time ``t`` inside a run. Results are identical to step-by-step simu
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left, bisect_right
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,6 +100,7 @@ class Instance:
         self.preemption: PreemptionPolicy = preemption or NewestVictim()
         self.fast_forward = fast_forward
         self.max_run_steps = max_run_steps if fast_forward else 1
+        self._horizon = min(128, self.max_run_steps)
         self.on_finish = on_finish
         #: Called when a request leaves with its KV (prefill done on a prefill instance, or
         #: live migration); the simulator moves it on.
@@ -136,12 +138,13 @@ class Instance:
         self.busy = False
         self._plan: list[tuple[Seq, int]] = []  # prefill chunks of the current step
         self._swapin: list[Seq] = []
-        self._ends: np.ndarray = np.empty(0)
-        self._cum: list[int] = []  # cumulative new blocks of steps 0..k-1 of the run
+        self._ends: list[float] = []  # end times of the steps of the current run
+        self._period: list[int] = [0]  # prefix sums of a run's new blocks over one period
         self._k = 0
         self._applied = 0  # steps of the run already applied by sync()
         self._alloc = 0  # steps of the run whose blocks are allocated
         self._start = 0.0  # when the current step or run started
+        self._horizon = 8  # steps the next fast-forward run may plan
         self._extra_s = 0.0  # swap time added to the step being planned
         self._mix: tuple[int, int, float] = (0, 0, 0.0)  # decodes, ctx sum, extra s of the step
 
@@ -209,7 +212,7 @@ class Instance:
                 other_pairs += c * (s.computed + (c + 1) / 2)
         g = self.cfg.prefill_yield_tokens
         done = chunk
-        end = float(self._ends[0])
+        end = self._ends[0]
         for d in range(0, chunk, g):
             t = (
                 self._start
@@ -225,7 +228,7 @@ class Instance:
             return None
         self._plan[idx] = (victim, done)
         victim.yield_to = urgent
-        self._ends = np.array([end])
+        self._ends = [end]
         return end
 
     def _shrink(self, seq: Seq, chunk: int, done: int) -> bool:
@@ -251,7 +254,8 @@ class Instance:
         if self._k <= 1 or self._applied + 1 >= self._k:
             return None
         self._k = self._applied + 1
-        return float(self._ends[self._applied])
+        self._horizon = min(128, self.max_run_steps)
+        return self._ends[self._applied]
 
     def sync(self, now: float) -> None:
         """Bring a fast-forward run up to ``now``: apply the steps that ended before ``now`` and
@@ -259,7 +263,7 @@ class Instance:
         k = self._k
         if k <= 1:
             return
-        m = int(np.searchsorted(self._ends, now, side="left"))
+        m = bisect_left(self._ends, now)
         if m >= k:
             m = k - 1  # the last step is applied by on_event
         if m > self._applied:
@@ -267,8 +271,14 @@ class Instance:
             self._applied = m
         a = m + 1
         if a > self._alloc:
-            self.kv.allocate(self._cum[a - 1] - self._cum[self._alloc - 1])
+            self.kv.allocate(self._run_blocks(a - 1) - self._run_blocks(self._alloc - 1))
             self._alloc = a
+
+    def _run_blocks(self, j: int) -> int:
+        """New KV blocks taken by steps 1..j of the current run (step 0's are taken)."""
+        p = self._period
+        q, r = divmod(j, self.bt)
+        return q * p[-1] + p[r]
 
     def on_event(self, now: float) -> float | None:
         """The current step or run ended at ``now``: apply it and schedule the next one."""
@@ -336,8 +346,10 @@ class Instance:
     # ------------------------------------------------------------------ step end
     def _complete(self, now: float) -> None:
         k = self._k
+        if k >= self._horizon:
+            self._horizon = min(2 * self._horizon, self.max_run_steps)
         if self._alloc < k:
-            self.kv.allocate(self._cum[k - 1] - self._cum[self._alloc - 1])
+            self.kv.allocate(self._run_blocks(k - 1) - self._run_blocks(self._alloc - 1))
         self.dstep += k - self._applied
         self.stats.steps += k
         self.stats.busy_s += now - self._start
@@ -544,8 +556,7 @@ class Instance:
         end = now + dt
         self._start = now
         self.stats.runs += 1
-        self._ends = np.array([end])
-        self._cum = [0]
+        self._ends = [end]
         self._k = self._alloc = 1
         self._applied = 0
         return end
@@ -691,7 +702,12 @@ class Instance:
     def _start_run(
         self, now: float, first_need: int, preempted: bool, blocked_by_kv: bool
     ) -> float:
-        """Plan k >= 1 decode-only steps from ``now`` (their first step's blocks are taken)."""
+        """Plan k >= 1 decode-only steps from ``now`` (their first step's blocks are taken).
+
+        k is bounded by the next finish, by free KV blocks and by an adaptive horizon (doubled
+        after a run that ran to its end, reset when a run is cut): how a run is split never
+        changes results, only how many events it takes.
+        """
         nd, dstep, bt = self.ndec, self.dstep, self.bt
         k = 1
         can_run = (
@@ -703,34 +719,48 @@ class Instance:
                 or (blocked_by_kv and self.waiting.time_invariant and self.admission.monotone)
             )
         )
-        cum = [0]
+        # New blocks of steps 1..j of the run repeat with period bt: cum(j) = (j // bt) * S +
+        # P[j % bt], with P the prefix sums of the rotated histogram over one period.
         if can_run:
             heap = self._finish_heap
             while heap[0][2] != heap[0][3].epoch or heap[0][3].state != DECODE:
                 heapq.heappop(heap)
-            kmax = min(self.max_run_steps, heap[0][0] - dstep)
+            kmax = min(self._horizon, heap[0][0] - dstep)
             if kmax > 1:
-                j = np.arange(1, kmax, dtype=np.int64)
-                needs = np.asarray(self.cnt, dtype=np.int64)[(-(dstep + j)) % bt]
-                c = np.cumsum(needs)
-                fit = int(np.searchsorted(c, self.kv.free, side="right"))
-                k = 1 + fit
-                cum = [0, *c[:fit].tolist()]
-        steps = np.arange(k, dtype=np.int64)
-        ctx = self.base_sum + nd * (dstep + 1 + steps)
-        dts = self.step_model.decode_step_times(nd, ctx)
-        if self._extra_s:
+                cnt, p, total = self.cnt, [0], 0
+                for i in range(1, bt + 1):
+                    total += cnt[-(dstep + i) % bt]
+                    p.append(total)
+                self._period = p
+                free = self.kv.free
+                if total == 0:
+                    j = kmax - 1
+                else:
+                    q, rem = divmod(free, total)
+                    t = bisect_right(p, rem, 0, bt) - 1  # P[t] <= rem, t < bt
+                    j = min(q * bt + t, kmax - 1)
+                k = j + 1
+        base = self.base_sum + nd * (dstep + 1)
+        if k <= 32:
+            model = self.step_model
+            t = now + (model.step_time(0, 0.0, nd, base) + self._extra_s)
+            ends = [t]
+            for j in range(1, k):
+                t = t + model.step_time(0, 0.0, nd, base + nd * j)
+                ends.append(t)
+        else:
+            ctx = base + nd * np.arange(k, dtype=np.int64)
+            dts = self.step_model.decode_step_times(nd, ctx)
             dts[0] += self._extra_s
-        ends = np.cumsum(np.concatenate(([now], dts)))[1:]
+            ends = np.cumsum(np.concatenate(([now], dts)))[1:].tolist()
         self._start = now
         self.stats.runs += 1
         self._ends = ends
-        self._cum = cum
         self._k = k
         self._alloc = 1
         self._applied = 0
         self._plan = []
-        return float(ends[-1])
+        return ends[-1]
 
     # ------------------------------------------------------------------ checks
     def check_invariants(self) -> None:
