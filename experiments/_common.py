@@ -17,13 +17,20 @@ TRACES = ROOT.parent / "shared" / "traces"
 RESULTS = Path(__file__).parent / "results"
 
 
-def trace_scenario(trace: str, instances: int, *, ttft_s: float, tpot_s: float = 0.1,
-                   requests: int | None = None, **kw: Any) -> Scenario:
+def trace_scenario(
+    trace: str,
+    instances: int,
+    *,
+    ttft_s: float,
+    tpot_s: float = 0.1,
+    requests: int | None = None,
+    **kw: Any,
+) -> Scenario:
     sc = resolve_scenario(None, trace=TRACES / trace, instances=instances, requests=requests)
     return Scenario.model_validate(
-        sc.model_copy(update={"slo_classes": {"default": SLOClass(ttft_s=ttft_s,
-                                                                    tpot_s=tpot_s)}, **kw})
-        .model_dump()
+        sc.model_copy(
+            update={"slo_classes": {"default": SLOClass(ttft_s=ttft_s, tpot_s=tpot_s)}, **kw}
+        ).model_dump()
     )
 
 

@@ -11,7 +11,6 @@ import argparse
 from concurrent.futures import ProcessPoolExecutor
 
 from _common import Timer, markdown, save, trace_scenario
-
 from fleetsched.sweep import capacity_search, variant
 
 ROUTERS = ["dualmap", "cache_aware", "consistent_hash", "round_robin"]
@@ -20,8 +19,9 @@ ROUTERS = ["dualmap", "cache_aware", "consistent_hash", "round_robin"]
 def capacity(router: str, instances: int) -> tuple[float, list[tuple[float, float]]]:
     from fleetsched.sim.run import simulate
 
-    base = trace_scenario("mooncake_fast25/conversation_trace.jsonl", instances, ttft_s=5.0,
-                          tpot_s=10.0)
+    base = trace_scenario(
+        "mooncake_fast25/conversation_trace.jsonl", instances, ttft_s=5.0, tpot_s=10.0
+    )
     probes: list[tuple[float, float]] = []
 
     def meets(scale: float) -> bool:
@@ -37,18 +37,24 @@ def main() -> None:
     ap.add_argument("--instances", type=int, default=8)
     a = ap.parse_args()
     with Timer(), ProcessPoolExecutor(2) as pool:
-        res = dict(zip(ROUTERS, pool.map(capacity, ROUTERS, [a.instances] * len(ROUTERS)),
-                       strict=True))
+        res = dict(
+            zip(ROUTERS, pool.map(capacity, ROUTERS, [a.instances] * len(ROUTERS)), strict=True)
+        )
     base_rate = 12031 / 3537.0
     rows = []
     rr = res["round_robin"][0]
     for r, (cap, probes) in res.items():
-        rows.append([r, f"{cap:.2f}x", f"{cap * base_rate:.1f}", f"{cap / rr:.2f}",
-                     str(len(probes))])
-    table = markdown(["router", "capacity (rate scale)", "req/s", "vs round_robin",
-                      "simulations"], rows)
-    save("routing_capacity", {r: {"capacity_scale": c, "probes": p}
-                              for r, (c, p) in res.items()}, table)
+        rows.append(
+            [r, f"{cap:.2f}x", f"{cap * base_rate:.1f}", f"{cap / rr:.2f}", str(len(probes))]
+        )
+    table = markdown(
+        ["router", "capacity (rate scale)", "req/s", "vs round_robin", "simulations"], rows
+    )
+    save(
+        "routing_capacity",
+        {r: {"capacity_scale": c, "probes": p} for r, (c, p) in res.items()},
+        table,
+    )
 
 
 if __name__ == "__main__":

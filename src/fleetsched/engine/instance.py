@@ -22,8 +22,8 @@ state at any time ``t`` inside a run. Results are identical to step-by-step simu
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_left, bisect_right
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 class LengthHistory:
     """Sliding window of the last ``window`` lengths, kept sorted for quantiles."""
 
-    __slots__ = ("_fifo", "_sorted", "window")
+    __slots__ = ("_fifo", "_sorted", "version", "window")
 
     def __init__(self, window: int = 10_000) -> None:
         if window < 1:
@@ -41,8 +41,10 @@ class LengthHistory:
         self.window = window
         self._fifo: deque[int] = deque()
         self._sorted: list[int] = []
+        self.version = 0  # bumped by every add (lets callers cache derived arrays)
 
     def add(self, length: int) -> None:
+        self.version += 1
         self._fifo.append(length)
         insort(self._sorted, length)
         if len(self._fifo) > self.window:

@@ -1,10 +1,9 @@
 """Conservative admission: reserve every running request's full KV need, never preempt.
 
-The reservation scheme of static-batching servers and of vLLM v0's first block manager
-(Kwon et al., "Efficient Memory Management for Large Language Model Serving with
-PagedAttention", SOSP'23, which calls reserving for the maximum output the baseline that
-paging improves on), also the "conservative" scheduler the Past-Future paper (Gong et al.,
-ASPLOS'25) compares against.
+Serving systems before paged KV (Orca, FasterTransformer) reserved KV memory for a request's
+maximum length up front; Kwon et al. ("Efficient Memory Management for Large Language Model
+Serving with PagedAttention", SOSP'23) measure the memory this wastes. The Past-Future paper
+(Gong et al., ASPLOS'25) compares against this "conservative" scheduler.
 
 Every running request reserves ``ceil((prompt + max_output) / block)`` blocks. The head of the
 waiting queue starts only if its own full reservation (minus prefix blocks it would share with
@@ -15,7 +14,8 @@ answer length, which plays the part of ``max_tokens``) unless ``max_output_token
 Guarantee: when no request outgrows its reservation (always true without
 ``max_output_tokens``, and with ``max_output_tokens`` >= every output), the engine never
 preempts for memory. The price is queueing: memory reserved for tokens not yet generated
-stays idle.
+stays idle. An engine with nothing running admits the head whatever its reservation (the
+engine has already rejected requests whose actual need can never fit).
 """
 
 from __future__ import annotations
@@ -47,9 +47,13 @@ class ConservativeAdmission:
 
     def pending(self, engine: Instance) -> int:
         """Reserved blocks that running requests have not allocated yet."""
+        # Hot path (one pass over the batch per admission check): reservation() inlined.
+        bt, held, cap = engine.bt, engine.blocks_held, self.max_output_tokens
         total = 0
         for s in engine.running.values():
-            left = self.reservation(s, engine) - engine.blocks_held(s)
+            r = s.req
+            out = r.output_tokens if cap is None else cap
+            left = -(-(r.prompt_tokens + out) // bt) - held(s)
             if left > 0:
                 total += left
         return total
@@ -58,6 +62,8 @@ class ConservativeAdmission:
         free = engine.kv.free
         if need_blocks > free:
             return False
+        if not engine.running:  # alone it always fits (the engine rejected what never can)
+            return True
         draw = self.reservation(seq, engine) - _shared_prefix_blocks(seq, engine)
         return max(draw, need_blocks) <= free - self.pending(engine)
 

@@ -83,6 +83,8 @@ class PastFutureAdmission:
         self.prior = int(prior_output_tokens)
         self.past = LengthHistory(window)
         self.last_peak = 0  # peak (blocks) of the last admission check, for inspection
+        self._past_arr = np.empty(0, dtype=np.int64)  # numpy copy of the past, by version
+        self._past_version = 0
 
     def on_finish(self, seq: Seq, now: float) -> None:
         if not math.isnan(now):  # rejected requests produced nothing
@@ -95,7 +97,10 @@ class PastFutureAdmission:
 
     def predict_totals(self, generated: np.ndarray) -> np.ndarray:
         """Vectorised :meth:`predict_total`."""
-        past = np.asarray(self.past.values, dtype=np.int64)
+        if self._past_version != self.past.version:
+            self._past_arr = np.asarray(self.past.values, dtype=np.int64)
+            self._past_version = self.past.version
+        past = self._past_arr
         m = len(past)
         fallback = np.maximum(self.prior, generated + 1)
         if m == 0:
@@ -109,10 +114,11 @@ class PastFutureAdmission:
 
     def batch_peak(self, seqs: list[Seq], engine: Instance) -> int:
         """Predicted peak KV blocks of ``seqs`` (running requests and/or candidates)."""
-        gen = np.fromiter((engine.generated_tokens(s) for s in seqs), np.int64, len(seqs))
-        prompt = np.fromiter((s.req.prompt_tokens for s in seqs), np.int64, len(seqs))
+        generated = engine.generated_tokens
+        pg = np.array([(s.req.prompt_tokens, generated(s)) for s in seqs], dtype=np.int64)
+        gen = pg[:, 1]
         total = self.predict_totals(gen)
-        return peak_blocks(prompt + gen, total - gen, engine.bt)
+        return peak_blocks(pg[:, 0] + gen, total - gen, engine.bt)
 
     def admit(self, seq: Seq, need_blocks: int, engine: Instance) -> bool:
         if need_blocks > engine.kv.free:

@@ -4,11 +4,14 @@ Sheng et al., "Fairness in Serving Large Language Models", OSDI'24 (VTC; referen
 github.com/Ying1123/VTC-artifact, ``vtc_req_queue.py``).
 
 Each tenant has a counter of the service it received on this engine,
-``(w_in * prompt tokens computed + w_out * output tokens generated) / weight``, read from
+``(w_in * prompt tokens + w_out * output tokens generated) / weight``, read from
 ``engine.tenant_service(tenant)`` (bound through ``bind``), so running requests raise their
-tenant's counter as they decode. The next request is the oldest waiting request of the
-*backlogged* tenant (one with waiting requests) whose counter is smallest; ties go to the
-tenant whose head came first.
+tenant's counter as they decode. As in VTC, a request's prompt is charged when it is admitted
+(the prompt term is the larger of the tokens the engine computed and the tokens admitted
+requests had to prefill): several requests admitted at one instant would otherwise all go to
+the same tenant, whose counter only grows once their prefill has run. The next request is
+the oldest waiting request of the *backlogged* tenant (one with waiting requests) whose
+counter is smallest; ties go to the tenant whose head came first.
 
 Counter lift: when a tenant becomes backlogged again (a new request finds none of its
 requests waiting), its counter is raised to the smallest counter among the other backlogged
@@ -55,6 +58,7 @@ class VTCQueue:
         self.engine: Instance | None = None
         self._q: dict[str, deque[tuple[int, Seq]]] = {}  # backlogged tenants only
         self._offset: dict[str, float] = {}
+        self._admitted_in: dict[str, int] = {}  # prompt tokens to prefill of popped requests
         self._n = 0
         self._ctr = 0
 
@@ -63,10 +67,9 @@ class VTCQueue:
 
     def counter(self, tenant: str) -> float:
         """The tenant's virtual token counter (service / weight + lift offset)."""
-        served = 0.0
-        if self.engine is not None:
-            p, o = self.engine.tenant_service(tenant)
-            served = (self.w_in * p + self.w_out * o) / self.weights.get(tenant, 1.0)
+        p, o = (0, 0) if self.engine is None else self.engine.tenant_service(tenant)
+        p = max(p, self._admitted_in.get(tenant, 0))
+        served = (self.w_in * p + self.w_out * o) / self.weights.get(tenant, 1.0)
         return served + self._offset.get(tenant, 0.0)
 
     def push(self, seq: Seq) -> None:
@@ -106,6 +109,7 @@ class VTCQueue:
         seq = q.popleft()[1]
         if not q:
             del self._q[t]
+        self._admitted_in[t] = self._admitted_in.get(t, 0) + max(seq.target - seq.computed, 0)
         self._n -= 1
         return seq
 

@@ -53,10 +53,11 @@ class WFQQueue:
         )
         self.v = 0.0  # system virtual time
         self._last_finish: dict[str, float] = {}  # tenant -> finish tag of its last request
-        self._tags: dict[int, tuple[float, float]] = {}  # id(seq) -> (start, finish), until done
+        # seq -> (start, finish) from its first push until it finishes (Seq hashes by identity)
+        self._tags: dict[Seq, tuple[float, float]] = {}
         self._by_finish: list[tuple[float, int, Seq]] = []
         self._by_start: list[tuple[float, int, Seq]] = []  # lazy: may hold popped requests
-        self._queued: set[int] = set()
+        self._queued: set[Seq] = set()
         self._ctr = 0
 
     def cost(self, seq: Seq) -> float:
@@ -65,33 +66,33 @@ class WFQQueue:
 
     def tags(self, seq: Seq) -> tuple[float, float]:
         """(virtual start, virtual finish) of a queued or running request."""
-        return self._tags[id(seq)]
+        return self._tags[seq]
 
     def _virtual_time(self) -> float:
         s = self._by_start
-        while s and id(s[0][2]) not in self._queued:
+        while s and s[0][2] not in self._queued:
             heapq.heappop(s)
         if s:
             self.v = max(self.v, s[0][0])
         return self.v
 
     def _insert(self, seq: Seq, order: int) -> None:
-        start, finish = self._tags[id(seq)]
+        start, finish = self._tags[seq]
         heapq.heappush(self._by_finish, (finish, order, seq))
         heapq.heappush(self._by_start, (start, order, seq))
-        self._queued.add(id(seq))
+        self._queued.add(seq)
 
     def push(self, seq: Seq) -> None:
         t = seq.req.tenant
         start = max(self._virtual_time(), self._last_finish.get(t, 0.0))
         finish = start + self.cost(seq) / self.weights.get(t, 1.0)
         self._last_finish[t] = finish
-        self._tags[id(seq)] = (start, finish)
+        self._tags[seq] = (start, finish)
         self._ctr += 1
         self._insert(seq, self._ctr)
 
     def push_front(self, seq: Seq) -> None:
-        if id(seq) not in self._tags:  # not queued here before: tag it now
+        if seq not in self._tags:  # never queued here (e.g. its KV arrived from elsewhere)
             self.push(seq)
             return
         self._ctr += 1
@@ -102,13 +103,13 @@ class WFQQueue:
 
     def pop(self, now: float) -> Seq:
         finish, _, seq = heapq.heappop(self._by_finish)
-        self._queued.discard(id(seq))
+        self._queued.discard(seq)
         if not self._queued:
             self.v = max(self.v, finish)
         return seq
 
     def on_finish(self, seq: Seq, now: float) -> None:
-        self._tags.pop(id(seq), None)
+        self._tags.pop(seq, None)
         if not math.isnan(now):
             self.predictor.observe(seq.req, seq.generated)
 
