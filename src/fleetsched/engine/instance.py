@@ -581,6 +581,7 @@ class Instance:
         cfg, kv, bt = self.cfg, self.kv, self.bt
         cap = cfg.long_prefill_token_threshold or cfg.max_num_batched_tokens
         waiting = self.waiting
+        self._room_victims: set[int] = set()
         while budget > 0 and len(waiting):
             seq = waiting.peek(now)
             if len(self.running) >= cfg.max_num_seqs:
@@ -652,11 +653,12 @@ class Instance:
     def _make_room(self, head: Seq, plan: list[tuple[Seq, int, int]]) -> int:
         """Preempt a running request so ``head`` can start, if the preemption policy names one
         (e.g. a lower-priority request). Returns the token budget given back, or -1."""
-        if self._victim_for_admission is None:
-            return -1
+        if self._victim_for_admission is None or id(head) in self._room_victims:
+            return -1  # never preempt for a request that was itself just preempted for room
         victim = self._victim_for_admission(head, list(self.running.values()))
         if victim is None:
             return -1
+        self._room_victims.add(id(victim))
         freed = 0
         for i, (s, chunk, _) in enumerate(plan):
             if s is victim:
