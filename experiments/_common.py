@@ -24,9 +24,12 @@ def trace_scenario(
     ttft_s: float,
     tpot_s: float = 0.1,
     requests: int | None = None,
+    gpu: str | None = None,
     **kw: Any,
 ) -> Scenario:
-    sc = resolve_scenario(None, trace=TRACES / trace, instances=instances, requests=requests)
+    sc = resolve_scenario(
+        None, trace=TRACES / trace, instances=instances, requests=requests, gpu=gpu
+    )
     return Scenario.model_validate(
         sc.model_copy(
             update={"slo_classes": {"default": SLOClass(ttft_s=ttft_s, tpot_s=tpot_s)}, **kw}

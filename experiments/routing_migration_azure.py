@@ -1,7 +1,8 @@
 """Experiment 5b: Llumnix live migration against least_requests on the Azure conv trace
-(4 x H100, Llama-3.1-8B) at rising rate: tail latency, preemptions and migrations.
+(4 x A10G 24 GB, Llama-3.1-8B: little KV room, so memory pressure builds) at rising rate:
+tail latency, preemptions and migrations.
 
-    python experiments/routing_migration_azure.py [--scales 8,12,16,20]
+    python experiments/routing_migration_azure.py [--scales 0.8,1,1.2,1.4]
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ ROUTERS = ["least_requests", "llumnix"]
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--scales", default="8,12,16,20")
+    ap.add_argument("--scales", default="0.8,1,1.2,1.4")
     ap.add_argument("--instances", type=int, default=4)
     a = ap.parse_args()
     scales = [float(x) for x in a.scales.split(",")]
-    base = trace_scenario("azure_llm_2023/AzureLLMInferenceTrace_conv.csv", a.instances, ttft_s=2.0)
+    base = trace_scenario(
+        "azure_llm_2023/AzureLLMInferenceTrace_conv.csv", a.instances, ttft_s=2.0, gpu="A10G"
+    )
     grid = [(s, r) for s in scales for r in ROUTERS]
     with Timer():
         out = run_many([variant(base, router=r, rate_scale=s) for s, r in grid])
