@@ -69,3 +69,44 @@ class Timer:
 
 def dump(obj: Any) -> str:
     return json.dumps(obj, indent=1, default=str)
+
+
+# --------------------------------------------------------------------------- engine experiments
+VIDUR = "vidur/processed_traces"
+LENGTH_TRACES = {
+    "sharegpt": f"{VIDUR}/sharegpt_8k_filtered_stats_llama2_tokenizer.csv",
+    "arxiv": f"{VIDUR}/arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv",
+}
+
+
+def length_trace_scenario(
+    trace: str,
+    rate: float,
+    *,
+    requests: int,
+    gpu: str,
+    ttft_s: float,
+    tpot_s: float,
+    model: str = "Llama-3.1-8B",
+    instances: int = 1,
+    seed: int = 0,
+) -> Scenario:
+    """A length-only trace (a Vidur stats CSV, by key of ``LENGTH_TRACES`` or a path under
+    ``TRACES``) with Poisson arrivals at ``rate`` req/s, its first ``requests`` rows, on
+    ``instances`` x ``gpu``, one SLO class."""
+    from fleetsched.core.config import InstanceGroup, TransformConfig, WorkloadConfig
+
+    path = TRACES / LENGTH_TRACES.get(trace, trace)
+    return Scenario(
+        name=f"{trace}@{rate:g}",
+        seed=seed,
+        workload=WorkloadConfig(
+            trace=str(path), generated_rate=rate, transforms=TransformConfig(first_n=requests)
+        ),
+        cluster=[InstanceGroup(gpu=gpu, model=model, count=instances)],
+        slo_classes={"default": SLOClass(ttft_s=ttft_s, tpot_s=tpot_s)},
+    )
+
+
+def fmt(x: float | None, nd: int = 2) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.{nd}f}"

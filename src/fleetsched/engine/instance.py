@@ -446,9 +446,13 @@ class Instance:
             # Once this step's blocks are taken, a decoder holds room for one more token.
             blocks = self.blocks_for(seq.computed + self._step_allocated)
             swap = self.cfg.preemption_mode == "swap"
-        else:
+        elif seq.state == PREFILL:
             del self.prefilling[id(seq)]
             blocks = seq.blocks
+        else:  # swapped in by this very step, not decoding yet: back to host memory
+            self._swapin.remove(seq)
+            blocks = seq.blocks
+            swap = True
         self._release(seq, blocks)
         seq.rec.preemptions += 1
         self.stats.preemptions += 1
@@ -479,6 +483,12 @@ class Instance:
         plan: list[tuple[Seq, int, int]] = []  # (seq, chunk, new blocks)
         need = dec_need
         deferred: list[Seq] = []
+        if cfg.preemptible_prefill and len(self.waiting) and self.prefilling:
+            # Running prefills less urgent than the waiting head let it prefill first.
+            head = self.waiting.peek(now)
+            for seq in self.prefilling.values():
+                if seq.yield_to is None and self._more_urgent(head, seq):
+                    seq.yield_to = head
         for seq in self.prefilling.values():
             if budget <= 0:
                 break
@@ -584,6 +594,10 @@ class Instance:
         self._room_victims: set[int] = set()
         while budget > 0 and len(waiting):
             seq = waiting.peek(now)
+            if id(seq) in self._room_victims:
+                # Preempted to make room in this very step: it waits for the next one (else
+                # an order that ranks it first would admit and preempt it forever).
+                return False, budget
             if len(self.running) >= cfg.max_num_seqs:
                 freed = self._make_room(seq, plan)
                 if freed < 0:
@@ -653,8 +667,8 @@ class Instance:
     def _make_room(self, head: Seq, plan: list[tuple[Seq, int, int]]) -> int:
         """Preempt a running request so ``head`` can start, if the preemption policy names one
         (e.g. a lower-priority request). Returns the token budget given back, or -1."""
-        if self._victim_for_admission is None or id(head) in self._room_victims:
-            return -1  # never preempt for a request that was itself just preempted for room
+        if self._victim_for_admission is None:
+            return -1
         victim = self._victim_for_admission(head, list(self.running.values()))
         if victim is None:
             return -1
@@ -717,7 +731,11 @@ class Instance:
             and not preempted
             and (
                 not len(self.waiting)
-                or len(self.running) >= self.cfg.max_num_seqs
+                or (
+                    # Seats full: only a different head could change that (by preempting).
+                    len(self.running) >= self.cfg.max_num_seqs
+                    and (self.waiting.time_invariant or self._victim_for_admission is None)
+                )
                 or (blocked_by_kv and self.waiting.time_invariant and self.admission.monotone)
             )
         )

@@ -15,11 +15,10 @@ def build_instances(
     *,
     fast_forward: bool = True,
     slo_classes: dict[str, SLOClass] | None = None,
-    tenant_weights: dict[str, float] | None = None,
     seed: int = 0,
 ) -> list[Instance]:
     """One engine per instance of each group; engine policies get the scenario context
-    (SLO classes, tenant weights, a per-instance seed) when their factories accept it."""
+    (SLO classes, a per-instance seed) when their factories accept it."""
     instances: list[Instance] = []
     for g in groups:
         gpu, model = get_gpu(g.gpu), get_model(g.model)
@@ -33,7 +32,6 @@ def build_instances(
             def ctx(i: int) -> dict:
                 return {
                     "slo_classes": slo_classes or {},
-                    "tenant_weights": tenant_weights or {},
                     "seed": seed * 1_000_003 + i,
                 }
 

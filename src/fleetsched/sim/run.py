@@ -25,12 +25,6 @@ class SimResult:
     wall_s: float = 0.0
 
 
-def tenant_weights(scenario: Scenario) -> dict[str, float]:
-    """Tenant weights of a synthetic workload (for fair-sharing policies)."""
-    syn = scenario.workload.synthetic
-    return {t.name: t.weight for t in syn.tenants} if syn is not None else {}
-
-
 def simulate(
     scenario: Scenario,
     *,
@@ -45,7 +39,6 @@ def simulate(
         scenario.policies,
         fast_forward=fast_forward,
         slo_classes=dict(scenario.slo_classes),
-        tenant_weights=tenant_weights(scenario),
         seed=scenario.seed,
     )
     router = make_router(

@@ -14,6 +14,9 @@ from typing import Any
 from fleetsched.errors import InputError
 from fleetsched.policies.engine.aggressive import AggressiveAdmission
 from fleetsched.policies.engine.base import AdmissionPolicy, PreemptionPolicy, WaitingQueue
+from fleetsched.policies.engine.colocate_admission import ColocateAdmission
+from fleetsched.policies.engine.colocate_order import ColocateQueue
+from fleetsched.policies.engine.colocate_preemption import ColocateVictim
 from fleetsched.policies.engine.conservative import ConservativeAdmission
 from fleetsched.policies.engine.edf import EDFQueue
 from fleetsched.policies.engine.fcfs import FCFSQueue
@@ -33,16 +36,19 @@ ORDERING: dict[str, Callable[..., WaitingQueue]] = {
     "edf": EDFQueue,
     "vtc": VTCQueue,
     "wfq": WFQQueue,
+    "colocate": ColocateQueue,
 }
 ADMISSION: dict[str, Callable[..., AdmissionPolicy]] = {
     "aggressive": AggressiveAdmission,
     "conservative": ConservativeAdmission,
     "past_future": PastFutureAdmission,
+    "colocate": ColocateAdmission,
 }
 PREEMPTION: dict[str, Callable[..., PreemptionPolicy]] = {
     "newest": NewestVictim,
     "lowest_priority": LowestPriorityVictim,
     "most_slack": MostSlackVictim,
+    "colocate": ColocateVictim,
 }
 
 
