@@ -20,9 +20,8 @@ the tenants' demands) — 1.0 when every tenant gets exactly its fair share. For
 virtual-counter gap between backlogged tenants is sampled at every arrival (a second run of
 the same scenario with a hook; ``Instance.tenant_service`` through ``VTCQueue.counter``).
 
-Variants: ``vtc`` and ``wfq`` with equal weights (``weights: {}``), and with their defaults,
-which take the scenario's tenant weights (here the traffic mix 6/1/1/1) from the simulator's
-policy context.
+Variants: ``vtc`` and ``wfq`` with equal shares (``weights: {}``, the default), and with
+shares equal to the traffic mix 6/1/1/1 (``weights: {heavy: 6, light1: 1, ...}``).
 
 Reproduce (under a minute on 2 cores):
 
@@ -54,12 +53,13 @@ from fleetsched.metrics.stats import jain_index
 W_IN, W_OUT = 1.0, 2.0
 
 # (label, ordering, params)
+MIX = {"heavy": 6.0, "light1": 1.0, "light2": 1.0, "light3": 1.0}
 VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("fcfs", "fcfs", {}),
     ("vtc (equal weights)", "vtc", {"weights": {}}),
     ("wfq (equal weights)", "wfq", {"weights": {}}),
-    ("vtc (default: tenant weights 6/1/1/1)", "vtc", {}),
-    ("wfq (default: tenant weights 6/1/1/1)", "wfq", {}),
+    ("vtc (shares = traffic mix 6/1/1/1)", "vtc", {"weights": MIX}),
+    ("wfq (shares = traffic mix 6/1/1/1)", "wfq", {"weights": MIX}),
 ]
 
 
@@ -153,14 +153,12 @@ def vtc_counter_gap(sc: Scenario) -> dict[str, Any]:
     from fleetsched.policies.routing import make_router
     from fleetsched.sim.build import build_instances
     from fleetsched.sim.kernel import Simulator
-    from fleetsched.sim.run import tenant_weights
     from fleetsched.workload import build_workload
 
     insts = build_instances(
         sc.cluster,
         sc.policies,
         slo_classes=dict(sc.slo_classes),
-        tenant_weights=tenant_weights(sc),
         seed=sc.seed,
     )
     q = insts[0].waiting

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.test_engine_policies_helpers import run
 
 from fleetsched.core.config import EngineConfig
@@ -111,3 +113,41 @@ def test_online_requests_go_before_waiting_batch_jobs() -> None:
     recs, _ = run(reqs, ordering=ColocateQueue(), max_num_seqs=2, max_num_batched_tokens=256)
     assert {recs[2].first_scheduled_s, recs[3].first_scheduled_s} == {0.0}
     assert recs[0].first_scheduled_s > 0 and recs[1].first_scheduled_s > 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    jobs=st.lists(
+        st.tuples(st.floats(0, 50), st.integers(1, 400), st.integers(1, 400)),
+        min_size=1,
+        max_size=30,
+    ),
+    steps=st.lists(st.floats(0, 5), min_size=1, max_size=30),
+)
+def test_mdd_head_is_the_smallest_modified_due_date(jobs, steps) -> None:
+    from tests.test_engine_policies_helpers import seq as make_seq
+
+    q = ColocateQueue(batch_order="mdd", s_per_token=0.01)
+    pending = []
+    for i, (due, p, o) in enumerate(jobs):
+        s = make_seq(Request(i, 0.0, p, o, slo_class="batch", deadline_s=due))
+        q.push(s)
+        pending.append((i, s))
+    now = 0.0
+    for dt in steps:
+        if not pending:
+            break
+        now += dt
+
+        def mdd(entry, now=now):
+            i, s = entry
+            return (
+                max(s.req.deadline_s, now + 0.01 * (s.req.prompt_tokens + s.req.output_tokens)),
+                i,
+            )
+
+        want = min(pending, key=mdd)
+        assert mdd((0, q.peek(now)))[0] == mdd(want)[0]
+        got = q.pop(now)
+        pending = [e for e in pending if e[1] is not got]
+        assert len(q) == len(pending)
