@@ -7,12 +7,14 @@ SLO classes. ``load_scenario`` reports invalid input as ``file:line: field.path:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fleetsched.errors import InputError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Model(BaseModel):
@@ -198,8 +200,8 @@ def format_validation_error(err: ValidationError, source: str, root: yaml.Node |
     return f"{where}: {path}: {first['msg']}{more}"
 
 
-def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
-    """Parse and validate scenario YAML text; raise :class:`InputError` naming line and field."""
+def parse_yaml_model(text: str, source: str, model: type[M], what: str) -> M:
+    """Parse YAML ``text`` into pydantic ``model``; errors name ``source:line: field.path``."""
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text)
@@ -208,20 +210,28 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
         line = f":{mark.line + 1}" if mark is not None else ""
         raise InputError(f"invalid YAML: {getattr(e, 'problem', e)}", f"{source}{line}") from None
     if not isinstance(data, dict):
-        raise InputError("a scenario must be a YAML mapping", source)
+        raise InputError(f"{what} must be a YAML mapping", source)
     try:
-        return Scenario.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         raise InputError(format_validation_error(e, source, root)) from None
 
 
+def read_text(path: str | Path, what: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as e:
+        raise InputError(f"cannot read {what}: {e.strerror}", str(path)) from None
+
+
+def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
+    """Parse and validate scenario YAML text; raise :class:`InputError` naming line and field."""
+    return parse_yaml_model(text, source, Scenario, "a scenario")
+
+
 def load_scenario(path: str | Path) -> Scenario:
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise InputError(f"cannot read scenario: {e.strerror}", str(p)) from None
-    scenario = parse_scenario(text, str(p))
+    scenario = parse_scenario(read_text(p, "scenario"), str(p))
     return _resolve_paths(scenario, p.parent)
 
 

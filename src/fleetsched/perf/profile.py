@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from fleetsched.core.config import format_validation_error
+from fleetsched.core.config import parse_yaml_model, read_text
 from fleetsched.errors import InputError
 
 #: Coefficient names, in the column order of :func:`fit_profile`'s design matrix.
@@ -99,29 +99,12 @@ class FittedProfile(BaseModel):
 
 def parse_profile(text: str, source: str = "<profile>") -> FittedProfile:
     """Parse and validate profile YAML; raise :class:`InputError` naming ``file:line: field``."""
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise InputError(f"invalid YAML: {getattr(e, 'problem', e)}", f"{source}{line}") from None
-    if not isinstance(data, dict):
-        raise InputError("a step-time profile must be a YAML mapping", source)
-    try:
-        return FittedProfile.model_validate(data)
-    except ValidationError as e:
-        raise InputError(format_validation_error(e, source, root)) from None
+    return parse_yaml_model(text, source, FittedProfile, "a step-time profile")
 
 
 def load_profile(path: str | Path) -> FittedProfile:
     """Read a profile YAML file (see the module docstring for the format)."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise InputError(f"cannot read step-time profile: {e.strerror}", str(p)) from None
-    return parse_profile(text, str(p))
+    return parse_profile(read_text(path, "step-time profile"), str(path))
 
 
 def fit_profile(
