@@ -115,3 +115,30 @@ def test_azure_conv_trace_on_four_instances_completes(traces: Path) -> None:
     res = simulate(sc)
     assert res.summary["requests"] == res.summary["completed"] == 19_366
     assert all(r.generated_tokens == r.output_tokens for r in res.records)
+
+
+def test_compare_runs_each_router_on_the_same_workload(tmp_path: Path) -> None:
+    js = tmp_path / "cmp.json"
+    p = fleetsched(
+        "compare",
+        "--routers",
+        "round_robin,cache_aware",
+        "--requests",
+        "600",
+        "--jobs",
+        "2",
+        "--summary-json",
+        str(js),
+    )
+    assert p.returncode == 0, p.stderr
+    res = json.loads(js.read_text())
+    assert list(res) == ["round_robin", "cache_aware"]
+    assert res["round_robin"]["requests"] == res["cache_aware"]["requests"] == 600
+    # Multi-turn chat: routing by prefix reuses more of the cache than round robin.
+    assert res["cache_aware"]["prefix_hit_rate"] > res["round_robin"]["prefix_hit_rate"]
+    assert "cache_aware" in p.stdout
+
+
+def test_compare_rejects_unknown_router() -> None:
+    p = fleetsched("compare", "--routers", "round_robin,bogus")
+    assert p.returncode == 2 and "unknown router 'bogus'" in p.stderr

@@ -10,7 +10,18 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fleetsched.cli.app import app, console, err_console
-from fleetsched.cli.options import resolve_scenario
+from fleetsched.cli.options import (
+    FormatOpt,
+    GpuOpt,
+    InstancesOpt,
+    ModelOpt,
+    RateScaleOpt,
+    RequestsOpt,
+    ScenarioOpt,
+    SeedOpt,
+    TraceOpt,
+    resolve_scenario,
+)
 from fleetsched.core.config import Scenario
 from fleetsched.errors import InputError
 from fleetsched.metrics.summary import summary_to_json
@@ -44,15 +55,15 @@ def compare(
     routers: Annotated[str, Opt(help="Comma-separated router names.")] = (
         "round_robin,least_requests"
     ),
-    scenario: Annotated[Path | None, Opt("--scenario", "-s", help="Scenario YAML file.")] = None,
-    trace: Annotated[Path | None, Opt(help="Replay this trace (any supported format).")] = None,
-    trace_format: Annotated[str, Opt("--format", help="Trace format (default: detect).")] = "auto",
-    instances: Annotated[int | None, Opt(help="Number of instances.")] = None,
-    gpu: Annotated[str | None, Opt(help="GPU name.")] = None,
-    model: Annotated[str | None, Opt(help="Model name.")] = None,
-    rate_scale: Annotated[float | None, Opt(help="Multiply the arrival rate.")] = None,
-    requests: Annotated[int | None, Opt(help="Only the first N requests.")] = None,
-    seed: Annotated[int | None, Opt(help="Random seed.")] = None,
+    scenario: ScenarioOpt = None,
+    trace: TraceOpt = None,
+    trace_format: FormatOpt = "auto",
+    instances: InstancesOpt = None,
+    gpu: GpuOpt = None,
+    model: ModelOpt = None,
+    rate_scale: RateScaleOpt = None,
+    requests: RequestsOpt = None,
+    seed: SeedOpt = None,
     jobs: Annotated[int, Opt(help="Parallel processes (default: CPU count).")] = 0,
     summary_json: Annotated[Path | None, Opt(help="Write {router: summary} as JSON.")] = None,
 ) -> None:

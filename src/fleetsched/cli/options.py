@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from fleetsched.core.config import PolicyRef, Scenario, load_scenario, parse_scenario
 from fleetsched.errors import InputError
+
+# Options shared by simulate, compare and the other scenario commands.
+ScenarioOpt = Annotated[Path | None, typer.Option("--scenario", "-s", help="Scenario YAML file.")]
+TraceOpt = Annotated[Path | None, typer.Option(help="Replay this trace (any supported format).")]
+FormatOpt = Annotated[str, typer.Option("--format", help="Trace format (default: detect).")]
+InstancesOpt = Annotated[int | None, typer.Option(help="Number of instances.")]
+GpuOpt = Annotated[str | None, typer.Option(help="GPU name, e.g. H100-SXM.")]
+ModelOpt = Annotated[str | None, typer.Option(help="Model name, e.g. Llama-3.1-8B.")]
+RateScaleOpt = Annotated[float | None, typer.Option(help="Multiply the arrival rate.")]
+RequestsOpt = Annotated[int | None, typer.Option(help="Only the first N requests.")]
+SeedOpt = Annotated[int | None, typer.Option(help="Random seed.")]
 
 
 def default_scenario() -> Scenario:

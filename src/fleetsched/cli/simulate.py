@@ -9,7 +9,18 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fleetsched.cli.app import app, console, err_console
-from fleetsched.cli.options import resolve_scenario
+from fleetsched.cli.options import (
+    FormatOpt,
+    GpuOpt,
+    InstancesOpt,
+    ModelOpt,
+    RateScaleOpt,
+    RequestsOpt,
+    ScenarioOpt,
+    SeedOpt,
+    TraceOpt,
+    resolve_scenario,
+)
 from fleetsched.metrics.io import write_records
 from fleetsched.metrics.summary import summary_to_json
 from fleetsched.metrics.table import summary_table
@@ -31,20 +42,20 @@ Opt = typer.Option
 
 @app.command(epilog=EXAMPLES)
 def simulate(
-    scenario: Annotated[Path | None, Opt("--scenario", "-s", help="Scenario YAML file.")] = None,
-    trace: Annotated[Path | None, Opt(help="Replay this trace (any supported format).")] = None,
-    trace_format: Annotated[str, Opt("--format", help="Trace format (default: detect).")] = "auto",
-    instances: Annotated[int | None, Opt(help="Number of instances.")] = None,
-    gpu: Annotated[str | None, Opt(help="GPU name, e.g. H100-SXM.")] = None,
-    model: Annotated[str | None, Opt(help="Model name, e.g. Llama-3.1-8B.")] = None,
+    scenario: ScenarioOpt = None,
+    trace: TraceOpt = None,
+    trace_format: FormatOpt = "auto",
+    instances: InstancesOpt = None,
+    gpu: GpuOpt = None,
+    model: ModelOpt = None,
     tp: Annotated[int | None, Opt(help="Tensor-parallel degree.")] = None,
     router: Annotated[str | None, Opt(help="Routing policy.")] = None,
     admission: Annotated[str | None, Opt(help="Admission policy.")] = None,
     ordering: Annotated[str | None, Opt(help="Waiting-queue order policy.")] = None,
     preemption: Annotated[str | None, Opt(help="Preemption victim policy.")] = None,
-    rate_scale: Annotated[float | None, Opt(help="Multiply the arrival rate.")] = None,
-    requests: Annotated[int | None, Opt(help="Only the first N requests.")] = None,
-    seed: Annotated[int | None, Opt(help="Random seed.")] = None,
+    rate_scale: RateScaleOpt = None,
+    requests: RequestsOpt = None,
+    seed: SeedOpt = None,
     fast_forward: Annotated[bool, Opt(help="Decode fast-forward (same results).")] = True,
     summary_json: Annotated[Path | None, Opt(help="Write the summary as JSON.")] = None,
     requests_out: Annotated[Path | None, Opt(help="Per-request rows (.csv or .parquet).")] = None,
