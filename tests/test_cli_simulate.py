@@ -132,7 +132,7 @@ def test_compare_runs_each_router_on_the_same_workload(tmp_path: Path) -> None:
     )
     assert p.returncode == 0, p.stderr
     res = json.loads(js.read_text())
-    assert list(res) == ["round_robin", "cache_aware"]
+    assert set(res) == {"round_robin", "cache_aware"}
     assert res["round_robin"]["requests"] == res["cache_aware"]["requests"] == 600
     # Multi-turn chat: routing by prefix reuses more of the cache than round robin.
     assert res["cache_aware"]["prefix_hit_rate"] > res["round_robin"]["prefix_hit_rate"]
