@@ -761,7 +761,7 @@ class Instance:
                     j = min(q * bt + t, kmax - 1)
                 k = j + 1
         base = self.base_sum + nd * (dstep + 1)
-        if k <= 32:
+        if k <= 8:
             model = self.step_model
             t = now + (model.step_time(0, 0.0, nd, base) + self._extra_s)
             ends = [t]
