@@ -551,7 +551,7 @@ class Instance:
             if nd == 0:
                 self.busy = False
                 return None
-            return self._start_run(now, dec_need, preempted, blocked_by_kv)
+            return self._start_run(now, preempted, blocked_by_kv)
         # A mixed step (prefill chunks, maybe decodes): one step.
         pf_tokens = 0
         pairs = 0.0
@@ -715,9 +715,7 @@ class Instance:
     def _run(self, seq: Seq) -> None:
         self.running[id(seq)] = seq
 
-    def _start_run(
-        self, now: float, first_need: int, preempted: bool, blocked_by_kv: bool
-    ) -> float:
+    def _start_run(self, now: float, preempted: bool, blocked_by_kv: bool) -> float:
         """Plan k >= 1 decode-only steps from ``now`` (their first step's blocks are taken).
 
         k is bounded by the next finish, by free KV blocks and by an adaptive horizon (doubled
