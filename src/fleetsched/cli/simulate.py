@@ -104,7 +104,8 @@ def simulate(
         title = (
             f"{sc.name}: {n} instances, router {sc.policies.router.name}, {s['requests']} requests"
         )
-        console.print(summary_table(s, title=title))
+        console.print(title, style="bold", highlight=False)
+        console.print(summary_table(s, title=None))
         console.print(
             f"simulated {s['duration_s']:.1f} s in {result.wall_s:.2f} s wall "
             f"({s['duration_s'] / max(result.wall_s, 1e-9):.0f}x real time), "

@@ -48,7 +48,7 @@ def _dist(summary: Mapping[str, Any], key: str, stat: str) -> Any:
     return (summary.get(key) or {}).get(stat)
 
 
-def summary_table(summary: Mapping[str, Any], title: str = "Summary") -> Table:
+def summary_table(summary: Mapping[str, Any], title: str | None = "Summary") -> Table:
     """One summary as a two-part table: latency mean/p50/p99 in ms, then scalar metrics.
 
     Scalar metrics (throughput, goodput, attainment, …) sit in the "mean / value" column.
