@@ -154,6 +154,33 @@ def parse_count(text: Any, column: str, path: Path, line: int) -> int:
     return v
 
 
+def row_counts(
+    row: list[str], ip: int, io: int, columns: tuple[str, str], path: Path, line: int
+) -> tuple[int, int]:
+    """Prompt and output token counts of a CSV row (fast path for plain integers)."""
+    try:
+        prompt = int(row[ip])
+        output = int(row[io])
+        if prompt >= 0 and output >= 0:
+            return prompt, output
+    except ValueError:
+        pass
+    return parse_count(row[ip], columns[0], path, line), parse_count(
+        row[io], columns[1], path, line
+    )
+
+
+def row_seconds(text: str, column: str, path: Path, line: int) -> float:
+    """A time in seconds from a CSV field (fast path for plain numbers)."""
+    try:
+        t = float(text)
+        if 0 <= t < float("inf"):
+            return t
+    except ValueError:
+        pass
+    return parse_seconds(text, column, path, line)
+
+
 def parse_seconds(text: Any, column: str, path: Path, line: int) -> float:
     """Parse a finite, non-negative time in seconds."""
     if isinstance(text, bool):

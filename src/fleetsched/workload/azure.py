@@ -19,7 +19,7 @@ from fleetsched.workload._common import (
     csv_rows,
     make_request,
     no_rows,
-    parse_count,
+    row_counts,
 )
 
 COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
@@ -96,14 +96,7 @@ def _rows(path: Path, cols: dict[str, int]) -> Iterator[Request]:
         if t < prev:
             raise backwards("TIMESTAMP", ts.strip(), prev_ts.strip(), path, line)
         prev, prev_ts = t, ts
-        try:
-            prompt = int(row[ip])
-            output = int(row[io])
-            if prompt < 0 or output < 0:
-                raise ValueError
-        except ValueError:
-            prompt = parse_count(row[ip], "ContextTokens", path, line)
-            output = parse_count(row[io], "GeneratedTokens", path, line)
+        prompt, output = row_counts(row, ip, io, ("ContextTokens", "GeneratedTokens"), path, line)
         yield make_request(i, t, prompt, output)
         i += 1
     if i == 0:

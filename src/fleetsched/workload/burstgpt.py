@@ -19,8 +19,8 @@ from fleetsched.workload._common import (
     csv_rows,
     make_request,
     no_rows,
-    parse_count,
-    parse_seconds,
+    row_counts,
+    row_seconds,
 )
 
 COLUMNS = ("Timestamp", "Model", "Request tokens", "Response tokens", "Total tokens", "Log Type")
@@ -41,23 +41,11 @@ def _rows(path: Path, cols: dict[str, int]) -> Iterator[Request]:
     i = 0
     line = 1
     for line, row in csv_rows(path):
-        try:
-            t = float(row[it])
-            if not 0 <= t < float("inf"):
-                raise ValueError
-        except ValueError:
-            t = parse_seconds(row[it], "Timestamp", path, line)
+        t = row_seconds(row[it], "Timestamp", path, line)
         if t < prev:
             raise backwards("Timestamp", row[it].strip(), prev, path, line)
         prev = t
-        try:
-            prompt = int(row[ip])
-            output = int(row[io])
-            if prompt < 0 or output < 0:
-                raise ValueError
-        except ValueError:
-            prompt = parse_count(row[ip], "Request tokens", path, line)
-            output = parse_count(row[io], "Response tokens", path, line)
+        prompt, output = row_counts(row, ip, io, ("Request tokens", "Response tokens"), path, line)
         name = row[im].strip()
         model = models.setdefault(name, name) or None  # intern repeated model names
         yield make_request(i, t, prompt, output, model=model)

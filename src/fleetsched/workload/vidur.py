@@ -26,8 +26,8 @@ from fleetsched.workload._common import (
     csv_rows,
     make_request,
     no_rows,
-    parse_count,
-    parse_seconds,
+    row_counts,
+    row_seconds,
 )
 
 COLUMNS = ("arrived_at", "num_prefill_tokens", "num_decode_tokens")
@@ -61,12 +61,7 @@ def _rows(path: Path, cols: dict[str, int]) -> Iterator[Request]:
     i = 0
     line = 1
     for line, row in csv_rows(path):
-        try:
-            t = float(row[it])
-            if not 0 <= t < float("inf"):
-                raise ValueError
-        except ValueError:
-            t = parse_seconds(row[it], "arrived_at", path, line)
+        t = row_seconds(row[it], "arrived_at", path, line)
         if t < prev:
             raise backwards("arrived_at", row[it].strip(), prev, path, line)
         prev = t
@@ -94,12 +89,4 @@ def _length_rows(path: Path, cols: dict[str, int], rate: float, seed: int) -> It
 
 
 def _lengths(row: list[str], ip: int, io: int, path: Path, line: int) -> tuple[int, int]:
-    try:
-        prompt = int(row[ip])
-        output = int(row[io])
-        if prompt < 0 or output < 0:
-            raise ValueError
-    except ValueError:
-        prompt = parse_count(row[ip], "num_prefill_tokens", path, line)
-        output = parse_count(row[io], "num_decode_tokens", path, line)
-    return prompt, output
+    return row_counts(row, ip, io, ("num_prefill_tokens", "num_decode_tokens"), path, line)
