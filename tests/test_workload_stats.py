@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -59,12 +58,9 @@ def test_stats_without_hashes_and_empty() -> None:
 
 
 @pytest.mark.skipif(not TRACES.is_dir(), reason="no public traces")
-def test_mooncake_conversation_stats_fast_and_consistent() -> None:
+def test_mooncake_conversation_stats_consistent() -> None:
     path = TRACES / "mooncake_fast25" / "conversation_trace.jsonl"
-    t0 = time.perf_counter()
     s = trace_stats(load_trace(path))
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 2.0
     assert s["rows"] == 12_031
     assert s["duration_s"] == pytest.approx(3536.999)
     assert s["hash_block_tokens"] == 512

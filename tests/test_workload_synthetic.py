@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 import tracemalloc
 from collections import Counter, defaultdict
 from itertools import islice, pairwise
@@ -260,7 +259,6 @@ def test_streaming_a_million_requests_is_lazy() -> None:
         num_requests=1_000_000, sessions=SessionConfig(turns_mean=3), system_prompt_tokens=256
     )
     tracemalloc.start()
-    t0 = time.perf_counter()
     try:
         it = generate(cfg, 0)
         head = list(islice(it, 2000))
@@ -268,7 +266,6 @@ def test_streaming_a_million_requests_is_lazy() -> None:
     finally:
         tracemalloc.stop()
     assert len(head) == 2000 and head[-1].id == 1999
-    assert time.perf_counter() - t0 < 2.0
     assert peak < 20 * 2**20  # 1M requests would need far more than 20 MiB
 
 
