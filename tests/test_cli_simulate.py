@@ -142,3 +142,22 @@ def test_compare_runs_each_router_on_the_same_workload(tmp_path: Path) -> None:
 def test_compare_rejects_unknown_router() -> None:
     p = fleetsched("compare", "--routers", "round_robin,bogus")
     assert p.returncode == 2 and "unknown router 'bogus'" in p.stderr
+
+
+def test_heterogeneous_groups_each_get_their_own_capacity_and_speed() -> None:
+    from fleetsched.core.config import parse_scenario
+    from fleetsched.core.request import Request
+    from fleetsched.sim.run import simulate
+
+    sc = parse_scenario(
+        "workload: {synthetic: {num_requests: 1}}\n"
+        "cluster:\n"
+        "  - {name: big, gpu: H100-SXM, model: Llama-3.1-8B, count: 1}\n"
+        "  - {name: small, gpu: A10G, model: Llama-3.1-8B, count: 1}\n"
+    )
+    res = simulate(sc, requests=[Request(0, 0.0, 2000, 100), Request(1, 0.0, 2000, 100)])
+    big, small = res.records  # round robin: request 0 on the H100, request 1 on the A10G
+    assert (big.instance, small.instance) == (0, 1)
+    # Same work, 3.35 TB/s vs 0.6 TB/s of memory bandwidth: the A10G decodes ~5x slower.
+    assert small.tpot_s / big.tpot_s > 3
+    assert res.summary["completed"] == 2
