@@ -161,3 +161,25 @@ def test_heterogeneous_groups_each_get_their_own_capacity_and_speed() -> None:
     # Same work, 3.35 TB/s vs 0.6 TB/s of memory bandwidth: the A10G decodes ~5x slower.
     assert small.tpot_s / big.tpot_s > 3
     assert res.summary["completed"] == 2
+
+
+def test_scenario_paths_are_relative_to_the_scenario_file(tmp_path: Path) -> None:
+    from fleetsched.core.config import load_scenario
+    from fleetsched.core.request import Request
+    from fleetsched.workload import write_jsonl
+
+    d = tmp_path / "sc"
+    d.mkdir()
+    write_jsonl([Request(0, 0.0, 100, 10)], d / "t.jsonl")
+    (d / "p.yaml").write_text(
+        "model: Llama-3.1-8B\ngpu: H100-SXM\ntp: 1\nc0_s: 0.01\nprefill_token_s: 1.0e-5\n"
+        "prefill_pair_s: 0.0\ndecode_token_s: 0.0\ndecode_ctx_token_s: 0.0\n"
+    )
+    (d / "s.yaml").write_text("workload: {trace: t.jsonl}\ncluster: [{profile: p.yaml}]\n")
+    sc = load_scenario(d / "s.yaml")
+    assert sc.workload.trace == str(d / "t.jsonl")
+    assert sc.cluster[0].profile == str(d / "p.yaml")
+    from fleetsched.sim.run import simulate
+
+    (rec,) = simulate(sc).records
+    assert rec.ttft_s == pytest.approx(0.01 + 100 * 1e-5)  # the profile's step time

@@ -236,9 +236,24 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def _resolve_paths(s: Scenario, base: Path) -> Scenario:
-    """Make a relative trace path relative to the scenario file's folder."""
+    """Make relative file paths (trace, empirical length files, step-time profiles) relative
+    to the scenario file's folder when they exist there."""
+
+    def rel(path: str | None) -> str | None:
+        if path and not Path(path).is_absolute() and (base / path).exists():
+            return str(base / path)
+        return path
+
     wl = s.workload
-    if wl.trace and not Path(wl.trace).is_absolute() and (base / wl.trace).exists():
-        wl = wl.model_copy(update={"trace": str(base / wl.trace)})
-        s = s.model_copy(update={"workload": wl})
-    return s
+    wl = wl.model_copy(update={"trace": rel(wl.trace)})
+    if wl.synthetic is not None:
+        syn = wl.synthetic
+        syn = syn.model_copy(
+            update={
+                "prompt": syn.prompt.model_copy(update={"path": rel(syn.prompt.path)}),
+                "output": syn.output.model_copy(update={"path": rel(syn.output.path)}),
+            }
+        )
+        wl = wl.model_copy(update={"synthetic": syn})
+    cluster = [g.model_copy(update={"profile": rel(g.profile)}) for g in s.cluster]
+    return s.model_copy(update={"workload": wl, "cluster": cluster})

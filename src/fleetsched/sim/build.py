@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from fleetsched.core.config import InstanceGroup, PoliciesConfig, SLOClass
+from typing import Any
+
+from fleetsched.core.config import InstanceGroup, PoliciesConfig, PolicyRef, SLOClass
 from fleetsched.engine.instance import Instance
-from fleetsched.perf import build_step_model, get_gpu, get_model, kv_capacity_blocks
+from fleetsched.perf import (
+    build_step_model,
+    default_activation_reserve_bytes,
+    get_gpu,
+    get_model,
+    kv_capacity_blocks,
+)
 from fleetsched.perf.roofline import kv_bytes_per_token_per_gpu
 from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION, make
 
@@ -24,20 +32,22 @@ def build_instances(
         gpu, model = get_gpu(g.gpu), get_model(g.model)
         step_model = build_step_model(g.gpu, g.model, g.tp, g.profile)
         e = g.engine
+        reserve = default_activation_reserve_bytes(model, g.tp, e.max_num_batched_tokens)
         blocks = e.num_gpu_blocks or kv_capacity_blocks(
-            gpu, model, g.tp, e.gpu_memory_utilization, e.block_tokens
+            gpu, model, g.tp, e.gpu_memory_utilization, e.block_tokens, reserve
         )
         for j in range(g.count):
+            i = len(instances)
+            ctx = {"slo_classes": slo_classes or {}, "seed": seed * 1_000_003 + i}
 
-            def ctx(i: int) -> dict:
-                return {
-                    "slo_classes": slo_classes or {},
-                    "seed": seed * 1_000_003 + i,
-                }
+            def policy(
+                registry: dict[str, Any], kind: str, ref: PolicyRef, ctx: dict[str, Any] = ctx
+            ) -> Any:
+                return make(registry, kind, ref.name, ref.params, ctx)
 
             instances.append(
                 Instance(
-                    len(instances),
+                    i,
                     blocks,
                     step_model,
                     e,
@@ -47,27 +57,9 @@ def build_instances(
                     role=g.role,
                     kv_bytes_per_token=kv_bytes_per_token_per_gpu(model, g.tp),
                     host_link_bytes_s=e.host_link_gbps * 1e9,
-                    ordering=make(
-                        ORDERING,
-                        "ordering",
-                        policies.ordering.name,
-                        policies.ordering.params,
-                        ctx(len(instances)),
-                    ),
-                    admission=make(
-                        ADMISSION,
-                        "admission",
-                        policies.admission.name,
-                        policies.admission.params,
-                        ctx(len(instances)),
-                    ),
-                    preemption=make(
-                        PREEMPTION,
-                        "preemption",
-                        policies.preemption.name,
-                        policies.preemption.params,
-                        ctx(len(instances)),
-                    ),
+                    ordering=policy(ORDERING, "ordering", policies.ordering),
+                    admission=policy(ADMISSION, "admission", policies.admission),
+                    preemption=policy(PREEMPTION, "preemption", policies.preemption),
                     fast_forward=fast_forward,
                 )
             )
