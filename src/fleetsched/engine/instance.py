@@ -153,8 +153,20 @@ class Instance:
         return -(-tokens // self.bt)
 
     def fits_ever(self, seq: Seq) -> bool:
+        """Whether the request can ever run here: its KV at the end (prompt + output - 1
+        tokens) fits the cache, and without chunked prefill any (re)prefill fits one step."""
         r = seq.req
-        return self.blocks_for(r.prompt_tokens + r.output_tokens) <= self.kv.num_blocks
+        tokens = r.prompt_tokens + r.output_tokens - 1
+        if self.blocks_for(tokens) > self.kv.num_blocks:
+            return False
+        cfg = self.cfg
+        if not cfg.enable_chunked_prefill:
+            cap = min(
+                cfg.max_num_batched_tokens,
+                cfg.long_prefill_token_threshold or cfg.max_num_batched_tokens,
+            )
+            return tokens + 1 <= cap
+        return True
 
     # ------------------------------------------------------------------ external API
     def enqueue(self, seq: Seq, now: float) -> float | None:
@@ -169,8 +181,7 @@ class Instance:
             seq.rec.dispatch_s = now
         seq.rec.instance = self.index
         if not self.fits_ever(seq):
-            self.stats.rejected += 1
-            self._done(seq, math.nan)
+            self._reject(seq, now)
             return None
         if seq.transferred:
             seq.swapped = True
@@ -182,7 +193,12 @@ class Instance:
             self.busy = True
             self._k = 0
             return now  # wake up at ``now``, after every arrival of that instant
-        if self.cfg.preemptible_prefill and self._k == 1 and self._plan:
+        if (
+            self.cfg.preemptible_prefill
+            and self._k == 1
+            and self._plan
+            and self.waiting.peek(now) is seq
+        ):
             return self._cut_prefill(seq, now)
         return self.truncate(now)
 
@@ -247,6 +263,12 @@ class Instance:
         seq.blocks = keep
         seq.chunk = done
         return True
+
+    def _reject(self, seq: Seq, now: float) -> None:
+        """Drop a request that can never run here (recorded with no finish time)."""
+        self.stats.rejected += 1
+        seq.state = WAITING
+        self._done(seq, math.nan)
 
     def truncate(self, now: float) -> float | None:
         """Something new reached this instance at ``now``: end the run after the step in
@@ -473,7 +495,7 @@ class Instance:
         self._extra_s += dt
 
     # ------------------------------------------------------------------ scheduling
-    def _schedule(self, now: float) -> float | None:
+    def _schedule(self, now: float, allow_yield: bool = True) -> float | None:
         cfg, kv, bt = self.cfg, self.kv, self.bt
         self._extra_s = 0.0
         self._step_allocated = False
@@ -483,7 +505,7 @@ class Instance:
         plan: list[tuple[Seq, int, int]] = []  # (seq, chunk, new blocks)
         need = dec_need
         deferred: list[Seq] = []
-        if cfg.preemptible_prefill and len(self.waiting) and self.prefilling:
+        if allow_yield and cfg.preemptible_prefill and len(self.waiting) and self.prefilling:
             # Running prefills less urgent than the waiting head let it prefill first.
             head = self.waiting.peek(now)
             for seq in self.prefilling.values():
@@ -549,9 +571,23 @@ class Instance:
         nd = self.ndec
         if not plan and not self._swapin:
             if nd == 0:
-                self.busy = False
-                return None
-            return self._start_run(now, preempted, blocked_by_kv)
+                if deferred:
+                    # Nothing else can run: the deferred prefills stop yielding.
+                    for seq in deferred:
+                        seq.yield_to = None
+                    return self._schedule(now, allow_yield=False)
+                if len(self.waiting) and not self.running:
+                    # An empty engine always starts the head (policies may refuse it only
+                    # while others run), else it would idle with work forever.
+                    self._admit(now, budget, plan, force=True)
+                    if not plan and not self._swapin:
+                        self._reject(self.waiting.pop(now), now)
+                        return self._schedule(now)
+                else:
+                    self.busy = False
+                    return None
+            else:
+                return self._start_run(now, preempted, blocked_by_kv)
         # A mixed step (prefill chunks, maybe decodes): one step.
         pf_tokens = 0
         pairs = 0.0
@@ -573,7 +609,7 @@ class Instance:
 
     def _grow(self, seq: Seq, chunk: int, nb: int) -> None:
         """Blocks for ``chunk`` more prompt tokens were allocated: cache the ones that fill."""
-        if nb and self.cfg.enable_prefix_caching:
+        if self.cfg.enable_prefix_caching and seq.req.block_hashes:
             keys = seq.prefix_keys(self.bt)
             full_before = seq.computed // self.bt
             full_after = min((seq.computed + chunk) // self.bt, len(keys))
@@ -585,7 +621,9 @@ class Instance:
         seq.blocks += nb
         seq.chunk = chunk
 
-    def _admit(self, now: float, budget: int, plan: list[tuple[Seq, int, int]]) -> tuple[bool, int]:
+    def _admit(
+        self, now: float, budget: int, plan: list[tuple[Seq, int, int]], force: bool = False
+    ) -> tuple[bool, int]:
         """Start waiting requests while budget, seats and blocks last. Returns whether the
         head was refused by the admission policy (memory), and the budget left."""
         cfg, kv, bt = self.cfg, self.kv, self.bt
@@ -594,7 +632,7 @@ class Instance:
         self._room_victims: set[int] = set()
         while budget > 0 and len(waiting):
             seq = waiting.peek(now)
-            if id(seq) in self._room_victims:
+            if id(seq) in self._room_victims and not force:
                 # Preempted to make room in this very step: it waits for the next one (else
                 # an order that ranks it first would admit and preempt it forever).
                 return False, budget
@@ -606,7 +644,10 @@ class Instance:
                 continue
             if seq.swapped:
                 nb = self.blocks_for(seq.computed)
-                if not self.admission.admit(seq, nb, self):
+                if force:
+                    if nb > kv.free:
+                        return True, budget
+                elif not self.admission.admit(seq, nb, self):
                     freed = self._make_room(seq, plan)
                     if freed < 0:
                         return True, budget
@@ -622,6 +663,8 @@ class Instance:
                     self._switch_cost(nb)
                 self._run(seq)
                 self._swapin.append(seq)
+                if force:
+                    return False, budget  # force starts the head alone
                 continue
             hits = 0
             touch_cost = 0
@@ -636,7 +679,10 @@ class Instance:
             if chunk < remaining and not cfg.enable_chunked_prefill:
                 return False, budget
             nb = self.blocks_for(cached + chunk) - hits
-            if not self.admission.admit(seq, nb + touch_cost, self):
+            if force:
+                if nb + touch_cost > kv.free:
+                    return True, budget
+            elif not self.admission.admit(seq, nb + touch_cost, self):
                 freed = self._make_room(seq, plan)
                 if freed < 0:
                     return True, budget
@@ -662,6 +708,8 @@ class Instance:
             self.prefilling[id(seq)] = seq
             plan.append((seq, chunk, nb))
             budget -= chunk
+            if force:
+                return False, budget  # force starts the head alone
         return False, budget
 
     def _make_room(self, head: Seq, plan: list[tuple[Seq, int, int]]) -> int:

@@ -75,8 +75,9 @@ class KVCache:
         """Register freshly allocated blocks as cached, in order, up to the first key already
         cached (that block and the rest stay private). Returns how many were registered."""
         refs = self.refs
-        if refs.keys().isdisjoint(keys):
-            refs.update(dict.fromkeys(keys, 1))
+        fresh = dict.fromkeys(keys, 1)
+        if len(fresh) == len(keys) and refs.keys().isdisjoint(fresh):
+            refs.update(fresh)
             return len(keys)
         n = 0
         for k in keys:

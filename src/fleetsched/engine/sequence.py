@@ -27,6 +27,7 @@ class Seq:
     req: Request
     rec: RequestRecord
     keys: list[int] | None = None  # engine-block prefix keys of the prompt (full blocks)
+    keys_bt: int = 0  # the block size ``keys`` were derived for
     held: list[int] = field(default_factory=list)  # cached blocks this request references
     blocks: int = 0  # blocks held while not decoding
     computed: int = 0
@@ -44,7 +45,8 @@ class Seq:
 
     def prefix_keys(self, block_tokens: int) -> list[int]:
         """Keys of the prompt's full engine blocks, derived from the request's block hashes."""
-        if self.keys is None:
+        if self.keys is None or self.keys_bt != block_tokens:
+            self.keys_bt = block_tokens
             r = self.req
             n_full = r.prompt_tokens // block_tokens
             if r.hash_block_tokens % block_tokens:

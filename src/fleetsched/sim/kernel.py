@@ -127,6 +127,7 @@ class Simulator:
         heapq.heappush(self._heap, (t, self._ctr, -1, 0))
 
     def _finished(self, seq: Seq, now: float) -> None:
+        self._migrating.pop(id(seq), None)
         self.records.append(seq.rec)
         rv = self._views.pop(seq.req.id, None)
         if rv is not None:
@@ -145,6 +146,7 @@ class Simulator:
         for snap, inst in zip(self._snapshot, self.instances, strict=True):
             cached = 0
             if prefix and inst.cfg.enable_prefix_caching:
+                inst.sync(t)
                 keys = seq.prefix_keys(inst.bt)
                 cached = inst.kv.match(keys, len(keys)) * inst.bt
             out.append(
@@ -321,5 +323,10 @@ class Simulator:
                 self._push_instance(i, nt, False)
         if progress is not None:
             progress(self.arrived, self.now)
+        if len(self.records) != self.arrived:
+            raise RuntimeError(
+                f"internal error: {self.arrived} requests arrived but {len(self.records)} "
+                "ended; please report it with the scenario"
+            )
         self.records.sort(key=lambda r: r.id)
         return self.records
