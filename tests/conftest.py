@@ -20,6 +20,27 @@ def traces() -> Path:
     return TRACES
 
 
+def V(i: int, **kw: object) -> InstanceView:
+    """An idle, healthy instance view with ``kw`` overriding any field (for routing tests)."""
+    d: dict[str, object] = dict(
+        index=i,
+        name=f"inst-{i}",
+        model="m",
+        gpu="H100",
+        role="mixed",
+        healthy=True,
+        queue_len=0,
+        running=0,
+        kv_utilization=0.0,
+        free_blocks=1000,
+        total_blocks=1000,
+        inflight_tokens=0,
+        cached_prefix_tokens=0,
+    )
+    d.update(kw)
+    return InstanceView(**d)  # type: ignore[arg-type]
+
+
 class LeastKV:
     """A view-reading router for tests: lowest KV use, then fewest outstanding, then index."""
 

@@ -7,8 +7,9 @@ from collections import Counter
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.conftest import V
 
-from fleetsched.core.views import InstanceView, RequestView
+from fleetsched.core.views import RequestView
 from fleetsched.errors import InputError
 from fleetsched.policies.routing._util import UniformStream
 from fleetsched.policies.routing.framework import (
@@ -27,26 +28,6 @@ from fleetsched.policies.routing.framework import (
     role,
     weighted_random,
 )
-
-
-def V(i: int, **kw: object) -> InstanceView:
-    d: dict[str, object] = dict(
-        index=i,
-        name=f"i{i}",
-        model="m",
-        gpu="H100",
-        role="mixed",
-        healthy=True,
-        queue_len=0,
-        running=0,
-        kv_utilization=0.0,
-        free_blocks=1000,
-        total_blocks=1000,
-        inflight_tokens=0,
-        cached_prefix_tokens=0,
-    )
-    d.update(kw)
-    return InstanceView(**d)  # type: ignore[arg-type]
 
 
 def R(i: int = 0, prompt: int = 160, model: str | None = None, **kw: object) -> RequestView:

@@ -8,9 +8,10 @@ from collections import Counter
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.conftest import V
 
 from fleetsched.core.request import chain_hashes
-from fleetsched.core.views import InstanceView, RequestView
+from fleetsched.core.views import RequestView
 from fleetsched.errors import InputError
 from fleetsched.policies.routing import make_router
 from fleetsched.policies.routing.cache_aware import CacheAware
@@ -22,26 +23,6 @@ from fleetsched.policies.routing.llumnix import Llumnix
 from fleetsched.policies.routing.pd_disagg import PDDisagg
 from fleetsched.policies.routing.power_of_two import PowerOfTwo
 from fleetsched.policies.routing.session_affinity import SessionAffinity
-
-
-def V(i: int, **kw: object) -> InstanceView:
-    d: dict[str, object] = dict(
-        index=i,
-        name=f"inst-{i}",
-        model="m",
-        gpu="H100",
-        role="mixed",
-        healthy=True,
-        queue_len=0,
-        running=0,
-        kv_utilization=0.0,
-        free_blocks=1000,
-        total_blocks=1000,
-        inflight_tokens=0,
-        cached_prefix_tokens=0,
-    )
-    d.update(kw)
-    return InstanceView(**d)  # type: ignore[arg-type]
 
 
 def R(
