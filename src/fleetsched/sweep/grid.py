@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from fleetsched.core.config import PolicyRef, Scenario
@@ -74,8 +74,6 @@ def run_many(
     results: list[dict[str, Any] | None] = [None] * len(scenarios)
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         futs = {pool.submit(_run, sc): i for i, sc in enumerate(scenarios)}
-        from concurrent.futures import as_completed
-
         for f in as_completed(futs):
             i = futs[f]
             results[i] = f.result()
