@@ -102,6 +102,9 @@ class Instance:
         self.max_run_steps = max_run_steps if fast_forward else 1
         self._horizon = min(128, self.max_run_steps)
         self.on_finish = on_finish
+        #: Called once per request when its first output token is produced (the router's
+        #: first-token notification).
+        self.on_first_token: Callable[[Seq, float], None] | None = None
         #: Called when a request leaves with its KV (prefill done on a prefill instance, or
         #: live migration); the simulator moves it on.
         self.on_detach: Callable[[Seq, float], None] | None = None
@@ -399,6 +402,8 @@ class Instance:
                 self._svc_out[t] = self._svc_out.get(t, 0) + 1
                 if math.isnan(seq.rec.first_token_s):
                     seq.rec.first_token_s = now
+                    if self.on_first_token is not None:
+                        self.on_first_token(seq, now)
                 del self.prefilling[id(seq)]
                 if seq.generated >= seq.req.output_tokens:
                     self._release(seq, seq.blocks)

@@ -108,9 +108,12 @@ class Simulator:
         self._snapshot: list[InstanceView] = []
         self._moves = 0  # requests between instances (pending handovers)
         self._more_arrivals = False
+        self._first_token_hook = getattr(router, "on_first_token", None)
         for inst in self.instances:
             inst.on_finish = self._finished
             inst.on_detach = self._detached
+            if self._first_token_hook is not None:
+                inst.on_first_token = self._first_token
 
     # ------------------------------------------------------------------ events
     def _push_instance(self, i: int, t: float, bump: bool) -> None:
@@ -125,6 +128,11 @@ class Simulator:
         self._ctr += 1
         self._actions[self._ctr] = (kind, payload)
         heapq.heappush(self._heap, (t, self._ctr, -1, 0))
+
+    def _first_token(self, seq: Seq, now: float) -> None:
+        rv = self._views.get(seq.req.id)
+        if rv is not None:
+            self._first_token_hook(rv, seq.rec.instance)  # type: ignore[misc]
 
     def _finished(self, seq: Seq, now: float) -> None:
         self._migrating.pop(id(seq), None)

@@ -5,8 +5,19 @@ returns the index of the chosen instance. ``needs_views`` says whether it reads 
 (when False, the runtime passes a static snapshot and saves building views); ``needs_prefix``
 asks the runtime to fill ``InstanceView.cached_prefix_tokens`` for the request.
 
-``route`` returns the chosen view's ``index`` field (the list may be a subset). Optional
-hooks a runtime looks for with ``getattr``:
+``route`` returns the chosen view's ``index`` field (the list may be a subset).
+
+**Notifications.** A runtime (the simulator or the gateway) sends a router three events per
+request, the same way in both: *dispatched* -- ``route`` itself: the runtime sends the
+request where ``route`` said, so a router that keeps its own accounting counts it there at
+once, before the request reaches the engine; *first token* -- the optional
+``on_first_token(req, index)``, when the first output token of a request routed to
+``index`` comes back; *finished* -- ``on_finish(req, index)``, on every path out (success,
+error, rejection, timeout, client disconnect, handover to another instance). A router's own
+accounting (what it sent and has not seen finish) is what lets the same object behave the
+same in the simulator and in front of real engines, which expose no internals.
+
+Other optional hooks a runtime looks for with ``getattr``:
 
 * ``pick_decode(req, decode_views) -> index``: the decode instance for a request whose
   prefill finished on a ``prefill`` instance (see ``pd_disagg``);
