@@ -257,3 +257,77 @@ def _resolve_paths(s: Scenario, base: Path) -> Scenario:
         wl = wl.model_copy(update={"synthetic": syn})
     cluster = [g.model_copy(update={"profile": rel(g.profile)}) for g in s.cluster]
     return s.model_copy(update={"workload": wl, "cluster": cluster})
+
+
+#: Short names accepted by :func:`apply_overrides` for the most varied scenario fields.
+OVERRIDE_ALIASES: dict[str, str] = {
+    "router": "policies.router.name",
+    "admission": "policies.admission.name",
+    "ordering": "policies.ordering.name",
+    "preemption": "policies.preemption.name",
+    "rate_scale": "workload.transforms.rate_scale",
+}
+
+
+def parse_override_value(text: str) -> Any:
+    """A command-line value as YAML reads it: ``8`` -> 8, ``0.5`` -> 0.5, ``true``, ``a``."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
+    """A copy of ``scenario`` with fields set by dotted path, e.g.
+    ``{"cluster.0.count": 8, "router": "cache_aware", "cluster.0.engine.max_num_seqs": 128}``.
+
+    List items are addressed by index. Setting a policy's ``name`` (``router=...``) clears its
+    ``params`` unless the same overrides set them. The result is validated as a whole; a path
+    that does not exist or a value of the wrong type raises :class:`InputError` naming the path.
+    """
+    data = scenario.model_dump()
+    for raw_path, value in overrides.items():
+        path = OVERRIDE_ALIASES.get(raw_path, raw_path)
+        keys = path.split(".")
+        node: Any = data
+        for depth, key in enumerate(keys):
+            last = depth == len(keys) - 1
+            where = ".".join(keys[: depth + 1])
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise InputError(
+                        f"{raw_path}: {where}: no item {key!r} (the list has {len(node)} items)"
+                    )
+                idx: Any = int(key)
+            elif isinstance(node, dict):
+                if key not in node and not _is_open_mapping(keys[:depth]):
+                    known = ", ".join(sorted(node)) or "none"
+                    raise InputError(f"{raw_path}: {where}: no such field (known: {known})")
+                idx = key
+            else:
+                raise InputError(f"{raw_path}: {'.'.join(keys[:depth])} is not a section")
+            if last:
+                node[idx] = value
+                if key == "name" and len(keys) == 3 and keys[0] == "policies":
+                    params_path = ".".join([*keys[:2], "params"])
+                    if not any(
+                        OVERRIDE_ALIASES.get(p, p).startswith(params_path) for p in overrides
+                    ):
+                        node["params"] = {}
+            else:
+                if isinstance(node, dict) and key not in node:
+                    node[idx] = {}
+                node = node[idx]
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise InputError(f"{loc}: {first['msg']}") from None
+
+
+def _is_open_mapping(keys: list[str]) -> bool:
+    """Whether the section at ``keys`` is a free-form mapping (policy params, SLO classes)."""
+    return (len(keys) == 3 and keys[0] == "policies" and keys[2] == "params") or (
+        len(keys) == 1 and keys[0] == "slo_classes"
+    )
