@@ -104,9 +104,8 @@ def _read_csv(path: Path, gpu: str, model: str) -> list[tuple[Any, ...]]:
                 rotary="attn_rope" in present,
                 activation="mlp_act" in present,
             )
-            gemm_s, elem_s = gemm_ms / 1e3, elem_ms / 1e3
-            out.append((gpu, model, tp, tokens, 2 * params, 2 * params, gemm_s))
-            out[-1] += (len(present), elem_bytes, elem_s)
+            gemm = (2 * params, 2 * params, gemm_ms / 1e3)
+            out.append((gpu, model, tp, tokens, *gemm, len(present), elem_bytes, elem_ms / 1e3))
     return out
 
 
