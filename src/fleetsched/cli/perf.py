@@ -13,6 +13,7 @@ from fleetsched.cli.app import app, console, err_console
 from fleetsched.errors import InputError
 from fleetsched.perf.calibration import CALIBRATED
 from fleetsched.perf.hardware import get_gpu
+from fleetsched.perf.published import PUBLISHED, modelled_s
 from fleetsched.perf.vidur import (
     PROFILE_GPUS,
     KernelRows,
@@ -40,6 +41,8 @@ Examples:
   fleetsched perf check --gpu H100-SXM --model Llama-2-70b-hf --tokens all
 
   fleetsched perf check --fit                            # also refit the calibrated knobs
+
+  fleetsched perf published                              # published vLLM latencies vs model
 """
 
 DEFAULT_TOKENS = "1,32,256,1024,4096"
@@ -52,7 +55,8 @@ def _tokens(text: str) -> list[int] | None:
     try:
         values = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise InputError(f"--tokens: expected 'all' or integers separated by commas, got {text!r}")
+        msg = f"--tokens: expected 'all' or integers separated by commas, got {text!r}"
+        raise InputError(msg) from None
     if not values or min(values) < 1:
         raise InputError(f"--tokens: expected token counts >= 1, got {text!r}")
     return values
@@ -192,3 +196,27 @@ def check(
     if overall > max_median or worst > max_group_median:
         err_console.print("[bold red]error bounds exceeded[/]")
         raise typer.Exit(1)
+
+
+@perf_app.command(epilog=EXAMPLES)
+def published() -> None:
+    """Published vLLM latencies (batch 1-2 decode ITL, vLLM's CI latency test, TTFT) next to
+    what the calibrated step-time model gives for the same setup, and their ratio.
+    Sources and setups: fleetsched.perf.published and docs/perf.md."""
+    t = Table(title="published vLLM latencies vs the model", title_justify="left")
+    for col in ("figure", "GPU", "model", "TP", "source", "published ms", "model ms", "ratio"):
+        t.add_column(col, justify="right" if col.endswith(("ms", "ratio", "TP")) else "left")
+    for e in PUBLISHED:
+        what = {"itl": f"ITL, batch {e.batch}, context {e.context:,}", "ttft": "TTFT"}
+        model_s = modelled_s(e)
+        t.add_row(
+            what.get(e.kind, f"e2e, batch {e.batch}, {e.prompt} + {e.output} tokens"),
+            e.gpu,
+            e.model,
+            str(e.tp),
+            e.source,
+            f"{e.seconds * 1e3:,.2f}",
+            f"{model_s * 1e3:,.2f}",
+            f"{model_s / e.seconds:.2f}",
+        )
+    console.print(t)
