@@ -247,14 +247,23 @@ class RooflineModel:
         return kv_bytes_per_token_per_gpu(self.model, self.tp)
 
     def _base(self, tokens: float, sampled: float, pairs: float) -> float:
-        """Everything but the decode-attention term (the one formula; keep its order fixed)."""
-        touched = min(self._experts, tokens * self._experts_per_token) / self._experts
-        layers = max(
-            self._layer_weights_s + self._expert_weights_s * touched,
-            (tokens + self._pad) * self._layer_flop_s,
+        """Everything but the decode-attention term: the one formula of both methods (keep
+        its operation order fixed). ``max`` is spelled as conditionals for speed."""
+        weights = self._layer_weights_s
+        if self._expert_weights_s:  # mixture of experts: the experts the tokens can touch
+            touched = min(self._experts, tokens * self._experts_per_token) / self._experts
+            weights += self._expert_weights_s * touched
+        flops = (tokens + self._pad) * self._layer_flop_s
+        head = (sampled + self._pad) * self._head_flop_s
+        if head < self._head_weights_s:
+            head = self._head_weights_s
+        return (
+            (weights if weights > flops else flops)
+            + head
+            + pairs * self._attn_flop_s
+            + tokens * self._token_s
+            + self._fixed_s
         )
-        head = max(self._head_weights_s, (sampled + self._pad) * self._head_flop_s)
-        return layers + head + pairs * self._attn_flop_s + tokens * self._token_s + self._fixed_s
 
     def step_time(
         self,
@@ -268,8 +277,8 @@ class RooflineModel:
         if tokens == 0:
             return 0.0
         sampled = num_decodes + 1 if prefill_tokens else num_decodes
-        base = self._base(float(tokens), float(sampled), float(prefill_attn_pairs))
-        return base + float(decode_ctx_sum) * self._ctx_s
+        # ints mix with floats exactly as float(int) would (counts are far below 2**53)
+        return self._base(tokens, sampled, prefill_attn_pairs) + decode_ctx_sum * self._ctx_s
 
     def decode_step_times(self, num_decodes: int, ctx_sums: np.ndarray) -> np.ndarray:
         """Seconds of decode-only steps of ``num_decodes`` requests, one per context sum.
@@ -280,8 +289,8 @@ class RooflineModel:
         ctx = np.asarray(ctx_sums, dtype=np.float64)
         if num_decodes == 0:
             return np.zeros(ctx.shape, dtype=np.float64)
-        n = float(num_decodes)
-        return np.asarray(self._base(n, n, 0.0) + ctx * self._ctx_s, dtype=np.float64)
+        base = self._base(num_decodes, num_decodes, 0.0)
+        return np.asarray(base + ctx * self._ctx_s, dtype=np.float64)
 
 
 def default_activation_reserve_bytes(
