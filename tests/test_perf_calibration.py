@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from fleetsched.perf import get_gpu
-from fleetsched.perf.calibration import BORROWED, CALIBRATED, PerfParams
+from fleetsched.perf.calibration import BORROWED, CALIBRATED, DATASHEET, PerfParams
 from fleetsched.perf.hardware import GPUS
 from fleetsched.perf.vidur import (
     abs_rel_error,
@@ -48,18 +48,7 @@ def test_linear_layers_within_error_bounds(rows) -> None:
 def test_datasheet_roofline_misses_the_bounds(rows) -> None:
     # The uncalibrated roofline (100 % of peak, no padding or kernel latency) is what the issue
     # measured: 0.44-0.81x of the kernel time, far outside the bounds -- the check can fail.
-    pure = PerfParams(
-        compute_efficiency=1.0,
-        compute_half_tokens=0.0,
-        bandwidth_efficiency=1.0,
-        gemm_latency_s=0.0,
-        elementwise_bandwidth_efficiency=1.0,
-        elementwise_latency_s=0.0,
-        allreduce_latency_s=0.0,
-        allreduce_bandwidth_efficiency=1.0,
-        overhead_s=0.0,
-    )
-    ratio = modelled_gemm_s(rows, lambda _: pure) / rows.gemm_s
+    ratio = modelled_gemm_s(rows, lambda _: DATASHEET) / rows.gemm_s
     assert np.median(np.abs(ratio - 1)) > 0.25 and np.median(ratio) < 0.8
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from fleetsched.perf import (
     load_profile,
     parse_profile,
 )
+from fleetsched.perf.calibration import DATASHEET
 
 PROFILE_YAML = """\
 model: Llama-3.1-8B
@@ -128,15 +130,7 @@ L8B = get_model("Llama-3.1-8B")
 
 #: A datasheet roofline (no GEMM padding or kernel latencies) with a 1.5 ms step overhead: in
 #: each regime below every term is linear, so a fit must recover it exactly.
-KNOBS = dict(
-    compute_efficiency=1.0,
-    compute_half_tokens=0.0,
-    bandwidth_efficiency=1.0,
-    gemm_latency_s=0.0,
-    elementwise_bandwidth_efficiency=1.0,
-    elementwise_latency_s=0.0,
-    overhead_s=1.5e-3,
-)
+KNOBS = {**asdict(DATASHEET), "overhead_s": 1.5e-3}
 #: Per token: its embedding row (8,192 B) and elementwise traffic (32 layers x 163,840 B).
 PER_TOKEN_S = (8_192 + 32 * 163_840) / 3.35e12
 #: Llama-3.1-8B's transformer layers: 8,030,261,248 - 2 x 128,256 x 4,096 parameters.

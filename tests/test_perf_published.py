@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 
 from fleetsched.core.config import EngineConfig
 from fleetsched.core.request import Request
 from fleetsched.engine.instance import Instance
 from fleetsched.perf import RooflineModel, get_gpu, get_model, kv_capacity_blocks
+from fleetsched.perf.calibration import DATASHEET
 from fleetsched.perf.published import PUBLISHED, modelled_s
 from fleetsched.policies.routing import make_router
 from fleetsched.sim.kernel import Simulator
-
-DATASHEET = dict(
-    compute_efficiency=1.0,
-    compute_half_tokens=0.0,
-    bandwidth_efficiency=1.0,
-    gemm_latency_s=0.0,
-    elementwise_bandwidth_efficiency=1.0,
-    elementwise_latency_s=0.0,
-    allreduce_bandwidth_efficiency=1.0,
-)
 
 
 def by_kind(kind: str) -> list:
@@ -47,7 +40,7 @@ def test_datasheet_roofline_is_too_fast_for_70b_decode() -> None:
     # At datasheet peaks (the roofline before calibration) 70B decode is 20-30 % too fast.
     for e in by_kind("itl"):
         if e.model == "Llama-3.1-70B":
-            assert modelled_s(e, **DATASHEET) / e.seconds < 0.85
+            assert modelled_s(e, **asdict(DATASHEET)) / e.seconds < 0.85
 
 
 def test_e2e_replay_is_what_the_simulator_does() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -11,32 +12,22 @@ from hypothesis import strategies as st
 
 from fleetsched.errors import InputError
 from fleetsched.perf import (
+    GPU,
     RooflineModel,
     get_gpu,
     get_model,
     kv_bytes_per_token_per_gpu,
     kv_capacity_blocks,
 )
-from fleetsched.perf.calibration import CALIBRATED
+from fleetsched.perf.calibration import CALIBRATED, DATASHEET
 from fleetsched.perf.roofline import gemm_time_s
 
 H100 = get_gpu("H100-SXM")
 L8B = get_model("Llama-3.1-8B")
 L70B = get_model("Llama-3.1-70B")
 
-#: Datasheet roofline: peaks reached, no fixed costs. Elementwise traffic cannot be switched off
-#: (its efficiency must be > 0), so at 1.0 it is bytes / peak bandwidth in the derivations.
-PURE = dict(
-    compute_efficiency=1.0,
-    compute_half_tokens=0.0,
-    bandwidth_efficiency=1.0,
-    gemm_latency_s=0.0,
-    elementwise_bandwidth_efficiency=1.0,
-    elementwise_latency_s=0.0,
-    allreduce_latency_s=0.0,
-    allreduce_bandwidth_efficiency=1.0,
-    overhead_s=0.0,
-)
+#: Datasheet roofline: peaks reached, no fixed costs (elementwise traffic at peak bandwidth).
+PURE = asdict(DATASHEET)
 
 # Llama-3.1-8B figures used below: embedding table = LM head = 128,256 x 4,096 = 525,336,576
 # parameters (untied: two of them); transformer layers 8,030,261,248 - 2 x 525,336,576 =
@@ -174,6 +165,17 @@ def test_tied_embeddings_are_read_once_as_the_lm_head() -> None:
     assert m.step_time(0, 0.0, 1, 0) == pytest.approx(
         (268_098_176 * 2 + 1_280) / 3.35e12 + elementwise, rel=1e-12
     )
+    # A 65,536-token prefill computes the layers for every token (2 x 100,326,016 x 65,536 FLOPs
+    # = 13.30 ms, over their 0.060 ms read) and the tied LM head for one position (its 0.100 ms
+    # read); the table's 167.8M parameters are not multiplied by every token (that would add
+    # 2 x 167,772,160 x 65,536 / 989e12 = 22.2 ms).
+    t = m.step_time(65_536, 0.0, 0, 0)
+    expected = (
+        2 * 100_326_016 * 65_536 / 989e12
+        + 167_772_160 * 2 / 3.35e12
+        + 65_536 * (1_280 / 3.35e12 + elementwise)
+    )
+    assert t == pytest.approx(expected, rel=1e-12)
 
 
 def test_linear_term_is_gemm_time_of_layers_and_lm_head() -> None:
@@ -275,6 +277,19 @@ def test_invalid_tp_and_options() -> None:
         RooflineModel(H100, L8B, compute_half_tokens=float("inf"))
     with pytest.raises(InputError, match="unknown step-time option"):
         RooflineModel(H100, L8B, overhead_ms=1.0)
+    with pytest.raises(InputError, match="overhead_s must be a number"):
+        RooflineModel(H100, L8B, overhead_s="fast")  # type: ignore[arg-type]
+
+
+def test_gpu_outside_the_catalog_needs_every_knob() -> None:
+    custom = GPU("custom", 2e15, 8e12, 180 * 2**30, 900e9, 64e9)
+    with pytest.raises(InputError, match="no calibrated step-time knobs for GPU 'custom'"):
+        RooflineModel(custom, L8B, overhead_s=0.001)
+    m = RooflineModel(custom, L8B, **PURE)
+    # datasheet knobs: the layers, LM head and one row at 8 TB/s, plus elementwise traffic
+    assert m.step_time(0, 0.0, 1, 0) == pytest.approx(
+        (15_009_849_344 + 8_192 + ELEMENTWISE_B) / 8e12, rel=1e-12
+    )
 
 
 def test_kv_capacity_8b_h100_hand_check() -> None:

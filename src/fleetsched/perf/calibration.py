@@ -69,17 +69,42 @@ class PerfParams:
 
     def with_overrides(self, **overrides: Any) -> PerfParams:
         """A copy with the given knobs replaced; ``None`` values keep the current value."""
-        unknown = sorted(set(overrides) - set(PERF_KNOBS))
-        if unknown:
-            raise InputError(
-                f"unknown step-time option(s) {', '.join(unknown)}; known: {', '.join(PERF_KNOBS)}"
-            )
-        set_ = {k: float(v) for k, v in overrides.items() if v is not None}
+        set_ = _given(overrides)
         return replace(self, **set_) if set_ else self
 
 
 #: Knob names, in declaration order (the scenario's ``perf:`` section uses the same names).
 PERF_KNOBS: tuple[str, ...] = tuple(f.name for f in fields(PerfParams))
+
+
+def _given(overrides: dict[str, Any]) -> dict[str, float]:
+    """The knobs that are set (not ``None``), as floats; unknown names are an error."""
+    unknown = sorted(set(overrides) - set(PERF_KNOBS))
+    if unknown:
+        raise InputError(
+            f"unknown step-time option(s) {', '.join(unknown)}; known: {', '.join(PERF_KNOBS)}"
+        )
+    try:
+        return {k: float(v) for k, v in overrides.items() if v is not None}
+    except (TypeError, ValueError):
+        bad = next(k for k, v in overrides.items() if not isinstance(v, int | float | None))
+        raise InputError(f"{bad} must be a number, got {overrides[bad]!r}") from None
+
+
+#: The datasheet roofline: peaks reached, no padding, latencies or overhead (elementwise traffic
+#: at peak bandwidth, since its efficiency must be > 0). What the model was before calibration,
+#: apart from its 1.5 ms overhead; useful to see what the calibration adds.
+DATASHEET = PerfParams(
+    compute_efficiency=1.0,
+    compute_half_tokens=0.0,
+    bandwidth_efficiency=1.0,
+    gemm_latency_s=0.0,
+    elementwise_bandwidth_efficiency=1.0,
+    elementwise_latency_s=0.0,
+    allreduce_latency_s=0.0,
+    allreduce_bandwidth_efficiency=1.0,
+    overhead_s=0.0,
+)
 
 #: All-reduce latency of vLLM's custom all-reduce on H100 (see the module docstring).
 _ALLREDUCE_LATENCY_S = 9e-6
@@ -136,10 +161,17 @@ BORROWED: dict[str, str] = {
 }
 
 
-def calibrated_params(gpu_name: str) -> PerfParams:
-    """The calibrated knobs for catalog GPU ``gpu_name`` (borrowed ones included)."""
-    name = BORROWED.get(gpu_name, gpu_name)
-    try:
-        return CALIBRATED[name]
-    except KeyError:
-        raise InputError(f"no calibrated step-time knobs for GPU {gpu_name!r}") from None
+def calibrated_params(gpu_name: str, **overrides: float | None) -> PerfParams:
+    """The calibrated knobs for catalog GPU ``gpu_name`` (borrowed ones included), with
+    ``overrides`` (``None`` = keep). A GPU without calibration needs every knob given."""
+    base = CALIBRATED.get(BORROWED.get(gpu_name, gpu_name))
+    if base is not None:
+        return base.with_overrides(**overrides)
+    given = _given(overrides)
+    missing = [k for k in PERF_KNOBS if k not in given]
+    if missing:
+        raise InputError(
+            f"no calibrated step-time knobs for GPU {gpu_name!r}: set {', '.join(missing)} "
+            f"(calibrated GPUs: {', '.join([*CALIBRATED, *BORROWED])})"
+        )
+    return PerfParams(**given)

@@ -190,7 +190,7 @@ class RooflineModel:
 
     def __init__(self, gpu: GPU, model: ModelSpec, tp: int = 1, **knobs: float | None) -> None:
         check_tp(model, tp)
-        p = calibrated_params(gpu.name).with_overrides(**knobs)
+        p = calibrated_params(gpu.name, **knobs)
         self.gpu = gpu
         self.model = model
         self.tp = tp
