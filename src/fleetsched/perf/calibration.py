@@ -11,9 +11,10 @@ Every knob of :class:`PerfParams` scales or adds to the datasheet roofline (form
 - ``allreduce_bandwidth_efficiency``: fitted by :func:`fleetsched.perf.vidur.fit_allreduce` to
   Vidur's NCCL all-reduce profiles of 2-8 GPUs in one DGX node (messages >= 1 MiB).
 - ``allreduce_latency_s``: vLLM all-reduces small (decode) messages with its custom all-reduce
-  kernel inside CUDA graphs, not with NCCL; 9 us is what that kernel measured on H100 for
-  512 B-32 KiB messages at TP 2/4/8 (sgl-project/sglang PR #2904, "vllm" column, 8.5-11.8 us).
-  Vidur's NCCL figures (7-60 us) are not used for it.
+  kernel inside CUDA graphs, not with NCCL; 9 us is what that kernel measured on H100 at TP
+  2/4/8 for the smallest messages of sgl-project/sglang PR #2904's benchmark (data size
+  512-32,768, "vllm" column, 8.5-11.8 us, measured outside CUDA graphs, so an upper bound).
+  Vidur's eager NCCL figures (7-60 us) are not used for it.
 - ``overhead_s``: not in any kernel profile (scheduling, input preparation, sampling and the
   gaps between CUDA graphs of one step). 1 ms is the median, rounded, of the step time the
   kernels leave unexplained in five published vLLM decode figures (batch 1-2 inter-token
