@@ -11,6 +11,7 @@ from fleetsched.core.views import InstanceView, RequestView
 
 REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO.parent / "shared" / "traces"
+PROFILES = REPO.parent / "shared" / "profiles"
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +19,13 @@ def traces() -> Path:
     if not TRACES.is_dir():
         pytest.skip(f"public traces not found at {TRACES}")
     return TRACES
+
+
+@pytest.fixture(scope="session")
+def profiles() -> Path:
+    if not (PROFILES / "vidur").is_dir():
+        pytest.skip(f"public GPU profiles not found at {PROFILES}")
+    return PROFILES
 
 
 def V(i: int, **kw: object) -> InstanceView:

@@ -124,6 +124,46 @@ class EngineConfig(_Model):
     )
 
 
+def _efficiency(description: str) -> Any:
+    return Field(None, gt=0, le=1, allow_inf_nan=False, description=description)
+
+
+def _seconds(description: str) -> Any:
+    return Field(None, ge=0, allow_inf_nan=False, description=description)
+
+
+class PerfConfig(_Model):
+    """Knobs of the roofline step-time model (docs/perf.md); ``None`` (the default) takes the
+    value calibrated for the group's GPU. Not allowed together with a fitted ``profile``."""
+
+    compute_efficiency: float | None = _efficiency(
+        "fraction of the dense BF16 peak that large GEMMs and attention reach"
+    )
+    compute_half_tokens: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="tokens at which a GEMM reaches half of compute_efficiency",
+    )
+    bandwidth_efficiency: float | None = _efficiency(
+        "fraction of peak memory bandwidth for weight and KV-cache reads"
+    )
+    gemm_latency_s: float | None = _seconds("fixed time of each GEMM kernel")
+    elementwise_bandwidth_efficiency: float | None = _efficiency(
+        "fraction of peak memory bandwidth for norm, rotary, activation and residual kernels"
+    )
+    elementwise_latency_s: float | None = _seconds("fixed time of each elementwise kernel")
+    allreduce_latency_s: float | None = _seconds("fixed time of each tensor-parallel all-reduce")
+    allreduce_bandwidth_efficiency: float | None = _efficiency(
+        "fraction of the GPU-to-GPU bandwidth an all-reduce reaches"
+    )
+    overhead_s: float | None = _seconds("fixed time per engine step outside the GPU kernels")
+
+    def knobs(self) -> dict[str, float]:
+        """The knobs that are set (not ``None``)."""
+        return self.model_dump(exclude_none=True)
+
+
 class InstanceGroup(_Model):
     name: str = "main"
     gpu: str = "H100-SXM"
@@ -133,6 +173,16 @@ class InstanceGroup(_Model):
     role: Literal["mixed", "prefill", "decode"] = "mixed"
     engine: EngineConfig = EngineConfig()
     profile: str | None = Field(None, description="fitted step-time profile YAML")
+    perf: PerfConfig = PerfConfig()
+
+    @model_validator(mode="after")
+    def _perf_or_profile(self) -> InstanceGroup:
+        if self.profile is not None and self.perf.knobs():
+            raise ValueError(
+                f"perf knobs ({', '.join(self.perf.knobs())}) apply to the roofline model "
+                "only; this group uses the fitted profile " + repr(self.profile)
+            )
+        return self
 
 
 class PolicyRef(_Model):

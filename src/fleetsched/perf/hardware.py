@@ -93,6 +93,18 @@ GPUS: dict[str, GPU] = {
         interconnect_bw_bytes_s=300 * _GB,
         host_link_bw_bytes_s=32 * _GB,
     ),
+    # NVIDIA A40 datasheet: BF16 tensor 149.7 TFLOPS dense (299.4 sparse); GDDR6 48 GB at
+    # 696 GB/s; PCIe Gen4 x16 64 GB/s (bidir.) -> 32. An optional NVLink bridge joins pairs of
+    # A40s at 112.5 GB/s (bidir.); a TP group beyond a pair goes over PCIe, which is the figure
+    # used here.
+    "A40": GPU(
+        name="A40",
+        bf16_flops=149.7 * _TFLOPS,
+        mem_bw_bytes_s=696 * _GB,
+        mem_bytes=48 * GiB,
+        interconnect_bw_bytes_s=32 * _GB,
+        host_link_bw_bytes_s=32 * _GB,
+    ),
     # NVIDIA L40S datasheet: BF16 tensor 362.05 TFLOPS dense (733 sparse); GDDR6 48 GB at
     # 864 GB/s; no NVLink, so GPU-to-GPU goes over PCIe Gen4 x16 64 GB/s (bidir.) -> 32.
     "L40S": GPU(

@@ -30,7 +30,7 @@ def build_instances(
     instances: list[Instance] = []
     for g in groups:
         gpu, model = get_gpu(g.gpu), get_model(g.model)
-        step_model = build_step_model(g.gpu, g.model, g.tp, g.profile)
+        step_model = build_step_model(g.gpu, g.model, g.tp, g.profile, **g.perf.knobs())
         e = g.engine
         reserve = default_activation_reserve_bytes(model, g.tp, e.max_num_batched_tokens)
         blocks = e.num_gpu_blocks or kv_capacity_blocks(
