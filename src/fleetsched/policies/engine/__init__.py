@@ -7,11 +7,11 @@ through the small protocols in :mod:`fleetsched.policies.engine.base`. Conventio
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 from fleetsched.errors import InputError
+from fleetsched.policies.params import build_policy
 from fleetsched.policies.engine.aggressive import AggressiveAdmission
 from fleetsched.policies.engine.base import AdmissionPolicy, PreemptionPolicy, WaitingQueue
 from fleetsched.policies.engine.colocate_admission import ColocateAdmission
@@ -62,16 +62,12 @@ def make(
     """Build a registered policy, with a clear error for unknown names or bad parameters.
 
     ``context`` (e.g. ``slo_classes``, ``seed``) is passed to factories that take those
-    keyword arguments; ``params`` come from the scenario.
+    keyword arguments; ``params`` come from the scenario and are checked against the
+    factory's signature (:mod:`fleetsched.policies.params`).
     """
     try:
         factory = registry[name]
     except KeyError:
         known = ", ".join(sorted(registry))
         raise InputError(f"unknown {kind} policy {name!r} (known: {known})") from None
-    accepted = inspect.signature(factory).parameters
-    extra = {k: v for k, v in (context or {}).items() if k in accepted and k not in params}
-    try:
-        return factory(**params, **extra)
-    except TypeError as e:
-        raise InputError(f"bad parameters for {kind} policy {name!r}: {e}") from None
+    return build_policy(factory, f"{kind} policy", name, params, context)
