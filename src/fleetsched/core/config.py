@@ -6,6 +6,7 @@ SLO classes. ``load_scenario`` reports invalid input as ``file:line: field.path:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -190,14 +191,36 @@ def _node_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None
     return line
 
 
+#: A problem found in a scenario: (field path, message), e.g.
+#: ``(("policies", "router", "params", "cache_threshold"), "Input should be a valid number")``.
+Problem = tuple[tuple[str | int, ...], str]
+
+#: Checks a validated scenario against what the schema cannot know (registries, catalogs).
+ScenarioCheck = Callable[["Scenario"], list[Problem]]
+
+
+def format_problem(
+    loc: tuple[str | int, ...],
+    msg: str,
+    source: str | None = None,
+    root: yaml.Node | None = None,
+    count: int = 1,
+) -> str:
+    """``source:line: field.path: msg`` (the line of ``loc`` in the YAML ``root``), or
+    ``field.path: msg`` without a source; ``count > 1`` adds ``(and N more problems)``."""
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    more = f" (and {count - 1} more problems)" if count > 1 else ""
+    if source is None:
+        return f"{path}: {msg}{more}"
+    line = _node_line(root, loc)
+    where = f"{source}:{line}" if line else source
+    return f"{where}: {path}: {msg}{more}"
+
+
 def format_validation_error(err: ValidationError, source: str, root: yaml.Node | None) -> str:
     first = err.errors()[0]
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function")))
-    path = ".".join(str(p) for p in loc) or "(top level)"
-    line = _node_line(root, loc)
-    where = f"{source}:{line}" if line else source
-    more = f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else ""
-    return f"{where}: {path}: {first['msg']}{more}"
+    return format_problem(loc, first["msg"], source, root, err.error_count())
 
 
 def parse_yaml_model(text: str, source: str, model: type[M], what: str) -> M:
@@ -224,15 +247,33 @@ def read_text(path: str | Path, what: str) -> str:
         raise InputError(f"cannot read {what}: {e.strerror}", str(path)) from None
 
 
-def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
-    """Parse and validate scenario YAML text; raise :class:`InputError` naming line and field."""
-    return parse_yaml_model(text, source, Scenario, "a scenario")
+def _check(scenario: Scenario, check: ScenarioCheck | None, text: str, source: str) -> None:
+    problems = check(scenario) if check is not None else []
+    if problems:
+        loc, msg = problems[0]
+        raise InputError(format_problem(loc, msg, source, yaml.compose(text), len(problems)))
 
 
-def load_scenario(path: str | Path) -> Scenario:
+def parse_scenario(
+    text: str, source: str = "<scenario>", check: ScenarioCheck | None = None
+) -> Scenario:
+    """Parse and validate scenario YAML text; raise :class:`InputError` naming line and field.
+
+    ``check`` (e.g. :func:`fleetsched.sim.check.scenario_problems`) adds checks against the
+    policy registries and hardware catalogs, reported the same way."""
+    scenario = parse_yaml_model(text, source, Scenario, "a scenario")
+    _check(scenario, check, text, source)
+    return scenario
+
+
+def load_scenario(path: str | Path, check: ScenarioCheck | None = None) -> Scenario:
+    """Read a scenario file (relative paths in it are relative to its folder); see
+    :func:`parse_scenario` for ``check``."""
     p = Path(path)
-    scenario = parse_scenario(read_text(p, "scenario"), str(p))
-    return _resolve_paths(scenario, p.parent)
+    text = read_text(p, "scenario")
+    scenario = _resolve_paths(parse_scenario(text, str(p)), p.parent)
+    _check(scenario, check, text, str(p))
+    return scenario
 
 
 def _resolve_paths(s: Scenario, base: Path) -> Scenario:

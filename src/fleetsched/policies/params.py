@@ -19,13 +19,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from fleetsched.core.config import Problem
 from fleetsched.errors import InputError
 
 #: Factory arguments filled in by the runtime, never read from a scenario's ``params``.
 CONTEXT_ARGS = frozenset({"seed", "slo_classes", "tenant_weights"})
-
-#: One problem found in a scenario: (field path, message).
-Problem = tuple[tuple[str | int, ...], str]
 
 
 @dataclass(frozen=True, slots=True)
