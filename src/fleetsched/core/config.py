@@ -364,7 +364,7 @@ def apply_overrides(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
     except ValidationError as e:
         first = e.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
-        raise InputError(f"{loc}: {first['msg']}") from None
+        raise InputError(first["msg"], loc) from None
 
 
 def _is_open_mapping(keys: list[str]) -> bool:

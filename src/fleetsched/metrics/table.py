@@ -69,6 +69,7 @@ def summary_table(summary: Mapping[str, Any], title: str | None = "Summary") -> 
     done, total = fmt_int(summary.get("completed")), fmt_int(summary.get("requests"))
     scalars = (
         ("requests (completed/all)", f"{done}/{total}"),
+        ("rejected (can never run)", fmt_int(summary.get("rejected", 0))),
         ("throughput (req/s)", fmt_num(summary.get("throughput_req_s"))),
         ("throughput (output tok/s)", fmt_num(summary.get("throughput_tok_s"), 1)),
         ("goodput (req/s)", fmt_num(summary.get("goodput_req_s"))),

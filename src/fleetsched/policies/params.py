@@ -68,7 +68,7 @@ def policy_params(factory: Callable[..., Any]) -> tuple[Param, ...]:
 @cache
 def params_model(factory: Callable[..., Any]) -> type[BaseModel]:
     """A pydantic model of ``factory``'s parameters (unknown keys are errors)."""
-    sig, hints = _signature(factory)
+    hints = _signature(factory)[1]
     fields: dict[str, Any] = {}
     for p in policy_params(factory):
         default = ... if p.default is REQUIRED else p.default

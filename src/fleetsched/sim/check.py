@@ -127,16 +127,17 @@ def _workload_problems(s: Scenario) -> list[Problem]:
     return []
 
 
-def scenario_problems(s: Scenario) -> list[Problem]:
-    """Everything wrong with ``s`` that its schema cannot see, each at its field path."""
-    out = _workload_problems(s)
+def scenario_problems(s: Scenario, workload: bool = True) -> list[Problem]:
+    """Everything wrong with ``s`` that its schema cannot see, each at its field path
+    (``workload=False`` leaves the workload section out, for runs given their requests)."""
+    out = _workload_problems(s) if workload else []
     for i, g in enumerate(s.cluster):
         out += _group_problems(i, g)
     return out + _policy_problems(s)
 
 
-def check_scenario(s: Scenario) -> None:
+def check_scenario(s: Scenario, workload: bool = True) -> None:
     """Raise :class:`InputError` naming the field of the first problem of ``s``."""
-    problems = scenario_problems(s)
+    problems = scenario_problems(s, workload)
     if problems:
         raise InputError(format_problem(*problems[0], count=len(problems)))

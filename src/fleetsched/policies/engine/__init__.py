@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 from fleetsched.errors import InputError
-from fleetsched.policies.params import build_policy
 from fleetsched.policies.engine.aggressive import AggressiveAdmission
 from fleetsched.policies.engine.base import AdmissionPolicy, PreemptionPolicy, WaitingQueue
 from fleetsched.policies.engine.colocate_admission import ColocateAdmission
@@ -28,6 +27,7 @@ from fleetsched.policies.engine.priority import PriorityQueue
 from fleetsched.policies.engine.sjf import SJFQueue
 from fleetsched.policies.engine.vtc import VTCQueue
 from fleetsched.policies.engine.wfq import WFQQueue
+from fleetsched.policies.params import build_policy
 
 ORDERING: dict[str, Callable[..., WaitingQueue]] = {
     "fcfs": FCFSQueue,
