@@ -55,7 +55,7 @@ def print_error(message: str) -> None:
 
 def _register() -> None:
     # Imported for their side effect of adding commands to ``app``.
-    from fleetsched.cli import compare, simulate, trace  # noqa: F401
+    from fleetsched.cli import catalog, compare, simulate, trace  # noqa: F401
 
 
 def main() -> None:

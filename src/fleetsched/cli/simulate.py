@@ -67,8 +67,7 @@ Opt = typer.Option
 def describe_fleet(sc: Scenario) -> str:
     """The instance groups, e.g. ``4 × H100-SXM, Llama-3.1-8B, tp 1``."""
     return "; ".join(
-        f"{g.count} × {g.gpu}, {g.model}, tp {g.tp}"
-        + (f" ({g.role})" if g.role != "mixed" else "")
+        f"{g.count} × {g.gpu}, {g.model}, tp {g.tp}" + (f" ({g.role})" if g.role != "mixed" else "")
         for g in sc.cluster
     )
 
