@@ -58,7 +58,7 @@ def summary_table(summary: Mapping[str, Any], title: str | None = "Summary") -> 
 
     Scalar metrics (throughput, goodput, attainment, …) sit in the "mean / value" column.
     """
-    table = Table(title=title, title_justify="left")
+    table = Table(title=None if title is None else Text(title), title_justify="left")
     table.add_column("metric")
     table.add_column("mean / value", justify="right")
     table.add_column("p50", justify="right")
@@ -166,14 +166,14 @@ def compare_table(
         known = ", ".join(COMPARE_COLUMNS)
         raise InputError(f"unknown column {unknown[0]!r} (known: {known})", "--columns")
     table = Table(
-        title=title,
+        title=Text(title),
         title_justify="left",
         caption=COMPARE_CAPTION,
         caption_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    table.add_column(label, overflow="fold")
+    table.add_column(Text(label), overflow="fold")
     cols = [COMPARE_COLUMNS[c] for c in columns]
     for col in cols:
         table.add_column(col.header, justify="right", overflow="fold")
