@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -113,7 +114,8 @@ def models(as_json: JsonOpt = False) -> None:
 def summary(factory: Callable[..., Any]) -> str:
     """The first paragraph of a policy's module docstring: what it does, after whom."""
     doc = inspect.getdoc(inspect.getmodule(factory)) or ""
-    return " ".join(doc.split("\n\n", 1)[0].split()).replace("``", "")
+    text = " ".join(doc.split("\n\n", 1)[0].split()).replace("``", "`")
+    return re.sub(r":(class|func|meth|mod|attr):", "", text)
 
 
 def _default(v: Any) -> Any:
