@@ -55,6 +55,9 @@ test: $(LLAMASTAMP)
 bench: $(DEVSTAMP)
 	$(BIN)/python benchmarks/run_all.py
 
+bench-full: $(DEVSTAMP)
+	$(BIN)/python benchmarks/run_all.py --full
+
 docs: $(STAMP)
 	$(BIN)/python -m fleetsched.cli.reference > docs/scenario.md
 
