@@ -187,6 +187,7 @@ def compare(
         TextColumn("{task.completed}/{task.total} runs"),
         TimeElapsedColumn(),
         console=err_console,
+        disable=not err_console.is_terminal,
         transient=True,
     )
     with progress:

@@ -117,7 +117,7 @@ def check_workload(sc: Scenario, quiet: bool = False) -> int | None:
         TextColumn("{task.completed:,} requests"),
         TimeElapsedColumn(),
         console=err_console,
-        disable=quiet,
+        disable=quiet or not err_console.is_terminal,
         transient=True,
     )
     span: list[float] = []
@@ -218,7 +218,7 @@ def simulate(
         TextColumn("sim {task.fields[t]:.0f} s"),
         TimeElapsedColumn(),
         console=err_console,
-        disable=quiet,
+        disable=quiet or not err_console.is_terminal,
         transient=True,
     )
     with progress:
