@@ -37,7 +37,13 @@ from fleetsched.cli.options import (
     resolve_scenario,
 )
 from fleetsched.cli.simulate import check_workload, describe_fleet, describe_policies
-from fleetsched.core.config import Scenario, apply_overrides, format_problem, parse_override_value
+from fleetsched.core.config import (
+    OVERRIDE_ALIASES,
+    Scenario,
+    apply_overrides,
+    format_problem,
+    parse_override_value,
+)
 from fleetsched.errors import InputError
 from fleetsched.metrics.summary import summary_to_json
 from fleetsched.metrics.table import COMPARE_COLUMNS, DEFAULT_COLUMNS, compare_table
@@ -65,16 +71,20 @@ DEFAULT_ROUTERS = "round_robin,least_requests"
 
 def variants(scenario: Scenario, key: str, values: list[Any]) -> list[Scenario]:
     """``scenario`` with ``key`` set to each value, each checked before any run starts."""
-    where = "--routers" if key == "router" else f"--vary {key}"
+    field = OVERRIDE_ALIASES.get(key, key)
     out = []
     for v in values:
+        where = "--routers" if key == "router" else f"--vary {key}={v}"
         try:
             sc = apply_overrides(scenario, {key: v})
         except InputError as e:
-            raise InputError(str(e), f"{where}={v}") from None
+            raise InputError(str(e), where) from None
         problems = scenario_problems(sc, workload=False)
         if problems:
-            raise InputError(format_problem(*problems[0]), f"{where}={v}")
+            loc, msg = problems[0]
+            path = ".".join(map(str, loc))
+            own = path == field or field.startswith(path + ".")  # the value given is the problem
+            raise InputError(msg if own else format_problem(loc, msg), where)
         out.append(sc)
     return out
 

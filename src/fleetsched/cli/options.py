@@ -142,6 +142,11 @@ def check_output(path: Path | None, flag: str) -> None:
     if path is None:
         return
     existed = path.exists()
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"cannot write {path}: {ancestor} is not a directory", flag)
     try:
         if path.is_dir():
             raise IsADirectoryError(21, "Is a directory")

@@ -93,7 +93,7 @@ def _group_problems(i: int, g: InstanceGroup) -> list[Problem]:
         return out
     gpu, model = get_gpu(g.gpu), get_model(g.model)
     if g.tp > gpu.gpus_per_node:
-        msg = f"tp={g.tp} needs more GPUs than a {gpu.name} node has ({gpu.gpus_per_node})"
+        msg = f"tp={g.tp} needs more GPUs than one {gpu.name} node has ({gpu.gpus_per_node})"
         return [((*base, "tp"), msg)]
     try:
         check_tp(model, g.tp)
