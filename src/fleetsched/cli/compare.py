@@ -154,7 +154,7 @@ def compare(
     if vary is not None:
         key, values = _vary(vary)
     else:
-        key, values = "router", list(_split(routers or DEFAULT_ROUTERS, "--routers"))
+        key, values = "router", _split(routers or DEFAULT_ROUTERS, "--routers")
     if columns is None:
         cols: list[str] = list(DEFAULT_COLUMNS)
     elif columns.strip() == "all":
@@ -204,13 +204,13 @@ def compare(
         task = progress.add_task("cmp", total=len(scenarios))
         summaries = run_many(scenarios, jobs, lambda i: progress.advance(task))
     results = dict(zip(map(str, values), summaries, strict=True))
-    if next(iter(results.values()))["requests"] == 0:
+    n = summaries[0]["requests"]
+    if n == 0:
         raise InputError("no requests left to simulate", "workload.transforms")
     console.print(Text(f"{sc.name}: {describe_fleet(sc)}", style="bold"))
     if key != "router":
         console.print(Text(describe_policies(sc)))
-    first = next(iter(results.values()))
-    title = f"{first['requests']:,} requests, each {key} in turn"
+    title = f"{n:,} requests, each {key} in turn"
     label = "router" if key == "router" else key.rsplit(".", 1)[-1]
     console.print(compare_table(results, title=title, columns=cols, label=label))
     if summary_json is not None:

@@ -38,7 +38,8 @@ def _choices(registry: Mapping[str, object]) -> str:
 
 
 def _engine_default(field: str) -> str:
-    return f"scenario's; default {EngineConfig.model_fields[field].default}"
+    default = EngineConfig.model_fields[field].default
+    return f"scenario's; default {'auto' if default is None else default}"
 
 
 # Options shared by simulate, compare and the other scenario commands.
@@ -217,13 +218,9 @@ def resolve_scenario(
         if value is not None:
             flags.append((name, dict.fromkeys(paths, value)))
 
-    if trace is not None:
-        flags.append(
-            (
-                "--trace",
-                {"workload.synthetic": None, "workload.trace": str(trace), "name": trace.stem},
-            )
-        )
+    if trace is not None:  # a new file: its format is detected unless --format names it
+        paths = {"workload.synthetic": None, "workload.trace": str(trace), "name": trace.stem}
+        flags.append(("--trace", {**paths, "workload.format": "auto"}))
     flag("--format", trace_format, "workload.format")
     flag("--generated-rate", generated_rate, "workload.generated_rate")
     if instances is not None and len(s.cluster) != 1:
