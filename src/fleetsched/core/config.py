@@ -78,6 +78,26 @@ class SessionConfig(_Model):
     think_time_s: float = Field(5.0, ge=0, description="mean user think time between turns")
 
 
+class StreamingConfig(_Model):
+    """Prompts that arrive in pieces (retrieval streaming, as in Stream2LLM's crawler and
+    vector-search workloads): the prompt is split into ``chunks`` near-equal pieces, the first
+    at arrival and each next one an Exp(``gap_s``) gap later."""
+
+    chunks: int = Field(8, ge=1)
+    """Pieces each prompt arrives in."""
+    gap_s: float = Field(0.7, ge=0)
+    """Mean gap between pieces, seconds (exponential)."""
+
+
+class TaskMixConfig(_Model):
+    """A task class in the mix of a multi-model workload (``workload/tasks.py``)."""
+
+    name: str
+    """Task class put on its requests (a row of the scenario's quality table)."""
+    weight: float = Field(1.0, gt=0)
+    """Share of the requests of this class (relative to the others)."""
+
+
 class SyntheticConfig(_Model):
     num_requests: int = Field(1000, ge=1)
     """Requests to generate."""
@@ -96,6 +116,46 @@ class SyntheticConfig(_Model):
     """Tenants, drawn per session by weight."""
     model: str | None = None
     """Model name put on every request (None: any instance serves it)."""
+    streaming: StreamingConfig | None = None
+    """Prompts arrive in pieces over time (None: each prompt is whole at arrival)."""
+    tasks: list[TaskMixConfig] = []
+    """Task classes drawn per request by weight (empty: requests carry no task class)."""
+    difficulty: bool = False
+    """Give each request a difficulty drawn uniformly in [0, 1] (with ``tasks``)."""
+
+
+class WorkflowGenConfig(_Model):
+    """Generated agent workflows (``workload/workflow_gen.py``): DAGs of LLM calls with tool
+    gaps, where a call's prompt extends an earlier call's context."""
+
+    num_workflows: int = Field(100, ge=1)
+    """Workflows to generate."""
+    arrival: ArrivalConfig = ArrivalConfig(rate=0.5)
+    """When workflows start (``rate`` in workflows/s)."""
+    shape: Literal["chain", "fan_out", "text2sql"] = "chain"
+    """chain: each call extends the previous one; fan_out: a plan, ``calls`` parallel branches
+    that extend it, then a join; text2sql: HEXGEN-TEXT2SQL's CHESS-like pipeline (keywords,
+    ``calls`` SQL candidates each revised ``revisions`` times, unit tests, evaluation)."""
+    calls: int = Field(4, ge=1)
+    """chain: calls per workflow; fan_out: branches; text2sql: SQL candidates."""
+    revisions: int = Field(2, ge=0)
+    """text2sql: self-correction rounds per candidate."""
+    prompt: LengthConfig = LengthConfig(kind="lognormal", mean=400, sigma=0.6)
+    """New prompt tokens each call adds to the context it extends."""
+    output: LengthConfig = LengthConfig(kind="lognormal", mean=150, sigma=0.6)
+    """Output tokens of each call."""
+    gap_s: float = Field(1.0, ge=0)
+    """Mean tool/think gap before a call, after its parents finish (exponential)."""
+    system_prompt_tokens: int = Field(1000, ge=0)
+    """Shared prefix (system prompt, database schema) of every workflow's first call."""
+    deadline_s: float | None = Field(None, gt=0)
+    """End-to-end deadline of each workflow, seconds after it starts (None: none)."""
+    slo_class: str = "default"
+    """SLO class of every call."""
+    tenant: str = "default"
+    """Tenant of every call."""
+    model: str | None = None
+    """Model name put on every call (None: any instance serves it)."""
 
 
 class TransformConfig(_Model):
@@ -111,11 +171,14 @@ class TransformConfig(_Model):
 
 class WorkloadConfig(_Model):
     trace: str | None = None
-    """Trace file to replay (relative to the scenario file); exactly one of trace and synthetic."""
+    """Trace file to replay (relative to the scenario file); exactly one of trace, synthetic
+    and workflows."""
     format: str = "auto"
     """Trace format: auto (detected), native, azure, mooncake, vidur or burstgpt."""
     synthetic: SyntheticConfig | None = None
     """A generated workload instead of a trace."""
+    workflows: WorkflowGenConfig | None = None
+    """Generated agent workflows instead of a trace (a workflow trace is given as ``trace``)."""
     transforms: TransformConfig = TransformConfig()
     """Time window, rate scaling, sampling and truncation applied to the request stream."""
     generated_rate: float = Field(4.0, gt=0)
@@ -123,8 +186,9 @@ class WorkloadConfig(_Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> WorkloadConfig:
-        if (self.trace is None) == (self.synthetic is None):
-            raise ValueError("exactly one of 'trace' or 'synthetic' must be given")
+        given = [k for k in ("trace", "synthetic", "workflows") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("exactly one of 'trace', 'synthetic' or 'workflows' must be given")
         return self
 
 

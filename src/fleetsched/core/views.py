@@ -21,6 +21,9 @@ class RequestView:
     deadline_s: float | None
     #: Predicted output length, when a predictor is configured (else None).
     predicted_output_tokens: int | None = None
+    #: Task class and difficulty (0..1) a model router reads (None when the workload has none).
+    task_class: str | None = None
+    difficulty: float | None = None
 
 
 @dataclass(slots=True, frozen=True)

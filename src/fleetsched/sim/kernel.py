@@ -17,6 +17,10 @@ Mechanics the router only decides on live here:
   request is copied while it keeps decoding (stage 1: its KV / link bandwidth), then stopped
   at a step boundary and only the tokens produced meanwhile are copied (stage 2, the
   downtime) before it resumes on the destination.
+- **Follow-up requests** (agent workflows, ``sim/workflows.py``): a ``followups`` object's
+  ``on_finish(req, rec, now)`` returns requests that a finished one releases (a workflow's
+  next calls, each after its tool gap); they arrive at their ``arrival_s`` (>= now), merged
+  with the workload's stream.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ def request_view(req: Request) -> RequestView:
         slo_class=req.slo_class,
         model=req.model,
         deadline_s=req.deadline_s,
+        task_class=req.task_class,
+        difficulty=req.difficulty,
     )
 
 
@@ -88,6 +94,7 @@ class Simulator:
         *,
         view_refresh_s: float = 0.0,
         kv_link_bytes_s: float = 25e9,
+        followups: Any = None,
     ) -> None:
         if not instances:
             raise InputError("a simulation needs at least one instance")
@@ -108,6 +115,8 @@ class Simulator:
         self._snapshot: list[InstanceView] = []
         self._moves = 0  # requests between instances (pending handovers)
         self._more_arrivals = False
+        self.followups = followups
+        self._later: list[tuple[float, int, Request]] = []  # released follow-ups, by arrival
         self._first_token_hook = getattr(router, "on_first_token", None)
         for inst in self.instances:
             inst.on_finish = self._finished
@@ -140,6 +149,10 @@ class Simulator:
         rv = self._views.pop(seq.req.id, None)
         if rv is not None:
             self.router.on_finish(rv, seq.rec.instance)
+        if self.followups is not None:
+            for req in self.followups.on_finish(seq.req, seq.rec, now):
+                self._ctr += 1
+                heapq.heappush(self._later, (req.arrival_s, self._ctr, req))
 
     # ------------------------------------------------------------------ views
     def fresh_views(
@@ -253,7 +266,12 @@ class Simulator:
             self._push_action(t + dt, _MIGRATE_STOP, (seq, src))
 
     def _work_left(self) -> bool:
-        return self._more_arrivals or self._moves > 0 or any(i.busy for i in self.instances)
+        return (
+            self._more_arrivals
+            or bool(self._later)
+            or self._moves > 0
+            or any(i.busy for i in self.instances)
+        )
 
     # ------------------------------------------------------------------ main loop
     def run(
@@ -285,16 +303,23 @@ class Simulator:
             if getattr(router, "plan_migrations", None) is not None:
                 self._push_action(t0 + router.migration_interval_s, _MIGRATE_TICK)
         last_arrival = -math.inf
+        later = self._later
         while True:
-            if nxt is not None and (not heap or nxt.arrival_s <= heap[0][0]):
-                req = nxt
+            cand = nxt
+            if later and (nxt is None or later[0][0] < nxt.arrival_s):
+                cand = later[0][2]
+            if cand is not None and (not heap or cand.arrival_s <= heap[0][0]):
+                req = cand
                 t = req.arrival_s
-                if t < last_arrival:
+                if cand is not nxt:
+                    heapq.heappop(later)
+                elif t < last_arrival:
                     raise InputError(
                         f"request {req.id} arrives at {t} s, before the previous one"
                         f" ({last_arrival} s): the workload must be sorted by arrival time"
                     )
-                last_arrival = t
+                else:
+                    last_arrival = t
                 self.now = t
                 seq = Seq(req, new_record(req))
                 rv = request_view(req)
@@ -311,8 +336,9 @@ class Simulator:
                     inst.check_invariants()
                 if progress is not None and self.arrived % progress_every == 0:
                     progress(self.arrived, t)
-                nxt = next(it, None)
-                self._more_arrivals = nxt is not None
+                if req is nxt:
+                    nxt = next(it, None)
+                    self._more_arrivals = nxt is not None
                 continue
             if not heap:
                 break

@@ -12,10 +12,13 @@ from fleetsched.core.request import Request
 from fleetsched.engine.instance import EngineStats
 from fleetsched.metrics.records import RequestRecord
 from fleetsched.metrics.summary import summarize
+from fleetsched.metrics.workflows import WorkflowRecord, summarize_workflows
 from fleetsched.policies.routing import make_router
 from fleetsched.sim.build import build_instances
 from fleetsched.sim.check import check_scenario
 from fleetsched.sim.kernel import Simulator
+from fleetsched.sim.workflows import WorkflowDriver
+from fleetsched.workload.workflows import Workflow
 
 
 @dataclass(slots=True)
@@ -24,21 +27,26 @@ class SimResult:
     summary: dict[str, Any]
     engine_stats: list[EngineStats] = field(default_factory=list)
     wall_s: float = 0.0
+    #: One record per agent workflow (workflow workloads only).
+    workflows: list[WorkflowRecord] = field(default_factory=list)
 
 
 def simulate(
     scenario: Scenario,
     *,
     requests: Iterable[Request] | None = None,
+    workflows: Iterable[Workflow] | None = None,
     fast_forward: bool = True,
     progress: Callable[[int, float], None] | None = None,
 ) -> SimResult:
-    """Simulate ``scenario`` (or ``requests`` instead of its workload) and summarise it.
+    """Simulate ``scenario`` (or ``requests``, or agent ``workflows``, instead of its
+    workload) and summarise it. A workflow workload adds ``summary["workflows"]``
+    (:func:`~fleetsched.metrics.workflows.summarize_workflows`).
 
     The scenario is checked first (:func:`~fleetsched.sim.check.check_scenario`): a bad
     policy, GPU, model or tp raises :class:`~fleetsched.errors.InputError` naming the field.
     """
-    check_scenario(scenario, workload=requests is None)
+    check_scenario(scenario, workload=requests is None and workflows is None)
     t0 = time.perf_counter()
     instances = build_instances(
         scenario.cluster,
@@ -50,16 +58,24 @@ def simulate(
     router = make_router(
         scenario.policies.router.name, scenario.policies.router.params, seed=scenario.seed
     )
+    if requests is None and workflows is None:
+        from fleetsched.workload import build_workflows, build_workload, is_workflow_workload
+
+        if is_workflow_workload(scenario.workload):
+            workflows = build_workflows(scenario.workload, scenario.seed)
+        else:
+            requests = build_workload(scenario.workload, scenario.seed)
+    driver = WorkflowDriver(workflows) if workflows is not None else None
     sim = Simulator(
         instances,
         router,
         view_refresh_s=scenario.view_refresh_s,
         kv_link_bytes_s=scenario.kv_link_gb_s * 1e9,
+        followups=driver,
     )
-    if requests is None:
-        from fleetsched.workload import build_workload
-
-        requests = build_workload(scenario.workload, scenario.seed)
+    if driver is not None:
+        requests = driver.requests()
+    assert requests is not None
     records = sim.run(requests, progress=progress)
     wall = time.perf_counter() - t0
     summary = summarize(records, scenario.slo_classes, wall_s=wall, num_instances=len(instances))
@@ -70,4 +86,7 @@ def simulate(
     summary["rejected"] = sum(s.rejected for s in stats)
     summary["migration_downtime_s"] = sim.stats.migration_downtime_s
     summary["kv_transfers"] = sim.stats.kv_transfers
-    return SimResult(records, summary, stats, wall)
+    wf_records = driver.finish() if driver is not None else []
+    if driver is not None:
+        summary["workflows"] = summarize_workflows(wf_records)
+    return SimResult(records, summary, stats, wall, wf_records)
