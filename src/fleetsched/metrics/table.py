@@ -49,8 +49,16 @@ def fmt_int(x: Any) -> str:
     return DASH if not math.isfinite(f) else f"{int(f):,}"
 
 
+def _get(summary: Mapping[str, Any], key: str) -> Any:
+    """``summary[key]``; a dotted key walks nested sections (``workflows.e2e_s``)."""
+    node: Any = summary
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
 def _dist(summary: Mapping[str, Any], key: str, stat: str) -> Any:
-    return (summary.get(key) or {}).get(stat)
+    return (_get(summary, key) or {}).get(stat)
 
 
 def summary_table(summary: Mapping[str, Any], title: str | None = "Summary") -> Table:
@@ -85,6 +93,16 @@ def summary_table(summary: Mapping[str, Any], title: str | None = "Summary") -> 
     )
     for label, value in scalars:
         table.add_row(label, value, "", "")
+    wf = summary.get("workflows")
+    if wf:
+        table.add_section()
+        e2e = wf.get("e2e_s") or {}
+        table.add_row(
+            "workflow E2E (s)", *(fmt_num(e2e.get(s), 2) for s in ("mean", "p50", "p99"))
+        )
+        done, total = fmt_int(wf.get("completed")), fmt_int(wf.get("workflows"))
+        table.add_row("workflows (completed/all)", f"{done}/{total}", "", "")
+        table.add_row("workflow deadline attainment", fmt_pct(wf.get("deadline_attainment")), "", "")
     return table
 
 
@@ -126,6 +144,9 @@ COMPARE_COLUMNS: dict[str, Column] = {
     "preempt": Column("pre-\nempt", "preemptions", None, "int"),
     "migr": Column("mig-\nrate", "migrations", None, "int"),
     "rejected": Column("re-\nject", "rejected", None, "int"),
+    "wf_e2e_p50": Column("wf E2E\np50", "workflows.e2e_s", "p50", "ms"),
+    "wf_e2e_p99": Column("wf E2E\np99", "workflows.e2e_s", "p99", "ms"),
+    "wf_deadline": Column("wf dl\natt.", "workflows.deadline_attainment", None, "pct"),
 }
 
 #: Columns shown by default: fit in 80 columns with ten routers.
@@ -182,7 +203,7 @@ def compare_table(
     for name, s in summaries.items():
         cells = [Text(str(name))]
         for col in cols:
-            value = _dist(s, col.key, col.stat) if col.stat else s.get(col.key)
+            value = _dist(s, col.key, col.stat) if col.stat else _get(s, col.key)
             cells.append(Text(_FORMATTERS[col.kind](value)))
         table.add_row(*cells)
     return table

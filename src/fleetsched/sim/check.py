@@ -23,7 +23,7 @@ from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION
 from fleetsched.policies.params import build_policy, check_params
 from fleetsched.policies.routing import ROUTERS
 from fleetsched.sim.build import group_kv_blocks
-from fleetsched.workload import FORMATS, load_trace
+from fleetsched.workload import FORMATS, is_workflow_workload, load_trace, read_workflows
 
 #: Scenario field under ``policies`` -> (registry, what the error calls it).
 POLICY_KINDS: dict[str, tuple[dict[str, Callable[..., Any]], str]] = {
@@ -116,7 +116,10 @@ def _workload_problems(s: Scenario) -> list[Problem]:
         if not Path(wl.trace).is_file():
             return [(("workload", "trace"), f"no such trace file: {wl.trace}")]
         try:  # the header (and the format, if auto) are checked now, rows later
-            load_trace(wl.trace, wl.format, generated_rate=wl.generated_rate, seed=s.seed)
+            if is_workflow_workload(wl):
+                read_workflows(wl.trace)
+            else:
+                load_trace(wl.trace, wl.format, generated_rate=wl.generated_rate, seed=s.seed)
         except InputError as e:
             return [(("workload", "trace"), str(e))]
     if wl.synthetic is not None:
