@@ -330,6 +330,20 @@ class Scenario(_Model):
     """The router sees instance state refreshed every this many seconds (0 = exact state)."""
     kv_link_gb_s: float = Field(25.0, gt=0)
     """Bandwidth between instances (GB/s) for KV handover (prefill -> decode) and migration."""
+    quality: dict[str, dict[str, float]] | None = None
+    """Multi-model workloads: task class -> model -> probability of a correct answer (None:
+    the default table, from the Llama 3.1 model card; see workload/tasks.py)."""
+    stream_prompts: bool = True
+    """A prompt that arrives in pieces is sent to the engine with its first piece and
+    prefilled as pieces arrive (Stream2LLM); False: sent once complete (vLLM today)."""
+
+    @model_validator(mode="after")
+    def _probabilities(self) -> Scenario:
+        for task, row in (self.quality or {}).items():
+            for model, q in row.items():
+                if not 0 <= q <= 1:
+                    raise ValueError(f"quality.{task}.{model}: expected a probability, got {q}")
+        return self
 
 
 def _node_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
@@ -535,6 +549,8 @@ def apply_overrides(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
 
 def _is_open_mapping(keys: list[str]) -> bool:
     """Whether the section at ``keys`` is a free-form mapping (policy params, SLO classes)."""
-    return (len(keys) == 3 and keys[0] == "policies" and keys[2] == "params") or (
-        len(keys) == 1 and keys[0] == "slo_classes"
+    return (
+        (len(keys) == 3 and keys[0] == "policies" and keys[2] == "params")
+        or (len(keys) == 1 and keys[0] in ("slo_classes", "quality"))
+        or (len(keys) == 2 and keys[0] == "quality")
     )

@@ -49,3 +49,16 @@ class InstanceView:
     @property
     def outstanding(self) -> int:
         return self.queue_len + self.running
+
+
+@dataclass(slots=True, frozen=True)
+class Outcome:
+    """What became of a finished request, for routers that learn from feedback (the optional
+    ``on_outcome`` notification): whether the answer was correct (1.0 / 0.0; NaN when no one
+    judged it), the energy it took (J; 0 when not metered), its output tokens and its
+    end-to-end latency (s)."""
+
+    correct: float
+    energy_j: float
+    output_tokens: int
+    e2e_s: float

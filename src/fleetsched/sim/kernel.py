@@ -17,6 +17,9 @@ Mechanics the router only decides on live here:
   request is copied while it keeps decoding (stage 1: its KV / link bandwidth), then stopped
   at a step boundary and only the tokens produced meanwhile are copied (stage 2, the
   downtime) before it resumes on the destination.
+- **Judged answers** (multi-model workloads): with a ``judge``, a finished request with a
+  task class gets its serving model's success probability and a correctness draw, and a
+  router with ``on_outcome(req, index, outcome)`` is told them (with the request's energy).
 - **Follow-up requests** (agent workflows, ``sim/workflows.py``): a ``followups`` object's
   ``on_finish(req, rec, now)`` returns requests that a finished one releases (a workflow's
   next calls, each after its tool gap); they arrive at their ``arrival_s`` (>= now), merged
@@ -33,12 +36,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetsched.core.request import Request
-from fleetsched.core.views import InstanceView, RequestView
+from fleetsched.core.views import InstanceView, Outcome, RequestView
 from fleetsched.engine.instance import Instance
 from fleetsched.engine.sequence import DECODE, Seq
 from fleetsched.errors import InputError
 from fleetsched.metrics.records import RequestRecord
 from fleetsched.policies.routing.base import RoutingPolicy
+from fleetsched.sim.judge import Judge
 
 #: Timed-action kinds (heap entries with instance index -1).
 _REFRESH, _MIGRATE_TICK, _MIGRATE_STOP, _ATTACH = range(4)
@@ -95,6 +99,7 @@ class Simulator:
         view_refresh_s: float = 0.0,
         kv_link_bytes_s: float = 25e9,
         followups: Any = None,
+        judge: Judge | None = None,
     ) -> None:
         if not instances:
             raise InputError("a simulation needs at least one instance")
@@ -116,6 +121,8 @@ class Simulator:
         self._moves = 0  # requests between instances (pending handovers)
         self._more_arrivals = False
         self.followups = followups
+        self.judge = judge
+        self._outcome_hook = getattr(router, "on_outcome", None)
         self._later: list[tuple[float, int, Request]] = []  # released follow-ups, by arrival
         self._first_token_hook = getattr(router, "on_first_token", None)
         for inst in self.instances:
@@ -145,10 +152,17 @@ class Simulator:
 
     def _finished(self, seq: Seq, now: float) -> None:
         self._migrating.pop(id(seq), None)
-        self.records.append(seq.rec)
+        rec = seq.rec
+        self.records.append(rec)
+        done = not math.isnan(rec.finish_s)
+        if self.judge is not None and done:
+            rec.quality, rec.correct = self.judge.judge(seq.req, self.instances[rec.instance].model)
         rv = self._views.pop(seq.req.id, None)
         if rv is not None:
-            self.router.on_finish(rv, seq.rec.instance)
+            self.router.on_finish(rv, rec.instance)
+            if self._outcome_hook is not None and done:
+                out = Outcome(rec.correct, rec.energy_j, rec.generated_tokens, rec.e2e_s)
+                self._outcome_hook(rv, rec.instance, out)
         if self.followups is not None:
             for req in self.followups.on_finish(seq.req, seq.rec, now):
                 self._ctr += 1

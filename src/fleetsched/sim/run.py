@@ -16,8 +16,10 @@ from fleetsched.metrics.workflows import WorkflowRecord, summarize_workflows
 from fleetsched.policies.routing import make_router
 from fleetsched.sim.build import build_instances
 from fleetsched.sim.check import check_scenario
+from fleetsched.sim.judge import Judge
 from fleetsched.sim.kernel import Simulator
 from fleetsched.sim.workflows import WorkflowDriver
+from fleetsched.workload.tasks import DEFAULT_QUALITY
 from fleetsched.workload.workflows import Workflow
 
 
@@ -55,8 +57,12 @@ def simulate(
         slo_classes=dict(scenario.slo_classes),
         seed=scenario.seed,
     )
+    quality = scenario.quality if scenario.quality is not None else DEFAULT_QUALITY
     router = make_router(
-        scenario.policies.router.name, scenario.policies.router.params, seed=scenario.seed
+        scenario.policies.router.name,
+        scenario.policies.router.params,
+        seed=scenario.seed,
+        context={"quality": quality},
     )
     if requests is None and workflows is None:
         from fleetsched.workload import build_workflows, build_workload, is_workflow_workload
@@ -72,6 +78,7 @@ def simulate(
         view_refresh_s=scenario.view_refresh_s,
         kv_link_bytes_s=scenario.kv_link_gb_s * 1e9,
         followups=driver,
+        judge=Judge(quality, scenario.seed),
     )
     if driver is not None:
         requests = driver.requests()
@@ -86,6 +93,13 @@ def simulate(
     summary["rejected"] = sum(s.rejected for s in stats)
     summary["migration_downtime_s"] = sim.stats.migration_downtime_s
     summary["kv_transfers"] = sim.stats.kv_transfers
+    models = [inst.model for inst in instances]
+    if len(set(models)) > 1:
+        per_model: dict[str, int] = {}
+        for r in records:
+            if r.instance >= 0:
+                per_model[models[r.instance]] = per_model.get(models[r.instance], 0) + 1
+        summary["per_model_requests"] = per_model
     wf_records = driver.finish() if driver is not None else []
     if driver is not None:
         summary["workflows"] = summarize_workflows(wf_records)

@@ -45,15 +45,18 @@ ROUTERS: dict[str, Callable[..., RoutingPolicy]] = {
 }
 
 
-def make_router(name: str, params: dict | None = None, seed: int = 0) -> RoutingPolicy:
+def make_router(
+    name: str, params: dict | None = None, seed: int = 0, context: dict | None = None
+) -> RoutingPolicy:
     """The router registered as ``name``, its ``params`` checked against the factory's
-    signature (:mod:`fleetsched.policies.params`)."""
+    signature (:mod:`fleetsched.policies.params`). ``context`` holds runtime arguments a
+    factory may take (``quality``: the scenario's quality table)."""
     try:
         factory = ROUTERS[name]
     except KeyError:
         known = ", ".join(sorted(ROUTERS))
         raise InputError(f"unknown router {name!r} (known: {known})") from None
-    return build_policy(factory, "router", name, params or {}, {"seed": seed})
+    return build_policy(factory, "router", name, params or {}, {**(context or {}), "seed": seed})
 
 
 __all__ = ["ROUTERS", "Profile", "RoutingPolicy", "make_router"]
