@@ -15,6 +15,7 @@ from fleetsched.policies.routing.cache_aware import CacheAware
 from fleetsched.policies.routing.consistent_hash import ConsistentHash
 from fleetsched.policies.routing.dualmap import DualMap
 from fleetsched.policies.routing.framework import Profile, make_profile
+from fleetsched.policies.routing.green_bandit import GreenBandit
 from fleetsched.policies.routing.kv_overlap import KVOverlap
 from fleetsched.policies.routing.least_kv import LeastKV
 from fleetsched.policies.routing.least_requests import LeastRequests
@@ -22,9 +23,12 @@ from fleetsched.policies.routing.llumnix import Llumnix
 from fleetsched.policies.routing.pd_disagg import PDDisagg
 from fleetsched.policies.routing.power_of_two import PowerOfTwo
 from fleetsched.policies.routing.prefix_load import prefix_load
+from fleetsched.policies.routing.quality_first import QualityFirst
 from fleetsched.policies.routing.random import RandomRouter
 from fleetsched.policies.routing.round_robin import RoundRobin
+from fleetsched.policies.routing.route_balance import RouteBalance
 from fleetsched.policies.routing.session_affinity import SessionAffinity
+from fleetsched.policies.routing.workflow_affinity import WorkflowAffinity
 
 #: name -> factory(seed=..., **params)
 ROUTERS: dict[str, Callable[..., RoutingPolicy]] = {
@@ -40,6 +44,10 @@ ROUTERS: dict[str, Callable[..., RoutingPolicy]] = {
     "dualmap": DualMap,
     "llumnix": Llumnix,
     "session_affinity": SessionAffinity,
+    "workflow_affinity": WorkflowAffinity,
+    "quality_first": QualityFirst,
+    "route_balance": RouteBalance,
+    "green_bandit": GreenBandit,
     "pd_disagg": PDDisagg,
     "profile": make_profile,
 }
