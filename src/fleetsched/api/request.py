@@ -85,13 +85,14 @@ def _str(body: dict[str, Any], name: str) -> str | None:
 
 
 def _token_ids(v: list[Any], where: str) -> list[int]:
-    for i, t in enumerate(v):
-        if isinstance(t, bool) or not isinstance(t, int):
-            raise bad_request(
-                f"'{where}' must hold integers (token ids), got {_type_name(t)} at {i}", where
-            )
-        if t < 0:
-            raise bad_request(f"token id {t} at {where}.{i} is negative", where)
+    if set(map(type, v)) != {int}:  # type(), not isinstance: a bool is no token id
+        i, t = next((i, t) for i, t in enumerate(v) if type(t) is not int)
+        raise bad_request(
+            f"'{where}' must hold integers (token ids), got {_type_name(t)} at {i}", where
+        )
+    lo = min(v)
+    if lo < 0:
+        raise bad_request(f"token id {lo} at {where}.{v.index(lo)} is negative", where)
     return v
 
 

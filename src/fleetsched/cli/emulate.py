@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from fleetsched.api.aio import run_async
 from fleetsched.cli.app import app, err_console
 from fleetsched.core.config import (
     EngineConfig,
@@ -95,7 +96,7 @@ def emulate(
     admission: Annotated[str | None, Opt(help="Admission policy.")] = None,
     ordering: Annotated[str | None, Opt(help="Waiting-queue order policy.")] = None,
     preemption: Annotated[str | None, Opt(help="Preemption victim policy.")] = None,
-    max_lag_ms: Annotated[float, Opt(help=_LAG_HELP)] = 5.0,
+    max_lag_ms: Annotated[float, Opt(help=_LAG_HELP)] = 50.0,
 ) -> None:
     """Serve an OpenAI-compatible engine (vLLM's endpoints and metrics) whose batching, KV cache
     and step times are the simulator's own engine model, in real time divided by --speedup."""
@@ -165,17 +166,7 @@ def emulate(
             await runner.cleanup()
 
     try:
-        run_event_loop(serve())
+        run_async(serve())
     except OSError as err:
         err_console.print(f"[bold red]error:[/] cannot listen on {host}:{port}: {err.strerror}")
         sys.exit(2)
-
-
-def run_event_loop(coro: object) -> None:
-    """Run ``coro`` on uvloop where it is installed, else on asyncio's default loop."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - Windows
-        asyncio.run(coro)  # type: ignore[arg-type]
-        return
-    uvloop.run(coro)  # type: ignore[arg-type]

@@ -103,7 +103,7 @@ class EngineLoop:
         speedup: float = 1.0,
         seed: int = 0,
         eos_mean: float = 256.0,
-        max_lag_s: float = 0.005,
+        max_lag_s: float = 0.05,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if instance.fast_forward:

@@ -64,7 +64,7 @@ def build_emulator(
     served_model_name: str | None = None,
     max_model_len: int | None = None,
     slo_classes: dict[str, SLOClass] | None = None,
-    max_lag_s: float = 0.005,
+    max_lag_s: float = 0.05,
 ) -> Emulator:
     """An emulator of one instance of ``group`` (its ``count`` is ignored), built by the
     simulator's own factory. ``max_model_len`` defaults to what always fits: the KV capacity
