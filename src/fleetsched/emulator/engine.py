@@ -203,7 +203,9 @@ class EngineLoop:
         if stream.done:
             return
         stream.aborted = True
-        self.inst.abort(stream.seq, self.now())
+        nt = self.inst.abort(stream.seq, self.now())
+        if nt is not None:  # never with fast-forward off; kept for safety
+            self._arm(nt)
 
     # ------------------------------------------------------------------ engine events
     def _arm(self, t: float, wakeup: bool = False) -> None:

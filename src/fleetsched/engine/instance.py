@@ -318,19 +318,21 @@ class Instance:
             self._to_detach = []
         return self._schedule(now)
 
-    def abort(self, seq: Seq, now: float) -> None:
+    def abort(self, seq: Seq, now: float) -> float | None:
         """Drop ``seq`` at ``now`` wherever it is, as vLLM aborts a request whose client went
         away: its KV blocks are freed at once (cached prefix blocks stay cached, unreferenced),
         it produces no more tokens and it ends unfinished (``finish_s`` NaN), with the
         engine policies' ``on_finish`` hooks and ``on_finish`` called as for a rejected
-        request. Call ``sync(now)`` first. The step in progress keeps its planned end time.
+        request. Call ``sync(now)`` first. The step in progress keeps its planned end time; a
+        fast-forward run is cut after it (the new end time is returned, else None).
 
         A waiting request leaves the queue when it reaches the head (the ordering policies
         have no removal), costing nothing meanwhile; ``view().queue_len`` excludes it.
         """
         if seq.state == DONE:
-            return
-        if seq.state == DECODE:
+            return None
+        decoding = seq.state == DECODE
+        if decoding:
             blocks = self.blocks_held(seq)
             seq.generated += self.dstep - seq.entry
             self._leave_decode(seq)
@@ -348,6 +350,7 @@ class Instance:
             self._release(seq, blocks)
         self.stats.aborted += 1
         self._done(seq, math.nan)
+        return self.truncate(now) if decoding else None
 
     def request_detach(self, seq: Seq, now: float) -> float | None:
         """Take decoding ``seq`` out at the end of the step in progress (live migration's
