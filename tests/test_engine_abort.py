@@ -160,6 +160,7 @@ def test_any_mix_of_arrivals_and_aborts_keeps_kv_accounting_exact(ff: bool, ops:
     aborted: set[int] = set()
     for i, (gap, op, p, o, grp, pick) in enumerate(ops):
         t += gap
+        d.advance(t)
         live = [s for s in seqs if s.state != DONE]
         if op == 2 and live:
             s = live[pick % len(live)]
