@@ -74,7 +74,10 @@ def test_chat_request_fields() -> None:
         {
             "messages": [
                 {"role": "system", "content": "be brief"},
-                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                },
             ],
             "max_tokens": 9,
             "max_completion_tokens": 4,
@@ -101,7 +104,12 @@ def test_chat_request_fields() -> None:
         (b'{"prompt": "x", "stream": "yes"}', "completions", "stream", "boolean"),
         (b'{"prompt": "x", "stream_options": {}}', "completions", "stream_options", "stream"),
         (b'{"prompt": "x", "n": 2}', "completions", "n", "n=1"),
-        (b'{"prompt": "x", "min_tokens": 5, "max_tokens": 2}', "completions", "min_tokens", "at most"),
+        (
+            b'{"prompt": "x", "min_tokens": 5, "max_tokens": 2}',
+            "completions",
+            "min_tokens",
+            "at most",
+        ),
         (b'{"prompt": "x", "model": 3}', "completions", "model", "string"),
         (b'{"prompt": "x", "user": 3}', "completions", "user", "string"),
         (b'{"prompt": "x", "priority": "high"}', "completions", "priority", "integer"),
@@ -109,7 +117,12 @@ def test_chat_request_fields() -> None:
         (b'{"messages": []}', "chat", "messages", "non-empty"),
         (b'{"messages": ["hi"]}', "chat", "messages.0", "object"),
         (b'{"messages": [{"content": "hi"}]}', "chat", "messages.0.role", "role"),
-        (b'{"messages": [{"role": "user", "content": 7}]}', "chat", "messages.0.content", "content"),
+        (
+            b'{"messages": [{"role": "user", "content": 7}]}',
+            "chat",
+            "messages.0.content",
+            "content",
+        ),
         (
             b'{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}',
             "chat",
@@ -132,7 +145,12 @@ def test_bad_requests_get_a_400_naming_the_field(
 
 def test_error_bodies_follow_openai_shape() -> None:
     assert error_body(404, "no such model", "model") == {
-        "error": {"message": "no such model", "type": "NotFoundError", "param": "model", "code": 404}
+        "error": {
+            "message": "no such model",
+            "type": "NotFoundError",
+            "param": "model",
+            "code": 404,
+        }
     }
     assert error_body(429, "slow down")["error"]["type"] == "RateLimitError"
     assert error_body(503, "down", code="overloaded")["error"]["code"] == "overloaded"
@@ -152,7 +170,7 @@ def test_sse_framing() -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(
-    st.lists(st.text(alphabet="abc{}:\" ", min_size=1, max_size=20), max_size=15),
+    st.lists(st.text(alphabet='abc{}:" ', min_size=1, max_size=20), max_size=15),
     st.lists(st.integers(1, 40), min_size=1, max_size=30),
 )
 def test_sse_decoder_is_independent_of_how_bytes_are_split(

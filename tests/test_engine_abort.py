@@ -103,7 +103,7 @@ def test_aborting_a_waiting_request_removes_it_from_the_queue() -> None:
 
 
 def test_an_engine_whose_only_waiting_request_was_aborted_goes_idle() -> None:
-    inst, d = make()
+    inst, _ = make()
     a = Seq(Request(0, 0.0, 100, 5), new_record(Request(0, 0.0, 100, 5)))
     wake = inst.enqueue(a, 0.0)
     assert wake == 0.0

@@ -415,6 +415,10 @@ class _Handlers:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+#: Where the application keeps its :class:`Emulator`.
+EMULATOR_KEY = web.AppKey("emulator", Emulator)
+
+
 def make_app(emu: Emulator) -> web.Application:
     """The aiohttp application serving ``emu`` (start it with handler cancellation on, as
     :func:`start` does, so a client disconnect aborts its request)."""
@@ -427,7 +431,7 @@ def make_app(emu: Emulator) -> web.Application:
     app.router.add_post("/tokenize", h.tokenize)
     app.router.add_post("/detokenize", h.detokenize)
     app.router.add_get("/metrics", h.metrics)
-    app["emulator"] = emu
+    app[EMULATOR_KEY] = emu
 
     async def _close(app: web.Application) -> None:
         emu.loop.close()
@@ -450,4 +454,4 @@ async def start(emu: Emulator, host: str = "127.0.0.1", port: int = 0) -> tuple[
     return runner, int(bound)
 
 
-__all__ = ["Emulator", "build_emulator", "make_app", "start"]
+__all__ = ["EMULATOR_KEY", "Emulator", "build_emulator", "make_app", "start"]
