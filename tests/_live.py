@@ -1,0 +1,60 @@
+"""Helpers of the live-runtime tests: an emulator as its own process on a free port."""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+CLI = [sys.executable, "-c", "from fleetsched.cli.app import main; main()"]
+
+
+@contextmanager
+def emulator_process(*args: str, timeout: float = 60.0) -> Iterator[str]:
+    """Run ``fleetsched emulate --port 0 ARGS`` on 127.0.0.1; yield its base URL; stop it."""
+    p = subprocess.Popen(
+        [*CLI, "emulate", "--host", "127.0.0.1", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert p.stdout is not None
+        lines: queue.Queue[str] = queue.Queue()
+
+        def pump() -> None:
+            for ln in p.stdout:  # type: ignore[union-attr]
+                lines.put(ln)
+            lines.put("")  # EOF: the process ended
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        url = None
+        while url is None:
+            try:
+                line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                raise RuntimeError("the emulator did not start in time") from None
+            if not line:
+                err = p.stderr.read() if p.stderr else ""
+                raise RuntimeError(f"the emulator exited: {err.strip()}")
+            if line.startswith("listening on "):
+                url = line.split()[-1]
+        yield url
+    finally:
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def fleetsched(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
