@@ -46,13 +46,14 @@ class SSEDecoder:
         events = buf.split(b"\n\n")
         self._buf = events.pop()
         out = []
+        append = out.append
         for ev in events:
-            if ev.startswith(b"data:") and b"\n" not in ev:  # the common one-line event
-                out.append(ev[5:].lstrip(b" "))
+            if ev[:6] == b"data: " and b"\n" not in ev:  # the common one-line event
+                append(ev[6:])
                 continue
             data = [ln[5:].lstrip(b" ") for ln in ev.split(b"\n") if ln.startswith(b"data:")]
             if data:
-                out.append(b"\n".join(data))
+                append(b"\n".join(data))
         return out
 
     @property

@@ -92,6 +92,21 @@ class BenchRun:
     peak_inflight: int
 
 
+_scan_once = json.JSONDecoder().scan_once
+
+
+def _loads(data: bytes) -> Any:
+    """``json.loads`` of one SSE payload, faster (no encoding detection or whitespace regex
+    for the compact JSON servers send); anything unusual goes through ``json.loads``."""
+    try:
+        obj, end = _scan_once(data.decode(), 0)
+    except (StopIteration, UnicodeDecodeError):
+        return json.loads(data)
+    if end != len(data):
+        return json.loads(data)
+    return obj
+
+
 def _error_kind(e: BaseException) -> str:
     """A short name for what went wrong with one request."""
     if isinstance(e, TimeoutError):
@@ -227,7 +242,7 @@ class _Runner:
                     dec = SSEDecoder()
                     gaps = out.gaps
                     scale = self.scale
-                    loads = json.loads
+                    loads = _loads
                     async for data in resp.content.iter_any():
                         now = clock()
                         for ev in dec.feed(data):
