@@ -6,16 +6,17 @@
    against the model's N x 50 tokens/s, engine steps/s against 50, the step-end timers' mean
    lateness and the share of steps later than 5 ms (from the emulator's own
    ``fleetsched:step_lateness_wall_seconds`` histogram), and the emulator process's CPU. The
-   largest N whose steps stay on time (>= 95 % of the modelled steps/s, mean lateness <= 2 ms,
-   i.e. 10 % of a step) is what one emulator process sustains on this machine.
+   largest N whose steps stay on time (>= 95 % of the modelled steps/s, at most 5 % of the
+   steps more than 5 ms, a quarter of a step, late) is what one emulator process sustains.
 2. **Bench ceiling.** ``run_bench`` against a canned SSE server (a raw asyncio protocol in its
    own process that answers every request at once): requests/s with 1-token streams and
    chunks/s with 100-token streams, 64 in flight, with bench's client CPU per request and per
    chunk, against a plain aiohttp client reading the same responses (the baseline, measured in
    the same run).
 
-Figures depend on the machine's load (other processes share the cores); the load average is
-printed with them. ``python benchmarks/bench_live.py [--quick]``
+Figures depend on the machine's load (other processes share the cores): the benchmark raises
+its processes' scheduling priority where allowed (root) and prints the load average with the
+figures. ``python benchmarks/bench_live.py [--quick]``
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from fleetsched.core.request import Request
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from tests._live import emulator_process  # noqa: E402
+from tests._live import emulator_process, raise_priority  # noqa: E402
 
 STEP_S = 0.02
 PROFILE = f"""model: Llama-3.1-8B
@@ -164,7 +165,7 @@ def capacity(quick: bool) -> None:
         prof.write_text(PROFILE)
         args = ("--profile", str(prof), "--gpu", "H100-SXM", "--model", "Llama-3.1-8B",
                 "--max-num-seqs", "1024", "--speedup", "1")  # fmt: skip
-        with emulator_process(*args) as url:
+        with emulator_process(*args, priority=10) as url:
             pid = emulator_pid(url)
             print(f"\nemulator capacity: every step {STEP_S * 1000:g} ms, load average "
                   f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
@@ -174,7 +175,7 @@ def capacity(quick: bool) -> None:
             best = None
             for n in counts:
                 p = asyncio.run(capacity_point(url, n, pid, 2.0 if quick else 3.0))
-                ok = p["steps_s"] >= 0.95 / STEP_S and p["lateness_ms"] <= 0.1 * STEP_S * 1000
+                ok = p["steps_s"] >= 0.95 / STEP_S and p["late_5ms"] <= 0.05
                 if ok:
                     best = p
                 print(f"{n:>8} {p['tok_s']:>9,.0f} {p['model_tok_s']:>11,.0f} {p['steps_s']:>8.1f} "
@@ -211,7 +212,12 @@ async def raw_client(url: str, n: int, tokens: int, conc: int) -> float:
 
 
 def ceiling(quick: bool) -> None:
-    p = subprocess.Popen([sys.executable, "-c", CANNED], stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", CANNED],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: raise_priority(10),
+    )
     try:
         assert p.stdout is not None
         url = f"http://127.0.0.1:{int(p.stdout.readline())}"
@@ -241,6 +247,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer points, shorter windows")
     a = ap.parse_args()
+    # Measure the live path's own limits, not the other jobs sharing the machine: this process
+    # and the emulator run at a raised priority where allowed (root), each in its own session.
+    raise_priority(10)
     capacity(a.quick or bool(os.environ.get("CI")))
     ceiling(a.quick or bool(os.environ.get("CI")))
     return 0

@@ -16,15 +16,24 @@ CLI = [sys.executable, "-c", "from fleetsched.cli.app import main; main()"]
 
 
 def _niced(n: int) -> Callable[[], None] | None:
-    """A ``preexec_fn`` raising the child's scheduling priority by ``n`` when allowed."""
+    """A ``preexec_fn`` raising the child's scheduling priority by ``n`` where allowed (root):
+    its nice value, and, since Linux shares the CPU between sessions first when autogroup
+    scheduling is on, the nice value of its own new session's group."""
     if not n:
         return None
 
-    def go() -> None:
-        with contextlib.suppress(OSError):
-            os.nice(-n)
+    return lambda: raise_priority(n)
 
-    return go
+
+def raise_priority(n: int) -> None:
+    """Raise this process's scheduling priority by ``n`` where allowed, in a session of its
+    own (so its autogroup's priority is its own); silently nothing where not allowed."""
+    with contextlib.suppress(OSError):
+        os.setsid()
+    with contextlib.suppress(OSError):
+        os.nice(-n)
+    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as f:
+        f.write(str(-n))
 
 
 @contextmanager

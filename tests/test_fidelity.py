@@ -53,8 +53,9 @@ def test_bench_against_one_emulator_matches_its_simulation(tmp_path: Path) -> No
     """The done-when of the emulator issue: 240 requests (a prefill-heavy chat scenario with
     shared system prompts, ~300 s of traffic) through ``simulate`` and through ``bench``
     against one emulator at --speedup 6 (~50 s): TTFT and E2E p50 within 10 %, p99 within
-    20 %. Both processes get a raised scheduling priority where allowed (root), since on a
-    shared machine the run queue's delays land directly on client-side latencies."""
+    20 %. Both processes run in sessions of their own at a raised scheduling priority where
+    allowed (root): on a shared machine the run queue's delays land directly on client-side
+    latencies (see docs/live.md)."""
     out = tmp_path / "fidelity.json"
     with emulator_process("--scenario", str(EXAMPLE), "--speedup", "6", priority=10) as url:
         p = fleetsched(
