@@ -31,6 +31,7 @@ from fleetsched.bench.prompts import Endpoint, request_body
 from fleetsched.core.request import Request
 from fleetsched.errors import InputError
 from fleetsched.metrics.records import RequestRecord
+from fleetsched.sim.kernel import new_record
 
 _PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 
@@ -208,17 +209,8 @@ class _Runner:
         clock = time.perf_counter
         t_send = clock()
         arrival = self.trace_time(t_send)
-        rec = RequestRecord(
-            id=req.id,
-            tenant=req.tenant,
-            slo_class=req.slo_class,
-            priority=req.priority,
-            prompt_tokens=req.prompt_tokens,
-            output_tokens=req.output_tokens,
-            arrival_s=arrival,
-            dispatch_s=arrival,
-            deadline_s=math.nan if req.deadline_s is None else req.deadline_s,
-        )
+        rec = new_record(req)
+        rec.arrival_s = rec.dispatch_s = arrival
         out = Outcome(rec, req.arrival_s, req.prompt_tokens, req.output_tokens)
         self.outcomes.append(out)
         p.sent += 1

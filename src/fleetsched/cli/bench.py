@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fleetsched.api.aio import run_async
 from fleetsched.cli.app import app, console, err_console
+from fleetsched.cli.options import override_transforms
 from fleetsched.core.config import (
     LengthConfig,
     SLOClass,
@@ -96,19 +97,10 @@ def bench_workload(
             transforms=TransformConfig(end_s=duration),
         )
         total = round(rate * duration)
-    tf = wl.transforms
-    if rate_scale is not None:
-        if rate_scale <= 0:
-            raise InputError("--rate-scale must be > 0")
-        tf = tf.model_copy(update={"rate_scale": rate_scale})
-    if requests is not None:
-        if requests < 1:
-            raise InputError("--requests must be >= 1")
-        tf = tf.model_copy(update={"first_n": requests})
-        total = requests if total is None else min(total, requests)
-    elif tf.first_n is not None:
-        total = tf.first_n if total is None else min(total, tf.first_n)
-    wl = wl.model_copy(update={"transforms": tf})
+    wl = override_transforms(wl, rate_scale, requests)
+    first_n = wl.transforms.first_n
+    if first_n is not None:
+        total = first_n if total is None else min(total, first_n)
     s = sc_seed if seed is None else seed
     return build_workload(wl, s), slo, s, total
 

@@ -8,7 +8,13 @@ from typing import Annotated
 
 import typer
 
-from fleetsched.core.config import PolicyRef, Scenario, load_scenario, parse_scenario
+from fleetsched.core.config import (
+    PolicyRef,
+    Scenario,
+    WorkloadConfig,
+    load_scenario,
+    parse_scenario,
+)
 from fleetsched.errors import InputError
 
 # Options shared by simulate, compare and the other scenario commands.
@@ -26,6 +32,22 @@ SeedOpt = Annotated[int | None, typer.Option(help="Random seed.")]
 def default_scenario() -> Scenario:
     text = resources.files("fleetsched.data").joinpath("default_scenario.yaml").read_text()
     return parse_scenario(text, "<default scenario>")
+
+
+def override_transforms(
+    wl: WorkloadConfig, rate_scale: float | None, requests: int | None
+) -> WorkloadConfig:
+    """``wl`` with ``--rate-scale`` and ``--requests`` applied to its transforms (checked)."""
+    tf = wl.transforms
+    if rate_scale is not None:
+        if rate_scale <= 0:
+            raise InputError("--rate-scale must be > 0")
+        tf = tf.model_copy(update={"rate_scale": rate_scale})
+    if requests is not None:
+        if requests < 1:
+            raise InputError("--requests must be >= 1")
+        tf = tf.model_copy(update={"first_n": requests})
+    return wl.model_copy(update={"transforms": tf})
 
 
 def resolve_scenario(
@@ -52,16 +74,7 @@ def resolve_scenario(
         if not trace.exists():
             raise InputError("no such trace file", str(trace))
         wl = wl.model_copy(update={"trace": str(trace), "format": trace_format, "synthetic": None})
-    tf = wl.transforms
-    if rate_scale is not None:
-        if rate_scale <= 0:
-            raise InputError("--rate-scale must be > 0")
-        tf = tf.model_copy(update={"rate_scale": rate_scale})
-    if requests is not None:
-        if requests < 1:
-            raise InputError("--requests must be >= 1")
-        tf = tf.model_copy(update={"first_n": requests})
-    wl = wl.model_copy(update={"transforms": tf})
+    wl = override_transforms(wl, rate_scale, requests)
     cluster = list(s.cluster)
     group_updates = {k: v for k, v in (("gpu", gpu), ("model", model), ("tp", tp)) if v is not None}
     if instances is not None:

@@ -34,6 +34,7 @@ from fleetsched.core.request import Request
 from fleetsched.engine.instance import Instance
 from fleetsched.engine.sequence import Seq
 from fleetsched.metrics.records import RequestRecord
+from fleetsched.sim.kernel import new_record
 
 
 @dataclass(slots=True, eq=False)
@@ -179,16 +180,7 @@ class EngineLoop:
             priority=priority,
         )
         self._next_id += 1
-        rec = RequestRecord(
-            id=req.id,
-            tenant=tenant,
-            slo_class=req.slo_class,
-            priority=priority,
-            prompt_tokens=req.prompt_tokens,
-            output_tokens=n,
-            arrival_s=now,
-        )
-        seq = Seq(req, rec)
+        seq = Seq(req, new_record(req))
         stream = Stream(seq, output_ids(self.seed, digest, n), reason)
         self._streams[id(seq)] = stream
         self.stats.submitted += 1
