@@ -14,17 +14,17 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from fleetsched.api.aio import run_async
 from fleetsched.cli.app import app, console, err_console
-from fleetsched.cli.options import override_transforms
+from fleetsched.cli.options import check_output, check_records_output, resolve_scenario
 from fleetsched.core.config import (
     LengthConfig,
     SLOClass,
     SyntheticConfig,
     TransformConfig,
     WorkloadConfig,
-    load_scenario,
 )
 from fleetsched.core.request import Request
 from fleetsched.errors import InputError
@@ -71,8 +71,9 @@ def bench_workload(
     sc_seed = 0
     total: int | None = None
     if scenario is not None:
-        sc = load_scenario(scenario)
+        sc = resolve_scenario(scenario, rate_scale=rate_scale, requests=requests, seed=seed)
         wl, slo, sc_seed = sc.workload, dict(sc.slo_classes), sc.seed
+        rate_scale = requests = None  # applied
         if wl.synthetic is not None:
             total = wl.synthetic.num_requests
     elif trace is not None:
@@ -97,7 +98,16 @@ def bench_workload(
             transforms=TransformConfig(end_s=duration),
         )
         total = round(rate * duration)
-    wl = override_transforms(wl, rate_scale, requests)
+    tf = wl.transforms
+    if rate_scale is not None:
+        if rate_scale <= 0:
+            raise InputError("must be > 0", "--rate-scale")
+        tf = tf.model_copy(update={"rate_scale": rate_scale})
+    if requests is not None:
+        if requests < 1:
+            raise InputError("must be >= 1", "--requests")
+        tf = tf.model_copy(update={"first_n": requests})
+    wl = wl.model_copy(update={"transforms": tf})
     first_n = wl.transforms.first_n
     if first_n is not None:
         total = first_n if total is None else min(total, first_n)
@@ -136,7 +146,7 @@ def run_with_progress(requests: Iterator[Request], cfg: Any, total: int | None, 
         TextColumn("{task.fields[rps]:.1f} req/s"),
         TimeElapsedColumn(),
         console=err_console,
-        disable=quiet,
+        disable=quiet or not err_console.is_terminal,
         transient=True,
     )
     window: deque[tuple[float, int]] = deque(maxlen=12)
@@ -200,7 +210,9 @@ def bench(
     timeout: Annotated[float, Opt(help="Seconds one request may take (wall).")] = 600.0,
     summary_json: Annotated[Path | None, Opt(help="Write the summary as JSON.")] = None,
     requests_out: Annotated[Path | None, Opt(help="Per-request rows (.csv or .parquet).")] = None,
-    quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress bar or table.")] = False,
+    quiet: Annotated[
+        bool, Opt("--quiet", "-q", help="Print nothing (write only the files asked for).")
+    ] = False,
 ) -> None:
     """Send a workload (trace, Poisson or scenario) to an OpenAI-compatible server on its
     schedule and measure TTFT, ITL, TPOT and E2E per request on the client side."""
@@ -212,6 +224,8 @@ def bench(
         raise InputError("--max-concurrency must be >= 1")
     if pool_size < 1 or timeout <= 0:
         raise InputError("--pool-size must be >= 1 and --timeout > 0")
+    check_output(summary_json, "--summary-json")
+    check_records_output(requests_out)
     reqs, slo, s, total = bench_workload(
         trace=trace, trace_format=trace_format, rate=rate, duration=duration, scenario=scenario,
         requests=requests, rate_scale=rate_scale, seed=seed, prompt_tokens=prompt_tokens,
@@ -228,23 +242,21 @@ def bench(
         title = f"bench {target}: {summ['requests']} requests sent"
         if run.interrupted:
             title += f" (interrupted, {run.not_sent} not sent)"
-        console.print(title, style="bold", highlight=False)
+        console.print(Text(title, style="bold"))
         console.print(summary_table(summ, title=None))
         console.print(live_table(summ, title=None))
         console.print(
-            f"ran {run.wall_s:.1f} s wall at time scale {summ['bench']['time_scale']:g}, "
-            f"{summ['chunks']:,} chunks"
+            Text(
+                f"ran {run.wall_s:.1f} s wall at time scale {summ['bench']['time_scale']:g}, "
+                f"{summ['chunks']:,} chunks"
+            )
         )
     if summary_json is not None:
-        summary_json.parent.mkdir(parents=True, exist_ok=True)
         summary_json.write_text(summary_to_json(summ))
     if requests_out is not None:
-        requests_out.parent.mkdir(parents=True, exist_ok=True)
         write_bench_records(run, requests_out)
-    if quiet and summary_json is None:
-        typer.echo(summary_to_json(summ))
-    if summ["failed"]:
+    if summ["failed"] and not quiet:
         errs = ", ".join(f"{k}: {v}" for k, v in summ["errors"].items())
-        err_console.print(f"[yellow]warning:[/] {summ['failed']} requests failed ({errs})")
+        err_console.print(Text(f"warning: {summ['failed']} requests failed ({errs})"))
     if summ["requests"] and not summ["completed"]:
         raise typer.Exit(1)

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from fleetsched.api.aio import run_async
-from fleetsched.cli.app import app, err_console
+from fleetsched.cli.app import app, print_error
 from fleetsched.core.config import (
     EngineConfig,
     InstanceGroup,
@@ -168,5 +168,5 @@ def emulate(
     try:
         run_async(serve())
     except OSError as err:
-        err_console.print(f"[bold red]error:[/] cannot listen on {host}:{port}: {err.strerror}")
+        print_error(f"--port: cannot listen on {host}:{port}: {err.strerror or err}")
         sys.exit(2)

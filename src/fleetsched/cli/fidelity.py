@@ -6,9 +6,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from fleetsched.cli.app import app, console
-from fleetsched.cli.options import RateScaleOpt, RequestsOpt, SeedOpt, resolve_scenario
+from fleetsched.cli.options import (
+    RateScaleOpt,
+    RequestsOpt,
+    SeedOpt,
+    check_output,
+    resolve_scenario,
+)
 from fleetsched.errors import InputError
 from fleetsched.metrics.summary import summary_to_json
 
@@ -52,6 +59,7 @@ def fidelity(
     if endpoint not in ("completions", "chat"):
         raise InputError(f"--endpoint must be completions or chat, got {endpoint!r}")
     sc = resolve_scenario(scenario, rate_scale=rate_scale, requests=requests, seed=seed)
+    check_output(summary_json, "--summary-json")
     total = sc.workload.transforms.first_n
     if sc.workload.synthetic is not None:
         n = sc.workload.synthetic.num_requests
@@ -65,13 +73,10 @@ def fidelity(
     )
     console.print(fidelity_table(result.rows, title=title))
     if markdown:
-        console.print(markdown_table(result.rows), highlight=False, soft_wrap=True)
+        console.print(Text(markdown_table(result.rows)), soft_wrap=True)
     if live["failed"]:
-        console.print(
-            f"[yellow]warning:[/] {live['failed']} live requests failed: {live['errors']}"
-        )
+        console.print(Text(f"warning: {live['failed']} live requests failed: {live['errors']}"))
     if summary_json is not None:
-        summary_json.parent.mkdir(parents=True, exist_ok=True)
         rows = [
             {"figure": r.label, "simulated": r.simulated, "live": r.live, "rel_err": r.rel_err}
             for r in result.rows

@@ -52,6 +52,14 @@ def _import_pyarrow(p: Path) -> Any:
     return pa, pq
 
 
+def check_records_path(path: str | Path) -> None:
+    """Raise :class:`~fleetsched.errors.InputError` now if :func:`write_records` could not
+    write this format (Parquet without ``pyarrow``)."""
+    p = Path(path)
+    if p.suffix.lower() == ".parquet":
+        _import_pyarrow(p)
+
+
 def write_records(
     records: Iterable[RequestRecord],
     path: str | Path,
