@@ -36,10 +36,17 @@ def raise_priority(n: int) -> None:
         f.write(str(-n))
 
 
+class Url(str):
+    """A base URL that also names the process serving it."""
+
+    pid: int
+
+
 @contextmanager
-def emulator_process(*args: str, timeout: float = 60.0, priority: int = 0) -> Iterator[str]:
-    """Run ``fleetsched emulate --port 0 ARGS`` on 127.0.0.1; yield its base URL; stop it.
-    ``priority`` > 0 raises the process's scheduling priority (where allowed: as root)."""
+def emulator_process(*args: str, timeout: float = 60.0, priority: int = 0) -> Iterator[Url]:
+    """Run ``fleetsched emulate --port 0 ARGS`` on 127.0.0.1; yield its base URL (with the
+    process id as ``.pid``); stop it. ``priority`` > 0 raises the process's scheduling
+    priority (where allowed: as root)."""
     p = subprocess.Popen(
         [*CLI, "emulate", "--host", "127.0.0.1", "--port", "0", *args],
         stdout=subprocess.PIPE,
@@ -59,7 +66,7 @@ def emulator_process(*args: str, timeout: float = 60.0, priority: int = 0) -> It
 
         threading.Thread(target=pump, daemon=True).start()
         deadline = time.monotonic() + timeout
-        url = None
+        url: Url | None = None
         while url is None:
             try:
                 line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
@@ -69,7 +76,8 @@ def emulator_process(*args: str, timeout: float = 60.0, priority: int = 0) -> It
                 err = p.stderr.read() if p.stderr else ""
                 raise RuntimeError(f"the emulator exited: {err.strip()}")
             if line.startswith("listening on "):
-                url = line.split()[-1]
+                url = Url(line.split()[-1])
+                url.pid = p.pid
         yield url
     finally:
         p.terminate()
