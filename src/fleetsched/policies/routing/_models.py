@@ -12,7 +12,8 @@ size with contexts of ``prompt_r + out_r / 2`` tokens, both from the calibrated 
 predictor is trained per instance type. ``out_r`` is the request's predicted output length,
 else ``expected_output_tokens``. A router knows each backend's model and GPU but not its
 tensor-parallel degree, so it assumes the smallest power of two whose GPUs hold the weights
-in 60 % of their memory (Llama-3.1-8B: 1 H100, 70B: 4).
+in 60 % of their memory (Llama-3.1-8B: 1 H100, 70B: 4). A backend whose model or GPU is not
+in the catalogs is priced as :data:`FALLBACK` (Llama-3.1-8B on an H100).
 
 **Cost** of *r* on model *m*: ``(prompt_r + out_r) * active parameters of m`` (billions): a
 price proportional to model size, RouteBalance's cost proxy when no price table is given.
@@ -24,11 +25,23 @@ from collections.abc import Sequence
 from functools import cache
 
 from fleetsched.core.views import InstanceView, RequestView
+from fleetsched.errors import InputError
 from fleetsched.perf import build_step_model, get_gpu, get_model
 from fleetsched.policies.routing._util import UniformStream
 
 #: Output length assumed for a request without a prediction.
 EXPECTED_OUTPUT_TOKENS = 256
+
+#: (GPU, model) assumed for a backend the catalogs do not know.
+FALLBACK = ("H100-SXM", "Llama-3.1-8B")
+
+
+@cache
+def _known(gpu: str, model: str) -> tuple[str, str]:
+    try:
+        return get_gpu(gpu).name, get_model(model).name
+    except InputError:
+        return FALLBACK
 
 
 def by_model(views: Sequence[InstanceView]) -> dict[str, list[InstanceView]]:
@@ -58,6 +71,7 @@ def assumed_tp(gpu: str, model: str) -> int:
 
 @cache
 def _service(gpu: str, model: str) -> tuple[float, object]:
+    gpu, model = _known(gpu, model)
     sm = build_step_model(gpu, model, assumed_tp(gpu, model))
     chunk = 2048
     return sm.step_time(chunk, chunk * (chunk + 1) / 2, 0, 0) / chunk, sm
@@ -83,7 +97,7 @@ def predicted_latency_s(
 @cache
 def size_b(model: str) -> float:
     """Active parameters of ``model``, in billions."""
-    return get_model(model).active_params / 1e9
+    return get_model(_known(FALLBACK[0], model)[1]).active_params / 1e9
 
 
 def cost(req: RequestView, model: str, out: int) -> float:

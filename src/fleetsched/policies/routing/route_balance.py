@@ -8,7 +8,10 @@ of every model on four signals, each normalised to [0, 1] with higher better by 
 the largest value among the candidates (the code's "max-divide" normalisation):
 
 * quality ``q_i``: the model's success probability for the request's task class and
-  difficulty (the scenario's quality table, as RouteBalance's learned quality estimator);
+  difficulty (the scenario's quality table, as RouteBalance's learned quality estimator),
+  raw (the code's default, ``quality_norm="raw"``) or stretched to [0, 1] across the
+  candidates (``"minmax"``, the code's option for when quality's narrow spread lets cost and
+  latency dominate);
 * cost ``1 - c_i / max c``: ``c_i`` the cost proxy of ``_models.cost`` (prompt + expected
   output, times model size; the code prices tokens per instance type);
 * latency ``1 - t_i / max t``: ``t_i`` the predicted end-to-end latency on the instance,
@@ -56,9 +59,13 @@ class RouteBalance:
         w_latency: float = 0.3,
         w_balance: float = 0.2,
         expected_output_tokens: int = 256,
+        quality_norm: str = "raw",
         quality: Mapping[str, Mapping[str, float]] | None = None,
     ) -> None:
         ws = (w_quality, w_cost, w_latency, w_balance)
+        if quality_norm not in ("raw", "minmax"):
+            raise InputError(f"route_balance: quality_norm must be raw or minmax, got {quality_norm!r}")
+        self.quality_norm = quality_norm
         if any(w < 0 for w in ws) or sum(ws) <= 0:
             raise InputError("route_balance: weights must be >= 0 and not all 0")
         if expected_output_tokens < 1:
@@ -79,6 +86,9 @@ class RouteBalance:
             0.0 if task is None else success(self.quality, task, v.model, req.difficulty)
             for v in cands
         ]
+        if self.quality_norm == "minmax":
+            lo, hi = min(qual), max(qual)
+            qual = [(q - lo) / (hi - lo + _EPS) for q in qual]
         costs = [cost(req, v.model, out) for v in cands]
         lats = [
             predicted_latency_s(v, req, led.prefill_tokens[v.index], led.requests[v.index], out)
