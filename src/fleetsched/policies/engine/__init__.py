@@ -25,6 +25,7 @@ from fleetsched.policies.engine.newest import NewestVictim
 from fleetsched.policies.engine.past_future import PastFutureAdmission
 from fleetsched.policies.engine.priority import PriorityQueue
 from fleetsched.policies.engine.sjf import SJFQueue
+from fleetsched.policies.engine.urgency import UrgencyQueue
 from fleetsched.policies.engine.vtc import VTCQueue
 from fleetsched.policies.engine.wfq import WFQQueue
 from fleetsched.policies.params import build_policy
@@ -37,6 +38,7 @@ ORDERING: dict[str, Callable[..., WaitingQueue]] = {
     "vtc": VTCQueue,
     "wfq": WFQQueue,
     "colocate": ColocateQueue,
+    "urgency": UrgencyQueue,
 }
 ADMISSION: dict[str, Callable[..., AdmissionPolicy]] = {
     "aggressive": AggressiveAdmission,
