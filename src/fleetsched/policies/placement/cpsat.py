@@ -110,7 +110,12 @@ def cpsat_place(
     solver.parameters.random_seed = seed
     status = solver.solve(m)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        raise RuntimeError(f"CP-SAT found no placement ({solver.status_name(status)})")
+        # Out of time before a first solution (large instances, short limits): the hint
+        # stands, or nothing is placed.
+        a0: Assignment = (
+            [list(r) for r in hint] if hint is not None else [[None] * dep.replicas for dep in deps]
+        )
+        return PlacementResult(a0, "cpsat", solve_s=time.perf_counter() - t0)
     optimal = status == cp_model.OPTIMAL
     best = round(solver.objective_value)
     bound = round(solver.best_objective_bound)
