@@ -79,6 +79,7 @@ def gpu_instance(rng: np.random.Generator) -> Problem:
     deps, used = [], 0
     while used < target:
         g = int(rng.choice([1, 2, 4, 8], p=[0.4, 0.3, 0.2, 0.1]))
+        g = min(g, max(x["gpus"] for x in nodes))
         k = int(rng.integers(1, 5))
         deps.append(
             {
