@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 import pytest
+from tests.conftest import V
 
 from fleetsched.cli.options import default_scenario
 from fleetsched.core.config import apply_overrides
@@ -18,7 +19,6 @@ from fleetsched.policies.autoscaling.predictive import Predictive
 from fleetsched.policies.autoscaling.qlearning import QLearning
 from fleetsched.policies.autoscaling.reactive import Reactive
 from fleetsched.policies.routing import ROUTERS
-from tests.conftest import V
 
 
 def bursty(policy: str, params: dict | None = None, auto: dict | None = None, **over):
@@ -110,7 +110,7 @@ def test_gpu_seconds_match_the_replica_lifetimes() -> None:
         uncancelled.remove(max(pend))
         total += tc - max(pend)
     pending = sorted(uncancelled)
-    for (t, i), u in zip(readies, pending, strict=False):
+    for (_t, i), u in zip(readies, pending, strict=False):
         start[i] = u
     for i, s0 in start.items():
         total += stops.get(i, end) - s0
@@ -154,7 +154,8 @@ class Spy:
 
 @pytest.mark.parametrize("name", sorted(set(ROUTERS) - {"pd_disagg", "profile"}))
 def test_every_router_sees_only_live_replicas(name: str, monkeypatch) -> None:
-    from fleetsched.sim import kernel, run as run_mod
+    from fleetsched.sim import kernel
+    from fleetsched.sim import run as run_mod
 
     holder: dict = {}
     real_make = run_mod.make_router
@@ -228,7 +229,7 @@ def test_reactive_is_knative_kpa_by_hand() -> None:
     assert p.desired(fv(now=62, ready=busy(10, 0))) == 5
     q = Reactive(target=10)
     # 30 in flight on 4 replicas: ceil(30 / 10) = 3, 3 / 4 < 2: no panic.
-    assert q.desired(fv(ready=busy(4, 7) + [V(4, running=2)])) == 3
+    assert q.desired(fv(ready=[*busy(4, 7), V(4, running=2)])) == 3
     k = Reactive(target=0.5, metric="kv_utilization")
     assert k.desired(fv(ready=[V(0, kv_utilization=0.9), V(1, kv_utilization=0.8)])) == 4
     with pytest.raises(InputError):
@@ -271,7 +272,7 @@ def test_qlearning_update_rule_and_table_round_trip(tmp_path) -> None:
 
 
 def test_autoscaling_config_errors() -> None:
-    with pytest.raises(InputError, match="autoscaling.group"):
+    with pytest.raises(InputError, match=r"autoscaling\.group"):
         apply_overrides(default_scenario(), {"autoscaling": {"group": "nope"}})
     with pytest.raises(InputError, match="min_replicas"):
         apply_overrides(default_scenario(), {"autoscaling": {"min_replicas": 5, "max_replicas": 2}})
