@@ -76,12 +76,20 @@ def test_bounds_rule_out_what_cannot_fit_or_decode_fast_enough() -> None:
     assert not b.feasible and "does not fit" in b.reason
     b = replica_bounds(g.model_copy(update={"gpu": "L40S"}), stats, parse_slo("tpot_p99<1ms"))
     assert not b.feasible and "one decode step alone" in b.reason
-    # The throughput bound by hand: S decodes per step at step_time(0, 0, S, 0) seconds.
-    from fleetsched.perf import build_step_model
+    # The throughput bound by hand: S decodes per step (max_num_seqs, or what the KV cache
+    # holds at the 10th-percentile prompt each) at step_time(0, 0, S, S * c) seconds.
+    import numpy as np
 
-    ok = replica_bounds(g.model_copy(update={"gpu": "A10G"}), stats, parse_slo("ttft_p99<2s"))
-    s = g.engine.max_num_seqs
-    per = s / build_step_model("A10G", g.model, 1).step_time(0, 0.0, s, 0)
+    from fleetsched.perf import build_step_model
+    from fleetsched.sim.build import build_instances
+    from fleetsched.workload import build_workload
+
+    a10g = g.model_copy(update={"gpu": "A10G"})
+    ok = replica_bounds(a10g, stats, parse_slo("ttft_p99<2s"))
+    c = int(np.percentile([r.prompt_tokens for r in build_workload(base.workload, 0)], 10))
+    inst = build_instances([a10g.model_copy(update={"count": 1})], base.policies)[0]
+    s = min(g.engine.max_num_seqs, inst.kv.num_blocks * inst.bt // c)
+    per = s / build_step_model("A10G", g.model, 1).step_time(0, 0.0, s, s * c)
     assert ok.decode_tokens_s == pytest.approx(per)
     assert ok.min_replicas == max(1, math.ceil(stats.decode_tokens / stats.span_s / per))
 

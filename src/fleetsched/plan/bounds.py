@@ -8,18 +8,23 @@ For one (GPU, model, TP) replica and a workload:
   rejected and the SLO (every request completed) cannot hold;
 * **TPOT floor**: no request decodes faster than a decode step of one request with no
   context, so a ``tpot`` clause below that step time is hopeless at any replica count;
-* **throughput**: every output token but the first is one decode slot of one step; a step
-  holds at most ``max_num_seqs`` decodes and costs at least ``step_time(0, 0, S, 0)``, so a
-  replica decodes at most ``S / step_time(0, 0, S, 0)`` tokens/s. Over the arrival span the
-  fleet needs ``ceil(decode tokens / span / that)`` replicas at least (a steady-state bound:
-  a short run may end with a backlog, which is why the planner still verifies the replica
-  count below its answer by simulation).
+* **throughput**: every output token but the first is one decode slot of one step. A step
+  holds at most ``S`` decodes: ``max_num_seqs``, and no more than the KV cache holds at
+  ``c`` tokens each, ``c`` the 10th percentile of the prompt lengths (a decoding request
+  holds at least its prompt); it costs at least ``step_time(0, 0, S, S * c)``. So a
+  replica decodes at most ``S / step_time(0, 0, S, S * c)`` tokens/s, and over the arrival
+  span the fleet needs ``ceil(decode tokens / span / that)`` replicas. This is a
+  steady-state estimate, not a proof (a short run may end with a backlog; a few short
+  prompts may decode side by side): the planner verifies by simulation that one replica
+  fewer than its answer misses the SLO, and searches lower when it does not.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from fleetsched.core.config import InstanceGroup, PoliciesConfig, WorkloadConfig
 from fleetsched.errors import InputError
@@ -32,6 +37,7 @@ class WorkloadStats:
     span_s: float  # first to last arrival
     decode_tokens: int  # output tokens after the first, summed
     max_request_tokens: int  # largest prompt + output
+    prompt_p10: int = 1  # 10th percentile of the prompt lengths
 
 
 def workload_stats(cfg: WorkloadConfig, seed: int) -> WorkloadStats:
@@ -39,7 +45,9 @@ def workload_stats(cfg: WorkloadConfig, seed: int) -> WorkloadStats:
 
     n = dec = big = 0
     first = last = 0.0
+    prompts: list[int] = []
     for r in build_workload(cfg, seed):
+        prompts.append(r.prompt_tokens)
         if n == 0:
             first = r.arrival_s
         last = r.arrival_s
@@ -48,7 +56,8 @@ def workload_stats(cfg: WorkloadConfig, seed: int) -> WorkloadStats:
         big = max(big, r.prompt_tokens + r.output_tokens)
     if n == 0:
         raise InputError("the workload has no requests")
-    return WorkloadStats(n, last - first, dec, big)
+    p10 = int(np.percentile(np.asarray(prompts), 10))
+    return WorkloadStats(n, last - first, dec, big, max(1, p10))
 
 
 @dataclass(slots=True)
@@ -81,8 +90,9 @@ def replica_bounds(group: InstanceGroup, stats: WorkloadStats, clauses: list[Cla
             return Bounds(
                 False, f"{c.text}: one decode step alone takes {floor_tpot * 1000:.1f} ms"
             )
-    s = group.engine.max_num_seqs
-    per_replica = s / sm.step_time(0, 0.0, s, 0)
+    c = stats.prompt_p10
+    s = max(1, min(group.engine.max_num_seqs, cap_tokens // c))
+    per_replica = s / sm.step_time(0, 0.0, s, s * c)
     need = 1
     if stats.span_s > 0:
         need = max(1, math.ceil(stats.decode_tokens / stats.span_s / per_replica - 1e-9))
