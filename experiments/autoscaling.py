@@ -34,6 +34,9 @@ from fleetsched.policies.autoscaling.qlearning import QLearning
 from fleetsched.sim.run import simulate
 
 GPU = "L40S"
+#: The Q-learning agent scales down when it chooses to (a long cooldown would hide the
+#: effect of its scale-down actions from it while it learns).
+Q_AUTO = {"scale_down_cooldown_s": 30, "min_replicas": 3}
 SLO = {"default": SLOClass(ttft_s=2.0, tpot_s=0.2)}
 
 
@@ -117,9 +120,7 @@ def train(episodes: int, seed: int) -> tuple[list[list[float]], list[dict[str, A
     for ep in range(episodes):
         agent.epsilon = max(0.02, 0.2 * (1 - ep / max(episodes - 1, 1)))
         sc = apply_overrides(
-            fleet(
-                "azure-conv", "qlearning", {}, 3, {"scale_down_cooldown_s": 300, "min_replicas": 3}
-            ),
+            fleet("azure-conv", "qlearning", {}, 3, Q_AUTO),
             {"seed": seed + ep},
         )
         s = simulate(sc, autoscaling_policy=agent).summary
@@ -184,11 +185,11 @@ def main() -> None:
                 tuned,
             ),
             (
-                "qlearning (trained on azure-conv), cooldown 300 s, min 3",
+                "qlearning (trained on azure-conv), cooldown 30 s, min 3",
                 "qlearning",
                 {"table": str(qpath)},
                 3,
-                tuned,
+                Q_AUTO,
             ),
         ]
         todo = [(w, *p) for w in ("azure-code", "onoff") for p in policies]
