@@ -30,6 +30,7 @@ from fleetsched.core.config import (
     apply_overrides,
     parse_override_value,
 )
+from fleetsched.core.config import _resolve_paths as resolve_paths
 from fleetsched.errors import FleetschedError, InputError
 
 
@@ -240,6 +241,12 @@ def _import_ray() -> Any:
     return ray
 
 
+def _absolute_paths(sc: Scenario) -> Scenario:
+    """The scenario with the files it reads named by absolute path (Ray workers may run in
+    another working directory)."""
+    return resolve_paths(sc, Path.cwd())
+
+
 def _run_ray(
     todo: list[tuple[int, Scenario]],
     jobs: int,
@@ -256,7 +263,7 @@ def _run_ray(
         started = True
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(_simulate_point)
-        refs = {task.remote(sc): i for i, sc in todo}
+        refs = {task.remote(_absolute_paths(sc)): i for i, sc in todo}
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
