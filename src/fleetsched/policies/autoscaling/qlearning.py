@@ -7,7 +7,8 @@ discretised load, the action a change of the scaling target).
 
 * **State**: in-flight requests per ready replica, bucketed at ``load_edges``; the trend of
   the arrival rate since the last tick (down / flat / up, ``trend_band`` relative); whether
-  a replica is starting. 8 x 3 x 2 = 48 states by default.
+  a replica is starting; the fleet size as a fraction of ``max_replicas``, bucketed at
+  ``size_edges``. 8 x 3 x 2 x 4 = 192 states by default.
 * **Actions**: change the replica count by one of ``actions`` (-1, 0, +1, +2).
 * **Reward** of the previous action, at each tick: ``-cost_weight * provisioned /
   max_replicas - slo_weight * (1 - met / finished)`` over the requests that finished in the
@@ -42,15 +43,17 @@ class QLearning:
         cost_weight: float = 1.0,
         slo_weight: float = 10.0,
         load_edges: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64),
+        size_edges: tuple[float, ...] = (0.25, 0.5, 0.75),
         trend_band: float = 0.15,
         actions: tuple[int, ...] = (-1, 0, 1, 2),
         interval_s: float = 5.0,
         seed: int = 0,
     ) -> None:
         self.load_edges = np.asarray(load_edges, dtype=float)
+        self.size_edges = np.asarray(size_edges, dtype=float)
         self.trend_band = trend_band
         self.actions = tuple(int(a) for a in actions)
-        self.n_states = (len(self.load_edges) + 1) * 3 * 2
+        self.n_states = (len(self.load_edges) + 1) * 3 * 2 * (len(self.size_edges) + 1)
         self.learning = learning
         self.alpha, self.gamma, self.epsilon = alpha, gamma, epsilon
         self.cost_weight, self.slo_weight = cost_weight, slo_weight
@@ -83,7 +86,10 @@ class QLearning:
                 trend = 2
             elif rate < prev * (1 - self.trend_band):
                 trend = 0
-        return (b * 3 + trend) * 2 + (fleet.starting > 0)
+        size = int(
+            np.searchsorted(self.size_edges, fleet.provisioned / fleet.max_replicas, side="right")
+        )
+        return ((b * 3 + trend) * 2 + (fleet.starting > 0)) * (len(self.size_edges) + 1) + size
 
     def reward(self, fleet: FleetView) -> float:
         miss = 1 - fleet.finished_met_slo / fleet.finished if fleet.finished else 0.0
