@@ -15,8 +15,9 @@ discretised load, the action a change of the scaling target).
   tick (the SLO misses a gateway observes), so GPU time and SLO misses trade off.
 * **Learning** (``learning=True``): one-step Q-learning, ``Q[s, a] += alpha * (r + gamma *
   max Q[s'] - Q[s, a])``, epsilon-greedy exploration. Evaluation runs greedy on a frozen
-  table (``table``: the nested list :meth:`table` returns, or a JSON file of it). Ties
-  between equal Q values break at random from the seeded generator.
+  table (``table``: the nested list :meth:`table` returns, or a JSON file of it); a state
+  never visited in training (its row all zeros) holds the fleet (action 0). Ties between
+  equal Q values break at random from the seeded generator.
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ class QLearning:
 
     def _best(self, s: int) -> int:
         row = self.q[s]
+        if not self.learning and not row.any():
+            return self.actions.index(0) if 0 in self.actions else 0  # unseen: hold
         top = np.flatnonzero(row == row.max())
         return int(top[0] if top.size == 1 else self.rng.choice(top))
 
