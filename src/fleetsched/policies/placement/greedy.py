@@ -1,6 +1,8 @@
 """A greedy placer that behaves like the Kubernetes default scheduler (kube-scheduler).
 
-Followed: kube-scheduler's scheduling cycle as of Kubernetes v1.31 (``pkg/scheduler``):
+Followed: kube-scheduler's scheduling cycle (``pkg/scheduler``; the scores as in
+``framework/plugins/noderesources/least_allocated.go`` @ 05c351a9 and
+``balanced_allocation.go`` @ 02d7708a of kubernetes/kubernetes):
 pods leave the active queue highest ``priority`` first, then in creation order (here: file
 order, replica by replica); each pod is scheduled on its own, never revisited:
 
@@ -10,17 +12,18 @@ order, replica by replica); each pod is scheduled on its own, never revisited:
    of its co-location target when it names one.
 2. **Score** each feasible node with the default plugins' formulas, weight 1 each:
    ``NodeResourcesFit`` in its default ``LeastAllocated`` mode,
-   ``sum_r (allocatable_r - requested_r) * 100 // allocatable_r`` averaged over resources,
-   and ``NodeResourcesBalancedAllocation``, ``(1 - std of requested_r / allocatable_r) * 100``
-   (requests include the incoming replica). Resources: GPUs, and host memory where the
-   node declares it.
+   ``(allocatable_r - requested_r) * 100 // allocatable_r`` per resource, integer-averaged
+   over the resources, and ``NodeResourcesBalancedAllocation``,
+   ``int((1 - std of requested_r / allocatable_r) * 100)`` (for two resources the std is
+   ``|f1 - f2| / 2``); requests include the incoming replica. Resources: GPUs, and host
+   memory where the node declares it.
 3. **Select** the best score; ties break at random (kube-scheduler samples uniformly among
    the top-scoring nodes), here from a seeded generator.
 
 Deliberate differences: no preemption (pods arrive in priority order, so there is nothing
 lower-priority to evict except existing placements, which are kept fixed); no
 ``percentageOfNodesToScore`` sampling (every node is scored, as kube-scheduler does below
-100 nodes); scores are kept as floats after the integer division per resource.
+100 nodes).
 """
 
 from __future__ import annotations
@@ -49,21 +52,21 @@ def _feasible(
     return True
 
 
-def _score(problem: Problem, d: int, n: int, free_g: list[int], free_m: list[int]) -> float:
+def _score(problem: Problem, d: int, n: int, free_g: list[int], free_m: list[int]) -> int:
     dep, node = problem.deployments[d], problem.nodes[n]
     fracs: list[float] = []
-    least = 0.0
+    least = 0
     res = [(node.total_gpus, node.total_gpus - free_g[n] + dep.gpus)]
     if node.total_memory_mib:
         res.append((node.total_memory_mib, node.total_memory_mib - free_m[n] + dep.memory_mib))
     for alloc, req in res:
         if alloc <= 0:
             continue
-        least += (alloc - req) * 100 // alloc
+        least += (alloc - req) * 100 // alloc if req <= alloc else 0
         fracs.append(min(req / alloc, 1.0))
-    least /= max(len(fracs), 1)
-    balanced = (1.0 - float(np.std(fracs))) * 100 if len(fracs) > 1 else 100.0
-    return least + balanced
+    least //= max(len(fracs), 1)
+    std = float(np.std(fracs)) if len(fracs) > 1 else 0.0
+    return least + int((1.0 - std) * 100)
 
 
 def greedy_place(problem: Problem, *, seed: int = 0, **_: object) -> PlacementResult:
