@@ -467,16 +467,17 @@ def apply_overrides(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
         for depth, key in enumerate(keys):
             last = depth == len(keys) - 1
             where = ".".join(keys[: depth + 1])
+            at = raw_path if where == raw_path else f"{raw_path}: {where}"
             if isinstance(node, list):
                 if not key.isdigit() or int(key) >= len(node):
                     raise InputError(
-                        f"{raw_path}: {where}: no item {key!r} (the list has {len(node)} items)"
+                        f"{at}: no item {key!r} (the list has {len(node)} items)"
                     )
                 idx: Any = int(key)
             elif isinstance(node, dict):
                 if key not in node and not _is_open_mapping(keys[:depth]):
                     known = ", ".join(sorted(node)) or "none"
-                    raise InputError(f"{raw_path}: {where}: no such field (known: {known})")
+                    raise InputError(f"{at}: no such field (known: {known})")
                 idx = key
             else:
                 raise InputError(f"{raw_path}: {'.'.join(keys[:depth])} is not a section")
