@@ -229,7 +229,7 @@ def test_calls_never_start_before_parents_finish_plus_gap(
         workload=WorkloadConfig(workflows=WorkflowGenConfig()),
         cluster=[
             InstanceGroup(
-                count=instances, engine=EngineConfig(num_gpu_blocks=64, max_num_batched_tokens=256)
+                count=instances, engine=EngineConfig(num_gpu_blocks=160, max_num_batched_tokens=256)
             )
         ],
         policies={"router": {"name": "least_requests"}},

@@ -62,7 +62,10 @@ def _register() -> None:
         emulate,
         fidelity,
         perf,
+        place,
+        plan,
         simulate,
+        sweep,
         trace,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -13,8 +14,10 @@ from fleetsched.engine.instance import EngineStats
 from fleetsched.metrics.records import RequestRecord
 from fleetsched.metrics.summary import summarize
 from fleetsched.metrics.workflows import WorkflowRecord, summarize_workflows
+from fleetsched.policies.autoscaling import make_autoscaler
 from fleetsched.policies.routing import make_router
-from fleetsched.sim.build import build_instances
+from fleetsched.sim.autoscale import FleetController
+from fleetsched.sim.build import build_instances, instance_factory
 from fleetsched.sim.check import check_scenario
 from fleetsched.sim.judge import Judge
 from fleetsched.sim.kernel import Simulator
@@ -31,6 +34,8 @@ class SimResult:
     wall_s: float = 0.0
     #: One record per agent workflow (workflow workloads only).
     workflows: list[WorkflowRecord] = field(default_factory=list)
+    #: The fleet controller of an autoscaled run (its ``events`` and ``timeline``).
+    autoscaler: FleetController | None = None
 
 
 def simulate(
@@ -40,6 +45,7 @@ def simulate(
     workflows: Iterable[Workflow] | None = None,
     fast_forward: bool = True,
     progress: Callable[[int, float], None] | None = None,
+    autoscaling_policy: Any = None,
 ) -> SimResult:
     """Simulate ``scenario`` (or ``requests``, or agent ``workflows``, instead of its
     workload) and summarise it. A workflow workload adds ``summary["workflows"]``
@@ -47,6 +53,8 @@ def simulate(
 
     The scenario is checked first (:func:`~fleetsched.sim.check.check_scenario`): a bad
     policy, GPU, model or tp raises :class:`~fleetsched.errors.InputError` naming the field.
+    ``autoscaling_policy`` replaces the policy named in ``scenario.autoscaling`` by this
+    object (to train a learning policy over several runs).
     """
     check_scenario(scenario, workload=requests is None and workflows is None)
     t0 = time.perf_counter()
@@ -64,6 +72,9 @@ def simulate(
         seed=scenario.seed,
         context={"quality": quality},
     )
+    controller = None
+    if scenario.autoscaling is not None:
+        controller = _controller(scenario, instances, fast_forward, autoscaling_policy)
     if requests is None and workflows is None:
         from fleetsched.workload import build_workflows, build_workload, is_workflow_workload
 
@@ -79,13 +90,19 @@ def simulate(
         kv_link_bytes_s=scenario.kv_link_gb_s * 1e9,
         followups=driver,
         judge=Judge(quality, scenario.seed),
+        autoscaler=controller,
     )
     if driver is not None:
         requests = driver.requests()
     assert requests is not None
     records = sim.run(requests, progress=progress)
     wall = time.perf_counter() - t0
+    instances = sim.instances
     summary = summarize(records, scenario.slo_classes, wall_s=wall, num_instances=len(instances))
+    if controller is not None:
+        ends = [r.finish_s for r in records if not math.isnan(r.finish_s)]
+        controller.finish(max(ends) if ends else sim.now)
+        summary["autoscaling"] = controller.summary()
     stats = [inst.stats for inst in instances]
     summary["engine_steps"] = sum(s.steps for s in stats)
     summary["recomputed_tokens"] = sum(s.recomputed_tokens for s in stats)
@@ -103,4 +120,35 @@ def simulate(
     wf_records = driver.finish() if driver is not None else []
     if driver is not None:
         summary["workflows"] = summarize_workflows(wf_records)
-    return SimResult(records, summary, stats, wall, wf_records)
+    return SimResult(
+        records, summary, stats, wall, workflows=wf_records, autoscaler=controller
+    )
+
+
+def _controller(
+    scenario: Scenario, instances: list[Any], fast_forward: bool, policy: Any
+) -> FleetController:
+    cfg = scenario.autoscaling
+    assert cfg is not None
+    names = [g.name for g in scenario.cluster]
+    gi = names.index(cfg.group) if cfg.group is not None else 0
+    group = scenario.cluster[gi]
+    first = sum(g.count for g in scenario.cluster[:gi])
+    make = instance_factory(
+        group,
+        scenario.policies,
+        fast_forward=fast_forward,
+        slo_classes=dict(scenario.slo_classes),
+        seed=scenario.seed,
+    )
+    if policy is None:
+        policy = make_autoscaler(cfg.policy.name, cfg.policy.params, seed=scenario.seed)
+    return FleetController(
+        cfg,
+        group,
+        list(range(first, first + group.count)),
+        make,
+        policy,
+        dict(scenario.slo_classes),
+        seed=scenario.seed,
+    )
