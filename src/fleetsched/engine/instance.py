@@ -31,11 +31,17 @@ import numpy as np
 
 from fleetsched.core.config import EngineConfig
 from fleetsched.core.views import InstanceView
+from fleetsched.engine.energy import EnergyMeter
 from fleetsched.engine.kv_cache import KVCache
 from fleetsched.engine.sequence import DECODE, DONE, PREFILL, WAITING, Seq
 from fleetsched.perf import StepTimeModel
 from fleetsched.policies.engine.aggressive import AggressiveAdmission
-from fleetsched.policies.engine.base import AdmissionPolicy, PreemptionPolicy, WaitingQueue
+from fleetsched.policies.engine.base import (
+    AdmissionPolicy,
+    PreemptionPolicy,
+    RetentionPolicy,
+    WaitingQueue,
+)
 from fleetsched.policies.engine.fcfs import FCFSQueue
 from fleetsched.policies.engine.newest import NewestVictim
 
@@ -110,6 +116,11 @@ class Instance:
         #: live migration); the simulator moves it on.
         self.on_detach: Callable[[Seq, float], None] | None = None
         self._to_detach: list[Seq] = []
+        #: Energy metering (engine/energy.py) and KV retention across tool gaps
+        #: (policies/engine/retention_*.py); None: off.
+        self.meter: EnergyMeter | None = None
+        self.retention: RetentionPolicy | None = None
+        self.e_dec = 0.0  # energy charged to one decoding request so far (engine/energy.py)
         self.healthy = True
         self.stats = EngineStats()
         # Per-tenant service (VTC-style fair sharing reads it): prompt tokens computed and
@@ -406,6 +417,8 @@ class Instance:
 
     # ------------------------------------------------------------------ step end
     def _complete(self, now: float) -> None:
+        if self.meter is not None:
+            self.meter.on_complete(self, now)
         k = self._k
         if k >= self._horizon:
             self._horizon = min(2 * self._horizon, self.max_run_steps)
@@ -454,6 +467,7 @@ class Instance:
         self._swapin = []
 
     def _enter_decode(self, seq: Seq) -> None:
+        seq.e_mark = self.e_dec
         seq.state = DECODE
         seq.base = b = seq.computed - self.dstep
         seq.entry = self.dstep
@@ -477,6 +491,7 @@ class Instance:
         self.base_sum -= b
         self.ndec -= 1
         seq.epoch += 1
+        seq.energy_j += self.e_dec - seq.e_mark
 
     def _release(self, seq: Seq, blocks: int) -> None:
         self.kv.release(seq.held, blocks - len(seq.held))
@@ -487,6 +502,7 @@ class Instance:
         seq.state = DONE
         seq.rec.finish_s = now
         seq.rec.generated_tokens = seq.generated
+        seq.rec.energy_j = seq.energy_j
         self.running.pop(id(seq), None)
         self.outstanding -= 1
         self.inflight_prompt_tokens -= seq.req.prompt_tokens

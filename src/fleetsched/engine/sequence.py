@@ -42,6 +42,9 @@ class Seq:
     transferred: bool = False  # KV arrives from another instance: resume without host cost
     admitted_once: bool = False
     yield_to: Seq | None = None  # a more urgent request this prefill yielded to
+    avail: int = 1 << 62  # prompt tokens arrived (streamed prompts); huge: the whole prompt
+    energy_j: float = 0.0  # joules charged so far (engine/energy.py)
+    e_mark: float = 0.0  # the engine's e_dec when it last started decoding
 
     def prefix_keys(self, block_tokens: int) -> list[int]:
         """Keys of the prompt's full engine blocks, derived from the request's block hashes."""

@@ -84,17 +84,27 @@ class StepPower:
         """Roofline utilisation of one step (0..1)."""
         if dt <= 0:
             return 0.0
-        tokens = prefill_tokens + num_decodes
-        compute = tokens * self._flops_tok + (prefill_pairs + ctx_sum) * self._attn_flops
+        compute = (prefill_tokens + num_decodes) * self._flops_tok + (
+            prefill_pairs + ctx_sum
+        ) * self._attn_flops
         memory = self._weights + (ctx_sum + prefill_tokens) * self._kv_bytes
-        return min(max(compute, memory) / dt, 1.0)
+        u = (compute if compute > memory else memory) / dt
+        return u if u < 1.0 else 1.0
 
     def energy_j(
         self, prefill_tokens: int, prefill_pairs: float, num_decodes: int, ctx_sum: float, dt: float
     ) -> float:
         """Joules of one step of ``dt`` seconds."""
-        u = self.utilisation(prefill_tokens, prefill_pairs, num_decodes, ctx_sum, dt)
-        return (self._idle_w + self._busy_w * u) * dt
+        if dt <= 0:
+            return 0.0
+        compute = (prefill_tokens + num_decodes) * self._flops_tok + (
+            prefill_pairs + ctx_sum
+        ) * self._attn_flops
+        memory = self._weights + (ctx_sum + prefill_tokens) * self._kv_bytes
+        busy = compute if compute > memory else memory
+        if busy > dt:
+            busy = dt
+        return self._idle_w * dt + self._busy_w * busy
 
     def decode_energy_j(self, num_decodes: int, ctx_sums: np.ndarray, dts: np.ndarray) -> float:
         """Joules of a run of decode-only steps (one context sum and duration per step)."""

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fleetsched.core.config import InstanceGroup, PoliciesConfig, PolicyRef, SLOClass
+from fleetsched.engine.energy import EnergyMeter
 from fleetsched.engine.instance import Instance
 from fleetsched.perf import (
     build_step_model,
@@ -14,6 +15,7 @@ from fleetsched.perf import (
     get_model,
     kv_capacity_blocks,
 )
+from fleetsched.perf.power import StepPower
 from fleetsched.perf.roofline import kv_bytes_per_token_per_gpu
 from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION
 from fleetsched.policies.engine import make as make_policy
@@ -47,6 +49,7 @@ def instance_factory(
     step_model = build_step_model(g.gpu, g.model, g.tp, g.profile, **g.perf.knobs())
     e = g.engine
     blocks = group_kv_blocks(g)
+    power = StepPower(gpu, model, g.tp)
 
     def make(i: int, name: str) -> Instance:
         ctx = {"slo_classes": slo_classes or {}, "seed": seed * 1_000_003 + i}
@@ -54,7 +57,7 @@ def instance_factory(
         def policy(registry: dict[str, Any], kind: str, ref: PolicyRef) -> Any:
             return make_policy(registry, kind, ref.name, ref.params, ctx)
 
-        return Instance(
+        inst = Instance(
             i,
             blocks,
             step_model,
@@ -70,6 +73,8 @@ def instance_factory(
             preemption=policy(PREEMPTION, "preemption", policies.preemption),
             fast_forward=fast_forward,
         )
+        inst.meter = EnergyMeter(power)
+        return inst
 
     return make
 

@@ -110,6 +110,7 @@ def simulate(
     summary["rejected"] = sum(s.rejected for s in stats)
     summary["migration_downtime_s"] = sim.stats.migration_downtime_s
     summary["kv_transfers"] = sim.stats.kv_transfers
+    summary["fleet_energy_j"] = fleet_energy_j(instances, summary["duration_s"])
     models = [inst.model for inst in instances]
     if len(set(models)) > 1:
         per_model: dict[str, int] = {}
@@ -123,6 +124,19 @@ def simulate(
     return SimResult(
         records, summary, stats, wall, workflows=wf_records, autoscaler=controller
     )
+
+
+def fleet_energy_j(instances: list[Any], duration_s: float) -> float:
+    """Joules the fleet drew over the run: every step's energy plus idle power between steps
+    (``perf/power.py``); NaN when the run has no duration."""
+    if not duration_s == duration_s:  # NaN
+        return math.nan
+    total = 0.0
+    for inst in instances:
+        m = inst.meter
+        if m is not None:
+            total += m.busy_j + m.idle_w * max(duration_s - inst.stats.busy_s, 0.0)
+    return total
 
 
 def _controller(
