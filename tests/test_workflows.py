@@ -221,9 +221,9 @@ def workflows(draw: st.DrawFn) -> list[Workflow]:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(wfs=workflows(), instances=st.integers(1, 2), retain=st.booleans())
+@given(wfs=workflows(), instances=st.integers(1, 2), retain=st.sampled_from(["none", "ttl", "workflow"]))
 def test_calls_never_start_before_parents_finish_plus_gap(
-    wfs: list[Workflow], instances: int, retain: bool
+    wfs: list[Workflow], instances: int, retain: str
 ) -> None:
     sc = Scenario(
         workload=WorkloadConfig(workflows=WorkflowGenConfig()),
@@ -232,7 +232,7 @@ def test_calls_never_start_before_parents_finish_plus_gap(
                 count=instances, engine=EngineConfig(num_gpu_blocks=160, max_num_batched_tokens=256)
             )
         ],
-        policies={"router": {"name": "least_requests"}},
+        policies={"router": {"name": "least_requests"}, "retention": {"name": retain}},
     )
     res = simulate(sc, workflows=wfs)
     recs = {r.id: r for r in res.records}

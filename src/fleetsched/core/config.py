@@ -304,6 +304,8 @@ class PoliciesConfig(_Model):
     """Order of an engine's waiting queue."""
     preemption: PolicyRef = PolicyRef(name="newest")
     """Which running request an engine preempts when KV memory runs out."""
+    retention: PolicyRef = PolicyRef(name="none")
+    """Whether an engine keeps finished workflow calls' KV cached across tool gaps."""
 
 
 class AutoscalingConfig(_Model):

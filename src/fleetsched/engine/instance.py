@@ -363,6 +363,18 @@ class Instance:
         self._done(seq, math.nan)
         return self.truncate(now) if decoding else None
 
+    def add_prompt_tokens(self, seq: Seq, tokens: int, now: float, last: bool) -> float | None:
+        """``tokens`` more of ``seq``'s streamed prompt arrived at ``now`` (``last``: the whole
+        prompt is there now). Call ``sync(now)`` first; returns a new event time or None."""
+        seq.avail = 1 << 62 if last else seq.avail + tokens
+        if seq.state not in (WAITING, PREFILL):
+            return None
+        if not self.busy:
+            self.busy = True
+            self._k = 0
+            return now
+        return self.truncate(now)
+
     def request_detach(self, seq: Seq, now: float) -> float | None:
         """Take decoding ``seq`` out at the end of the step in progress (live migration's
         stop-the-world stage). Call ``sync(now)`` first; returns a new event time or None."""
@@ -504,6 +516,8 @@ class Instance:
         seq.rec.generated_tokens = seq.generated
         seq.rec.energy_j = seq.energy_j
         self.running.pop(id(seq), None)
+        if self.retention is not None and not math.isnan(now):
+            self.retention.on_finish(seq, now)
         self.outstanding -= 1
         self.inflight_prompt_tokens -= seq.req.prompt_tokens
         if not math.isnan(now):
@@ -554,6 +568,8 @@ class Instance:
     # ------------------------------------------------------------------ scheduling
     def _schedule(self, now: float, allow_yield: bool = True) -> float | None:
         cfg, kv, bt = self.cfg, self.kv, self.bt
+        if self.retention is not None:
+            self.retention.expire(now)
         self._extra_s = 0.0
         self._step_allocated = False
         budget = cfg.max_num_batched_tokens - self.ndec
@@ -576,14 +592,19 @@ class Instance:
                     deferred.append(seq)  # resumes after the request it yielded to starts
                     continue
                 seq.yield_to = None
-            chunk = min(seq.target - seq.computed, budget, cap)
+            chunk = min(min(seq.target, seq.avail) - seq.computed, budget, cap)
+            if chunk <= 0:
+                continue  # a streamed prompt waiting for its next piece
             nb = self.blocks_for(seq.computed + chunk) - seq.blocks
             plan.append((seq, chunk, nb))
             need += nb
             budget -= chunk
 
         preempted = False
+        retention = self.retention
         while need > kv.free:
+            if retention is not None and retention.release(need - kv.free, now):
+                continue  # unpinned retained blocks first
             victim = self.preemption.victim(list(self.running.values()))
             if victim.state == DECODE:
                 if (victim.base + self.dstep) % bt == 0:
@@ -616,7 +637,9 @@ class Instance:
                 or seq.yield_to.state == PREFILL
             ):
                 continue
-            chunk = min(seq.target - seq.computed, budget, cap)
+            chunk = min(min(seq.target, seq.avail) - seq.computed, budget, cap)
+            if chunk <= 0:
+                continue
             nb = self.blocks_for(seq.computed + chunk) - seq.blocks
             if nb > kv.free:
                 break
@@ -639,6 +662,10 @@ class Instance:
                     self._admit(now, budget, plan, force=True)
                     if not plan and not self._swapin:
                         if len(self.waiting):  # else only aborted requests were waiting
+                            head = self.waiting.peek(now)
+                            if head.avail < head.req.prompt_tokens:
+                                self.busy = False  # its next prompt piece wakes the engine
+                                return None
                             self._reject(self.waiting.pop(now), now)
                         return self._schedule(now)
                 else:
@@ -706,6 +733,8 @@ class Instance:
                 continue
             if seq.swapped:
                 nb = self.blocks_for(seq.computed)
+                if self._unpin_for(nb, now):
+                    continue
                 if force:
                     if nb > kv.free:
                         return True, budget
@@ -732,15 +761,19 @@ class Instance:
             touch_cost = 0
             if cfg.enable_prefix_caching and seq.req.block_hashes:
                 keys = seq.prefix_keys(bt)
-                hits = kv.match(keys, (seq.target - 1) // bt)
+                hits = kv.match(keys, min(seq.target - 1, seq.avail) // bt)
                 refs = kv.refs
                 touch_cost = sum(1 for k in keys[:hits] if refs[k] == 0)
             cached = hits * bt
-            remaining = seq.target - cached
+            remaining = min(seq.target, seq.avail) - cached
+            if remaining <= 0:
+                return False, budget  # what has arrived of its prompt is all cached: wait
             chunk = min(remaining, budget, cap)
             if chunk < remaining and not cfg.enable_chunked_prefill:
                 return False, budget
             nb = self.blocks_for(cached + chunk) - hits
+            if self._unpin_for(nb + touch_cost, now):
+                continue  # retained blocks were unpinned: look again
             if force:
                 if nb + touch_cost > kv.free:
                     return True, budget
@@ -755,6 +788,8 @@ class Instance:
                 held = seq.prefix_keys(bt)[:hits]
                 kv.touch(held)
                 seq.held = held
+                if self.retention is not None:
+                    self.retention.on_admit(seq, now)
             seq.computed = cached
             seq.blocks = hits
             if not seq.admitted_once:
@@ -773,6 +808,12 @@ class Instance:
             if force:
                 return False, budget  # force starts the head alone
         return False, budget
+
+    def _unpin_for(self, blocks: int, now: float) -> bool:
+        """Unpin retained blocks so ``blocks`` are free, if KV is short and anything is pinned;
+        True when something was unpinned."""
+        r = self.retention
+        return r is not None and blocks > self.kv.free and r.release(blocks - self.kv.free, now) > 0
 
     def _make_room(self, head: Seq, plan: list[tuple[Seq, int, int]]) -> int:
         """Preempt a running request so ``head`` can start, if the preemption policy names one
@@ -881,6 +922,12 @@ class Instance:
             dts = self.step_model.decode_step_times(nd, ctx)
             dts[0] += self._extra_s
             ends = np.cumsum(np.concatenate(([now], dts)))[1:].tolist()
+        if self.retention is not None and k > 1:
+            # A pin that expires mid-run frees its blocks then: end the run at that step.
+            exp = self.retention.next_expiry()
+            if exp < ends[-1]:
+                k = bisect_left(ends, exp) + 1
+                ends = ends[:k]
         self._start = now
         self.stats.runs += 1
         self._ends = ends
@@ -908,5 +955,9 @@ class Instance:
             for k in seq.held:
                 referenced[k] = referenced.get(k, 0) + 1
             private += blocks - len(seq.held)
+            assert seq.state == DECODE or seq.computed <= seq.avail, "prefilled past the prompt"
+        if self.retention is not None:
+            for k in self.retention.held():
+                referenced[k] = referenced.get(k, 0) + 1
         self.kv.check(referenced, private)
         assert self.ndec == sum(1 for s in self.running.values() if s.state == DECODE)

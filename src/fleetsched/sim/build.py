@@ -17,7 +17,7 @@ from fleetsched.perf import (
 )
 from fleetsched.perf.power import StepPower
 from fleetsched.perf.roofline import kv_bytes_per_token_per_gpu
-from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION
+from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION, RETENTION
 from fleetsched.policies.engine import make as make_policy
 
 
@@ -74,6 +74,9 @@ def instance_factory(
             fast_forward=fast_forward,
         )
         inst.meter = EnergyMeter(power)
+        inst.retention = policy(RETENTION, "retention", policies.retention)
+        if inst.retention is not None:
+            inst.retention.bind(inst)
         return inst
 
     return make

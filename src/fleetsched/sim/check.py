@@ -19,7 +19,7 @@ from fleetsched.core.config import InstanceGroup, Problem, Scenario, format_prob
 from fleetsched.errors import InputError
 from fleetsched.perf import build_step_model, get_gpu, get_model
 from fleetsched.perf.roofline import check_tp
-from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION
+from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION, RETENTION
 from fleetsched.policies.params import build_policy, check_params
 from fleetsched.policies.routing import ROUTERS
 from fleetsched.sim.build import group_kv_blocks
@@ -31,6 +31,7 @@ POLICY_KINDS: dict[str, tuple[dict[str, Callable[..., Any]], str]] = {
     "admission": (ADMISSION, "admission policy"),
     "ordering": (ORDERING, "ordering policy"),
     "preemption": (PREEMPTION, "preemption policy"),
+    "retention": (RETENTION, "retention policy"),
 }
 
 

@@ -24,6 +24,11 @@ Mechanics the router only decides on live here:
   ``on_finish(req, rec, now)`` returns requests that a finished one releases (a workflow's
   next calls, each after its tool gap); they arrive at their ``arrival_s`` (>= now), merged
   with the workload's stream.
+- **Streamed prompts** (``Request.prompt_chunks``, Stream2LLM): a request is routed with
+  its first piece and each later piece reaches its engine at its time
+  (``Instance.add_prompt_tokens``); the engine prefills only what has arrived. With
+  ``stream_prompts=False`` the request is held back and routed once its last piece is there
+  (today's engines), its arrival time unchanged (TTFT counts the wait).
 - **Fleet membership** (autoscaling, ``sim/autoscale.py``): instances can be added during a
   run and taken out of routing (draining: they finish what they hold). The router only ever
   sees the *routable* instances; indices are never reused, so a router's per-index state
@@ -43,14 +48,14 @@ from typing import Any
 from fleetsched.core.request import Request
 from fleetsched.core.views import InstanceView, Outcome, RequestView
 from fleetsched.engine.instance import Instance
-from fleetsched.engine.sequence import DECODE, Seq
+from fleetsched.engine.sequence import DECODE, DONE, Seq
 from fleetsched.errors import InputError
 from fleetsched.metrics.records import RequestRecord
 from fleetsched.policies.routing.base import RoutingPolicy
 from fleetsched.sim.judge import Judge
 
 #: Timed-action kinds (heap entries with instance index -1).
-_REFRESH, _MIGRATE_TICK, _MIGRATE_STOP, _ATTACH, _CALL = range(5)
+_REFRESH, _MIGRATE_TICK, _MIGRATE_STOP, _ATTACH, _CALL, _PIECE = range(6)
 
 
 def request_view(req: Request) -> RequestView:
@@ -106,6 +111,7 @@ class Simulator:
         followups: Any = None,
         judge: Judge | None = None,
         autoscaler: Any = None,
+        stream_prompts: bool = True,
     ) -> None:
         if not instances:
             raise InputError("a simulation needs at least one instance")
@@ -130,6 +136,9 @@ class Simulator:
         self.judge = judge
         self._outcome_hook = getattr(router, "on_outcome", None)
         self._later: list[tuple[float, int, Request]] = []  # released follow-ups, by arrival
+        self.stream_prompts = stream_prompts
+        self._held_back: set[int] = set()  # streamed prompts buffered until complete
+        self._pieces = 0  # prompt pieces still to arrive
         self._first_token_hook = getattr(router, "on_first_token", None)
         #: Indices of the instances the router may choose (all but draining ones).
         self.routable: list[int] = list(range(len(self.instances)))
@@ -289,6 +298,16 @@ class Simulator:
                 self._push_instance(dst, nt, True)
         elif kind == _CALL:
             payload(t)
+        elif kind == _PIECE:
+            self._pieces -= 1
+            seq, tokens, last = payload
+            if seq.state != DONE:
+                i = seq.rec.instance
+                inst = self.instances[i]
+                inst.sync(t)
+                nt = inst.add_prompt_tokens(seq, tokens, t, last)
+                if nt is not None:
+                    self._push_instance(i, nt, True)
         elif kind == _REFRESH:
             self._snapshot = self.fresh_views(t)
             self.stats.view_refreshes += 1
@@ -333,6 +352,7 @@ class Simulator:
         return (
             self._more_arrivals
             or bool(self._later)
+            or self._pieces > 0
             or self._moves > 0
             or any(i.busy for i in self.instances)
         )
@@ -373,22 +393,40 @@ class Simulator:
         later = self._later
         while True:
             cand = nxt
-            if later and (nxt is None or later[0][0] < nxt.arrival_s):
-                cand = later[0][2]
-            if cand is not None and (not heap or cand.arrival_s <= heap[0][0]):
+            t = nxt.arrival_s if nxt is not None else math.inf
+            if later and later[0][0] < t:
+                t, _, cand = later[0]
+            if cand is not None and (not heap or t <= heap[0][0]):
                 req = cand
-                t = req.arrival_s
                 if cand is not nxt:
                     heapq.heappop(later)
-                elif t < last_arrival:
-                    raise InputError(
-                        f"request {req.id} arrives at {t} s, before the previous one"
-                        f" ({last_arrival} s): the workload must be sorted by arrival time"
-                    )
                 else:
+                    if t < last_arrival:
+                        raise InputError(
+                            f"request {req.id} arrives at {t} s, before the previous one"
+                            f" ({last_arrival} s): the workload must be sorted by arrival time"
+                        )
                     last_arrival = t
+                    nxt = next(it, None)
+                    self._more_arrivals = nxt is not None
                 self.now = t
+                pieces = req.prompt_chunks
+                if len(pieces) > 1 and not self.stream_prompts:
+                    if req.id not in self._held_back:  # sent once the whole prompt is there
+                        self._held_back.add(req.id)
+                        self._ctr += 1
+                        heapq.heappush(later, (t + pieces[-1][0], self._ctr, req))
+                        continue
+                    self._held_back.discard(req.id)
+                    pieces = ()
                 seq = Seq(req, new_record(req))
+                if len(pieces) > 1:
+                    seq.avail = pieces[0][1]
+                    last = len(pieces) - 1
+                    for j in range(1, last + 1):
+                        self._pieces += 1
+                        off, tokens = pieces[j]
+                        self._push_action(t + off, _PIECE, (seq, tokens, j == last))
                 rv = request_view(req)
                 self._views[req.id] = rv
                 views = self._router_views(t, seq, needs_prefix) if needs_views else self._static
@@ -405,9 +443,6 @@ class Simulator:
                     inst.check_invariants()
                 if progress is not None and self.arrived % progress_every == 0:
                     progress(self.arrived, t)
-                if req is nxt:
-                    nxt = next(it, None)
-                    self._more_arrivals = nxt is not None
                 continue
             if not heap:
                 break

@@ -91,6 +91,7 @@ def simulate(
         followups=driver,
         judge=Judge(quality, scenario.seed),
         autoscaler=controller,
+        stream_prompts=scenario.stream_prompts,
     )
     if driver is not None:
         requests = driver.requests()

@@ -12,7 +12,12 @@ from typing import Any
 
 from fleetsched.errors import InputError
 from fleetsched.policies.engine.aggressive import AggressiveAdmission
-from fleetsched.policies.engine.base import AdmissionPolicy, PreemptionPolicy, WaitingQueue
+from fleetsched.policies.engine.base import (
+    AdmissionPolicy,
+    PreemptionPolicy,
+    RetentionPolicy,
+    WaitingQueue,
+)
 from fleetsched.policies.engine.colocate_admission import ColocateAdmission
 from fleetsched.policies.engine.colocate_order import ColocateQueue
 from fleetsched.policies.engine.colocate_preemption import ColocateVictim
@@ -24,6 +29,8 @@ from fleetsched.policies.engine.most_slack import MostSlackVictim
 from fleetsched.policies.engine.newest import NewestVictim
 from fleetsched.policies.engine.past_future import PastFutureAdmission
 from fleetsched.policies.engine.priority import PriorityQueue
+from fleetsched.policies.engine.retention_ttl import TTLRetention
+from fleetsched.policies.engine.retention_workflow import WorkflowRetention
 from fleetsched.policies.engine.sjf import SJFQueue
 from fleetsched.policies.engine.urgency import UrgencyQueue
 from fleetsched.policies.engine.vtc import VTCQueue
@@ -51,6 +58,12 @@ PREEMPTION: dict[str, Callable[..., PreemptionPolicy]] = {
     "lowest_priority": LowestPriorityVictim,
     "most_slack": MostSlackVictim,
     "colocate": ColocateVictim,
+}
+#: KV retention across tool gaps; ``none`` (no retention object): vLLM's LRU decides alone.
+RETENTION: dict[str, Callable[..., RetentionPolicy | None]] = {
+    "none": lambda: None,
+    "ttl": TTLRetention,
+    "workflow": WorkflowRetention,
 }
 
 
