@@ -52,6 +52,7 @@ def request_view(req: Request) -> RequestView:
         slo_class=req.slo_class,
         model=req.model,
         deadline_s=req.deadline_s,
+        arrival_s=req.arrival_s,
     )
 
 

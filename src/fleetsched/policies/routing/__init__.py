@@ -20,7 +20,7 @@ from fleetsched.policies.routing.least_requests import LeastRequests
 from fleetsched.policies.routing.llumnix import Llumnix
 from fleetsched.policies.routing.pd_disagg import PDDisagg
 from fleetsched.policies.routing.power_of_two import PowerOfTwo
-from fleetsched.policies.routing.prefix_load import prefix_load
+from fleetsched.policies.routing.prefix_load import prefix_load, prefix_load_precise
 from fleetsched.policies.routing.random import RandomRouter
 from fleetsched.policies.routing.round_robin import RoundRobin
 from fleetsched.policies.routing.session_affinity import SessionAffinity
@@ -35,6 +35,7 @@ ROUTERS: dict[str, Callable[..., RoutingPolicy]] = {
     "consistent_hash": ConsistentHash,
     "cache_aware": CacheAware,
     "prefix_load": prefix_load,
+    "prefix_load_precise": prefix_load_precise,
     "kv_overlap": KVOverlap,
     "dualmap": DualMap,
     "llumnix": Llumnix,
