@@ -34,6 +34,8 @@ Examples:
 
   fleetsched compare --routers round_robin,least_requests,cache_aware
 
+  fleetsched compare --routers all --instances 8 --requests 2000
+
   fleetsched compare --routers round_robin,prefix_load,kv_overlap --instances 8
   --trace ../shared/traces/mooncake_fast25/conversation_trace.jsonl --summary-json cmp.json
 """
@@ -50,11 +52,29 @@ def compare_routers(
     return dict(zip(routers, results, strict=True))
 
 
+def router_names(spec: str) -> list[str]:
+    """``--routers``: comma-separated names (``all`` = every registered router, in registry
+    order), duplicates dropped; InputError for an unknown name."""
+    names: list[str] = []
+    for r in (x.strip() for x in spec.split(",")):
+        for name in ROUTERS if r == "all" else [r] if r else []:
+            if name not in names:
+                names.append(name)
+    if not names:
+        raise InputError("--routers needs at least one router name (or 'all')")
+    unknown = [r for r in names if r not in ROUTERS]
+    if unknown:
+        raise InputError(
+            f"unknown router {unknown[0]!r} (known: all, {', '.join(sorted(ROUTERS))})"
+        )
+    return names
+
+
 @app.command(epilog=EXAMPLES)
 def compare(
-    routers: Annotated[str, Opt(help="Comma-separated router names.")] = (
-        "round_robin,least_requests"
-    ),
+    routers: Annotated[
+        str, Opt(help="Comma-separated router names, or 'all' for every registered router.")
+    ] = "round_robin,least_requests",
     scenario: ScenarioOpt = None,
     trace: TraceOpt = None,
     trace_format: FormatOpt = "auto",
@@ -68,12 +88,7 @@ def compare(
     summary_json: Annotated[Path | None, Opt(help="Write {router: summary} as JSON.")] = None,
 ) -> None:
     """Run the same workload under each router and print one comparison table."""
-    names = [r.strip() for r in routers.split(",") if r.strip()]
-    if not names:
-        raise InputError("--routers needs at least one router name")
-    unknown = [r for r in names if r not in ROUTERS]
-    if unknown:
-        raise InputError(f"unknown router {unknown[0]!r} (known: {', '.join(sorted(ROUTERS))})")
+    names = router_names(routers)
     sc = resolve_scenario(
         scenario,
         trace=trace,
