@@ -1,7 +1,9 @@
 """Routing policies, registered by name.
 
 A policy is one file in this package plus one line in :data:`ROUTERS`. Every factory takes
-``(seed: int = 0, **params)``; see ``docs/routing.md``.
+``(seed: int = 0, **params)``; see ``docs/routing.md``. Exported for policy authors: the
+router-side :class:`Ledger`, the seeded :class:`UniformStream` and ``pick_min`` /
+``pick_max`` (arg-min/max with ties at random).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fleetsched.errors import InputError
+from fleetsched.policies.routing._util import UniformStream, pick_max, pick_min
 from fleetsched.policies.routing.base import RoutingPolicy
 from fleetsched.policies.routing.cache_aware import CacheAware
 from fleetsched.policies.routing.consistent_hash import ConsistentHash
@@ -17,6 +20,7 @@ from fleetsched.policies.routing.framework import Profile, make_profile
 from fleetsched.policies.routing.kv_overlap import KVOverlap
 from fleetsched.policies.routing.least_kv import LeastKV
 from fleetsched.policies.routing.least_requests import LeastRequests
+from fleetsched.policies.routing.ledger import Ledger
 from fleetsched.policies.routing.llumnix import Llumnix
 from fleetsched.policies.routing.pd_disagg import PDDisagg
 from fleetsched.policies.routing.power_of_two import PowerOfTwo
@@ -57,4 +61,13 @@ def make_router(name: str, params: dict | None = None, seed: int = 0) -> Routing
         raise InputError(f"bad parameters for router {name!r}: {e}") from None
 
 
-__all__ = ["ROUTERS", "Profile", "RoutingPolicy", "make_router"]
+__all__ = [
+    "ROUTERS",
+    "Ledger",
+    "Profile",
+    "RoutingPolicy",
+    "UniformStream",
+    "make_router",
+    "pick_max",
+    "pick_min",
+]
