@@ -49,6 +49,7 @@ def simulate(
         router,
         view_refresh_s=scenario.view_refresh_s,
         kv_link_bytes_s=scenario.kv_link_gb_s * 1e9,
+        seed=scenario.seed,
     )
     if requests is None:
         from fleetsched.workload import build_workload
