@@ -19,6 +19,7 @@ from fleetsched.policies.routing.consistent_hash import ConsistentHash
 from fleetsched.policies.routing.dualmap import DualMap
 from fleetsched.policies.routing.framework import ApproxPrefixScorer, kv_score, queue_score
 from fleetsched.policies.routing.kv_overlap import KVOverlap
+from fleetsched.policies.routing.ledger import Ledger
 from fleetsched.policies.routing.llumnix import Llumnix
 from fleetsched.policies.routing.pd_disagg import PDDisagg
 from fleetsched.policies.routing.power_of_two import PowerOfTwo
@@ -390,6 +391,59 @@ def test_approx_prefix_scorer_lru_is_the_engines_kv_size():
     assert s(R(9, ids=ids), vs) == [0.0, 0.0]  # the oldest prompt was evicted
 
 
+# -------------------------------------------------------------------------------- ledger
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["dispatch", "first", "finish"]),
+            st.integers(0, 11),  # request id
+            st.integers(0, 3),  # instance
+            st.lists(st.integers(0, 2), min_size=0, max_size=6),  # prompt blocks
+            st.integers(0, 15),  # un-hashed tail tokens
+        ),
+        max_size=60,
+    )
+)
+def test_ledger_matches_a_brute_force_recount(ops):
+    """Whatever order dispatches, first tokens and finishes come in (repeats included), the
+    ledger equals a recount of the requests still outstanding."""
+    led = Ledger(track_blocks=True)
+    led.grow(4)
+    live: dict[int, tuple[int, RequestView, bool]] = {}  # id -> (index, request, prefilled)
+    for op, rid, inst, ids, tail in ops:
+        q = R(rid, ids=tuple(ids), prompt=16 * len(ids) + tail)
+        if op == "dispatch":
+            led.dispatch(q, inst, prefill_tokens=q.prompt_tokens // 2)
+            live[rid] = (inst, q, False)
+        elif op == "first":
+            led.first_token(q)
+            if rid in live:
+                live[rid] = (live[rid][0], live[rid][1], True)
+        else:
+            led.finish(q)
+            live.pop(rid, None)
+        for i in range(4):
+            mine = [(r, pre) for ix, r, pre in live.values() if ix == i]
+            assert led.requests[i] == len(mine)
+            assert led.prefill_tokens[i] == sum(r.prompt_tokens // 2 for r, p in mine if not p)
+            assert led.unprefilled_tokens[i] == sum(r.prompt_tokens for r, p in mine if not p)
+            unique = {h for r, _ in mine for h in r.block_hashes}
+            tails = sum(r.prompt_tokens - 16 * len(r.block_hashes) for r, _ in mine)
+            assert led.active_tokens[i] == 16 * len(unique) + tails
+        for r in [q, R(99, ids=(0, 1, 2, 0))]:
+            want = {}
+            for i in range(4):
+                held = {h for ix, x, _ in live.values() if ix == i for h in x.block_hashes}
+                k = 0
+                while k < len(r.block_hashes) and r.block_hashes[k] in held:
+                    k += 1
+                if k:
+                    want[i] = k
+            assert led.active_prefix(r.block_hashes, 0b1111) == want
+    assert len(led) == len(live)
+
+
 # ---------------------------------------------------------------------------- kv_overlap
 def test_kv_overlap_defaults_are_dynamos():
     r = KVOverlap()
@@ -430,6 +484,15 @@ def test_kv_overlap_counts_routed_prefill_and_active_blocks_router_side():
     r.on_finish(R(0, ids=a), 2)
     assert led.requests == [0, 0, 0] and led.active_tokens == [0, 0, 0]
     assert led.prefill_tokens == [0, 0, 0]
+
+
+def test_kv_overlap_credit_decay_trades_locality_for_prefill_balance():
+    r = KVOverlap(overlap_score_credit_decay=1.0)
+    r.ledger.dispatch(R(90, ids=tuple(range(500, 520))), 1)  # 320 tokens of prefill on 1
+    vs = [V(0, cached_prefix_tokens=160), V(1, cached_prefix_tokens=160)]
+    q = R(0, ids=tuple(range(10)))  # 10 blocks, all cached on both
+    # Decay on 1 = 1 / (1 + 1 * (20 excess blocks) / 10) = 1/3: prefill 30 - 10/3.
+    assert r.costs(q, vs) == pytest.approx([0 + 10, 30 - 10 / 3 + 20 + 10])
 
 
 def test_kv_overlap_a_burst_onto_an_idle_fleet_spreads():

@@ -183,17 +183,17 @@ class ApproxPrefixScorer:
         total = -(-min(req.prompt_tokens, self.max_prefix_tokens) // bt) if bt > 0 else 0
         if not hs or total <= 0:
             return [0.0] * len(views)
-        top = max(v.index for v in views) + 1
-        self.index.grow(top)
+        idx = [v.index for v in views]
+        self.index.grow(max(idx) + 1)
         mask = 0
-        for v in views:
-            mask |= 1 << v.index
+        for i in idx:
+            mask |= 1 << i
         matches = self.index.match_all(hs, mask)
         if not matches:
             return [0.0] * len(views)
         inv = 1.0 / total
         get = matches.get
-        return [get(v.index, 0) * inv for v in views]
+        return [get(i, 0) * inv for i in idx]
 
     def picked(self, req: RequestView, view: InstanceView) -> None:
         hs = self._hashes(req)

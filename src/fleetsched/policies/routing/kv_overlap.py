@@ -109,28 +109,36 @@ class KVOverlap:
         bt = self.block_tokens
         p = req.prompt_tokens
         led = self.ledger
-        top = max(v.index for v in views) + 1
+        idx = [v.index for v in views]
+        top = max(idx) + 1
         if top > len(led.requests):
             led.grow(top)
-        pf, act, nreq = led.prefill_tokens, led.active_tokens, led.requests
+        mask = 0
+        for i in idx:
+            mask |= 1 << i
         hs, hbt = req.block_hashes, req.hash_block_tokens
-        tail = max(p - len(hs) * hbt, 0)
-        credit, scale = self.overlap_score_credit, self.prefill_load_scale
-        wreq, kdecay = self.decode_active_request_weight, self.overlap_score_credit_decay
-        min_pf = min(pf[v.index] for v in views) if kdecay > 0 else 0
-        req_blocks = max(-(-p // bt), 1)
-        inv = 1.0 / bt
-        out = []
-        for v in views:
-            i = v.index
-            c = credit
-            if kdecay > 0:
-                c = credit / (1.0 + kdecay * (pf[i] - min_pf) * inv / req_blocks)
-            prefill = (pf[i] + p) * inv - c * self._overlap(req, v)
-            if prefill < 0:
-                prefill = 0.0
-            decode = (act[i] + led.new_tokens(i, hs, hbt) + tail) * inv
-            out.append(scale * prefill + decode + wreq * nreq[i])
+        shared = led.active_prefix(hs, mask).get
+        pf, act = led.prefill_tokens, led.active_tokens
+        # Tokens the request would add to an instance's active set before what is active there
+        # already (the un-hashed tail always counts).
+        new_all = max(p, len(hs) * hbt)
+        rb = -(-p // bt)
+        ovs = [v.cached_prefix_tokens // bt for v in views]
+        credit, scale, inv = self.overlap_score_credit, self.prefill_load_scale, 1.0 / bt
+        if self.overlap_score_credit_decay > 0:
+            k, floor = self.overlap_score_credit_decay, min(pf[i] for i in idx)
+            credits = [credit / (1.0 + k * (pf[i] - floor) * inv / max(rb, 1)) for i in idx]
+        else:
+            credits = [credit] * len(idx)
+        out = [
+            scale * max((pf[i] + p) * inv - c * (ov if ov < rb else rb), 0.0)
+            + (act[i] + new_all - shared(i, 0) * hbt) * inv
+            for i, ov, c in zip(idx, ovs, credits, strict=True)
+        ]
+        w = self.decode_active_request_weight
+        if w:
+            nreq = led.requests
+            out = [c + w * nreq[i] for c, i in zip(out, idx, strict=True)]
         return out
 
     def route(self, req: RequestView, instances: Sequence[InstanceView]) -> int:

@@ -18,14 +18,21 @@ part released when the first token comes back (``on_first_token``). Per instance
 
 Every release is idempotent and keyed by request id, so a runtime may report a request twice
 (first token after a retry, finish after an error) without the counts drifting.
+
+Block tracking costs O(log n) Python steps plus the blocks that become active or inactive:
+reference counts are two ``Counter`` s per instance (sent, released) updated in C, and an
+instance's active set is a union of chains, so the new (or freed) blocks of a prompt are a
+suffix of its chain, found by binary search.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fleetsched.core.views import RequestView
+from fleetsched.policies.routing.prefix_index import match_lengths
 
 
 @dataclass(slots=True)
@@ -40,7 +47,9 @@ class _Sent:
 
 class Ledger:
     __slots__ = (
-        "_blocks",
+        "_added",
+        "_owners",
+        "_released",
         "_sent",
         "active_tokens",
         "prefill_tokens",
@@ -57,7 +66,10 @@ class Ledger:
         self.prefill_tokens: list[int] = []
         self.unprefilled_tokens: list[int] = []
         self.active_tokens: list[int] = []
-        self._blocks: list[dict[int, int]] = []  # per instance: block hash -> refcount
+        # Per instance: references taken and released per block hash (active: taken > released).
+        self._added: list[Counter[int]] = []
+        self._released: list[Counter[int]] = []
+        self._owners: dict[int, int] = {}  # block hash -> bitmask of instances it is active on
         self._sent: dict[int, _Sent] = {}
 
     def grow(self, n: int) -> None:
@@ -72,7 +84,8 @@ class Ledger:
                 self.active_tokens,
             ):
                 xs.extend([0] * k)
-            self._blocks.extend({} for _ in range(k))
+            self._added.extend(Counter() for _ in range(k))
+            self._released.extend(Counter() for _ in range(k))
 
     def __len__(self) -> int:
         """Requests sent and not finished, over all instances."""
@@ -98,16 +111,19 @@ class Ledger:
         if self.track_blocks:
             hs = req.block_hashes
             tail = max(p - len(hs) * req.hash_block_tokens, 0)
-            blocks = self._blocks[index]
-            new = 0
-            for h in hs:
-                c = blocks.get(h)
-                if c is None:
-                    blocks[h] = 1
-                    new += 1
+            owners, bit = self._owners, 1 << index
+            get = owners.get
+            lo, hi = 0, len(hs)  # hs[:lo] active on index, hs[hi:] not (prefix-closed)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if get(hs[mid], 0) & bit:
+                    lo = mid + 1
                 else:
-                    blocks[h] = c + 1
-            self.active_tokens[index] += new * req.hash_block_tokens + tail
+                    hi = mid
+            if lo < len(hs):
+                owners.update({h: get(h, 0) | bit for h in hs[lo:]})
+            self._added[index].update(hs)
+            self.active_tokens[index] += (len(hs) - lo) * req.hash_block_tokens + tail
         self._sent[req.id] = _Sent(index, p, pf, False, hs, tail)
         self.requests[index] += 1
         self.routed[index] += 1
@@ -133,32 +149,34 @@ class Ledger:
             self.unprefilled_tokens[i] -= s.prompt_tokens
         self.requests[i] -= 1
         if s.hashes or s.tail_tokens:
-            blocks = self._blocks[i]
-            gone = 0
-            for h in s.hashes:
-                c = blocks[h]
-                if c == 1:
-                    del blocks[h]
-                    gone += 1
+            hs = s.hashes
+            added, released = self._added[i], self._released[i]
+            released.update(hs)
+            # References fall along the chain: the blocks now free are a suffix.
+            lo, hi = 0, len(hs)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                h = hs[mid]
+                if added[h] > released[h]:
+                    lo = mid + 1
                 else:
-                    blocks[h] = c - 1
-            self.active_tokens[i] -= gone * req.hash_block_tokens + s.tail_tokens
+                    hi = mid
+            owners, clear = self._owners, ~(1 << i)
+            for h in hs[lo:]:
+                del added[h], released[h]
+                m = owners[h] & clear
+                if m:
+                    owners[h] = m
+                else:
+                    del owners[h]
+            self.active_tokens[i] -= (len(hs) - lo) * req.hash_block_tokens + s.tail_tokens
 
     # --------------------------------------------------------------------- queries
-    def new_tokens(self, index: int, hashes: Sequence[int], block_tokens: int) -> int:
-        """Tokens of the hashed prefix ``hashes`` not already active on ``index``. The active
-        set of an instance is a union of chains, hence prefix-closed: binary search."""
-        if index >= len(self._blocks):
-            return len(hashes) * block_tokens
-        blocks = self._blocks[index]
-        lo, hi = 0, len(hashes)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if hashes[mid] in blocks:
-                lo = mid + 1
-            else:
-                hi = mid
-        return (len(hashes) - lo) * block_tokens
+    def active_prefix(self, hashes: Sequence[int], mask: int) -> dict[int, int]:
+        """``{index: blocks of the hashed prefix hashes already active there}`` for the
+        instances in ``mask`` (absent: none). Each instance's active set is a union of chains,
+        hence prefix-closed, so :func:`~.prefix_index.match_lengths` applies."""
+        return match_lengths(hashes, self._owners, mask)
 
 
 __all__ = ["Ledger"]

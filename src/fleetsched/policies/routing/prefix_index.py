@@ -71,35 +71,8 @@ class PrefixIndex:
 
     def match_all(self, hashes: Sequence[int], mask: int) -> dict[int, int]:
         """``{instance index: match length}`` for every instance in ``mask`` holding at least
-        the first block. Holder sets shrink with depth (each set is prefix-closed), so the
-        depth where each instance drops out is found by bisecting only ranges whose holder
-        mask changes."""
-        n = len(hashes)
-        if n == 0:
-            return {}
-        get = self._owners.get
-        m0 = get(hashes[0], 0) & mask
-        if not m0:
-            return {}
-        out: dict[int, int] = {}
-        # Ranges (lo, hi, holders at lo, holders at hi); holders at n are none.
-        stack = [(0, n, m0, 0)]
-        while stack:
-            lo, hi, mlo, mhi = stack.pop()
-            if mlo == mhi:
-                continue
-            if hi == lo + 1:
-                dropped = mlo & ~mhi
-                while dropped:
-                    low = dropped & -dropped
-                    out[low.bit_length() - 1] = hi
-                    dropped ^= low
-                continue
-            mid = (lo + hi) // 2
-            mmid = get(hashes[mid], 0) & mlo
-            stack.append((lo, mid, mlo, mmid))
-            stack.append((mid, hi, mmid, mhi))
-        return out
+        the first block (see :func:`match_lengths`)."""
+        return match_lengths(hashes, self._owners, mask)
 
     def insert(self, index: int, hashes: Sequence[int], held: int | None = None) -> None:
         """Insert (or touch) the path ``hashes`` for ``index``; ``held`` blocks of it were
@@ -152,6 +125,40 @@ class PrefixIndex:
         return cut
 
 
+def match_lengths(hashes: Sequence[int], owners: dict[int, int], mask: int) -> dict[int, int]:
+    """``{instance: length of the prefix of hashes it holds}`` for the instances in ``mask``
+    holding the first block, from ``owners`` (hash -> bitmask of holders) of prefix-closed
+    per-instance sets. Holder sets shrink with depth, so the depth where each instance drops
+    out is found by bisecting only the ranges whose holder mask changes: O(k log n) lookups
+    for k distinct lengths."""
+    n = len(hashes)
+    if n == 0:
+        return {}
+    get = owners.get
+    m0 = get(hashes[0], 0) & mask
+    if not m0:
+        return {}
+    out: dict[int, int] = {}
+    # Ranges (lo, hi, holders at lo, holders at hi); holders at n are none.
+    stack = [(0, n, m0, 0)]
+    while stack:
+        lo, hi, mlo, mhi = stack.pop()
+        if mlo == mhi:
+            continue
+        if hi == lo + 1:
+            dropped = mlo & ~mhi
+            while dropped:
+                low = dropped & -dropped
+                out[low.bit_length() - 1] = hi
+                dropped ^= low
+            continue
+        mid = (lo + hi) // 2
+        mmid = get(hashes[mid], 0) & mlo
+        stack.append((lo, mid, mlo, mmid))
+        stack.append((mid, hi, mmid, mhi))
+    return out
+
+
 def strided(
     hashes: Sequence[int], block_tokens: int, unit_tokens: int
 ) -> tuple[Sequence[int], int]:
@@ -165,4 +172,4 @@ def strided(
     return hashes, block_tokens
 
 
-__all__ = ["PrefixIndex", "strided"]
+__all__ = ["PrefixIndex", "match_lengths", "strided"]
