@@ -685,6 +685,7 @@ def test_llumnix_migrates_from_low_remaining_steps_and_preempting_instances():
     assert r.plan_migrations(vs) == [(0, 4), (3, 1)]
     assert r.plan_migrations(vs) == [(0, 4)]  # no new preemption
     assert Llumnix(migrate_out_threshold=100.0).plan_migrations(vs[1:3]) == [(2, 1)]
+    assert Llumnix(migrate=False).plan_migrations(vs) == []
 
 
 # ---------------------------------------------------------------------- session_affinity

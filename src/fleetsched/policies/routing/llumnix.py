@@ -20,7 +20,9 @@ defaults from ``config/default.py``). The load metric of both dispatch and migra
   polling interval x ``pair_migration_frequency`` 1): *sources* are instances with
   remaining steps <= ``migrate_out_threshold`` (-3) or with preempted requests; *destinations*
   have remaining steps >= the threshold and no preempted requests. ``defrag`` pairing: the
-  most loaded source with the least loaded destination, and so on down both lists.
+  most loaded source with the least loaded destination, and so on down both lists. Llumnix
+  ships with routine migration off (``ENABLE_ROUTINE_MIGRATION = False``); migration is
+  what this router is for, so it is on here (``migrate=False`` keeps only the dispatch).
 
 Where the numbers come from, as a gateway can know them: ``running``, ``queue_len`` (waiting)
 and ``free_blocks`` from the views (scraped engine metrics); the blocks of waiting requests
@@ -57,12 +59,14 @@ class Llumnix:
         migrate_out_threshold: float = -3.0,
         migration_interval_s: float = 0.05,
         block_tokens: int = BLOCK_TOKENS,
+        migrate: bool = True,
     ) -> None:
         if migration_interval_s <= 0 or block_tokens < 1:
             raise InputError("llumnix: migration_interval_s must be > 0 and block_tokens >= 1")
         self.migrate_out_threshold = migrate_out_threshold
         self.migration_interval_s = migration_interval_s
         self.block_tokens = block_tokens
+        self.migrate = migrate
         self.ledger = Ledger()
         self._rng = UniformStream(seed)
         self._preemptions: dict[int, int] = {}  # index -> counter at the previous plan
@@ -94,6 +98,8 @@ class Llumnix:
 
     def plan_migrations(self, views: Sequence[InstanceView]) -> list[tuple[int, int]]:
         """``(src, dst)`` instance-index pairs to migrate one running request each."""
+        if not self.migrate:
+            return []
         up = [v for v in views if v.healthy]
         top = max((v.index for v in up), default=-1) + 1
         if top > len(self.ledger.requests):
