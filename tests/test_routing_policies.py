@@ -408,7 +408,7 @@ def test_approx_prefix_scorer_lru_is_the_engines_kv_size():
 def test_ledger_matches_a_brute_force_recount(ops):
     """Whatever order dispatches, first tokens and finishes come in (repeats included), the
     ledger equals a recount of the requests still outstanding."""
-    led = Ledger(track_blocks=True)
+    led = Ledger(track_blocks=True, unit_tokens=16)
     led.grow(4)
     live: dict[int, tuple[int, RequestView, bool]] = {}  # id -> (index, request, prefilled)
     for op, rid, inst, ids, tail in ops:
@@ -444,6 +444,18 @@ def test_ledger_matches_a_brute_force_recount(ops):
     assert len(led) == len(live)
 
 
+def test_ledger_deduplicates_in_64_token_units_by_default():
+    led = Ledger(track_blocks=True)
+    led.dispatch(R(0, ids=tuple(range(10))), 0)  # 160 tokens: 2 units of 64 + 32
+    assert led.active_tokens[0] == 128 + 32
+    led.dispatch(R(1, ids=(*range(8), 50, 51)), 0)  # shares the 2 units (8 blocks)
+    assert led.active_tokens[0] == 128 + 32 + 32
+    led.finish(R(0))
+    assert led.active_tokens[0] == 128 + 32
+    led.finish(R(1))
+    assert led.active_tokens[0] == 0
+
+
 # ---------------------------------------------------------------------------- kv_overlap
 def test_kv_overlap_defaults_are_dynamos():
     r = KVOverlap()
@@ -456,7 +468,7 @@ def test_kv_overlap_defaults_are_dynamos():
 
 def test_kv_overlap_counts_routed_prefill_and_active_blocks_router_side():
     """Dynamo's cost with its router-side terms, by hand. Prompts are 10 blocks of 16."""
-    r = KVOverlap(seed=1)
+    r = KVOverlap(seed=1, active_unit_tokens=16)  # Dynamo's exact rule: 16-token blocks
     a, b, c = tuple(range(10)), tuple(range(100, 110)), tuple(range(200, 210))
     vs = [V(0), V(1, cached_prefix_tokens=128), V(2, cached_prefix_tokens=160)]
     # Empty ledger: max(0, 160/16 - overlap) + (0 active + 10 new blocks).
@@ -487,7 +499,7 @@ def test_kv_overlap_counts_routed_prefill_and_active_blocks_router_side():
 
 
 def test_kv_overlap_credit_decay_trades_locality_for_prefill_balance():
-    r = KVOverlap(overlap_score_credit_decay=1.0)
+    r = KVOverlap(overlap_score_credit_decay=1.0, active_unit_tokens=16)
     r.ledger.dispatch(R(90, ids=tuple(range(500, 520))), 1)  # 320 tokens of prefill on 1
     vs = [V(0, cached_prefix_tokens=160), V(1, cached_prefix_tokens=160)]
     q = R(0, ids=tuple(range(10)))  # 10 blocks, all cached on both

@@ -25,7 +25,8 @@ selector, 0243c51b for the config). Each worker gets a cost in blocks, the lowes
   until it finishes, blocks shared between them counted once (``router_track_active_blocks``
   and ``router_assume_kv_reuse``, both on by default); ``new_blocks``: the request's blocks
   not already among them. Output blocks are not tracked (``router_track_output_blocks`` is
-  off by default).
+  off by default). Blocks are deduplicated in ``active_unit_tokens`` (64) token units (see
+  :mod:`.ledger`; 16 is Dynamo's exact rule at four times the bookkeeping).
 * ``decay = 1 / (1 + overlap_score_credit_decay * excess_prefill_blocks / request_blocks)``
   where ``excess`` is the worker's active prefill above the least loaded candidate's; the
   default decay 0 makes it 1.
@@ -40,8 +41,9 @@ a positive temperature samples from ``softmax(-(cost - min) / (max - min) / temp
 Deliberate differences: only healthy workers are candidates (Dynamo's eligibility filters,
 busy thresholds and router-side queue, ``router_queue_threshold``, are not modelled: queueing
 is left to the engines); host/disk cache tiers and the shared-cache term are absent (no such
-tiers here); the un-hashed tail of a prompt (shorter than a hash block) counts as active per
-request, where Dynamo hashes every full 16-token block.
+tiers here); active blocks are deduplicated in 64-token units and the rest of a prompt past
+its last full unit counts per request, where Dynamo hashes every full 16-token block (a
+quarter of the bookkeeping per request; at most 48 tokens per prompt differ).
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class KVOverlap:
         decode_active_request_weight: float = 0.0,
         block_tokens: int = BLOCK_TOKENS,
         overlap_weight: float | None = None,
+        active_unit_tokens: int = 64,
     ) -> None:
         if overlap_weight is not None:  # Dynamo's deprecated overlap_score_weight
             prefill_load_scale = overlap_weight
@@ -86,10 +89,12 @@ class KVOverlap:
             or overlap_score_credit_decay < 0
             or decode_active_request_weight < 0
             or block_tokens < 1
+            or active_unit_tokens < 1
         ):
             raise InputError(
                 "kv_overlap: temperature, prefill_load_scale, overlap_score_credit_decay and "
-                "decode_active_request_weight must be >= 0, block_tokens >= 1"
+                "decode_active_request_weight must be >= 0, block_tokens and "
+                "active_unit_tokens >= 1"
             )
         self.overlap_score_credit = overlap_score_credit
         self.prefill_load_scale = prefill_load_scale
@@ -97,7 +102,7 @@ class KVOverlap:
         self.overlap_score_credit_decay = overlap_score_credit_decay
         self.decode_active_request_weight = decode_active_request_weight
         self.block_tokens = block_tokens
-        self.ledger = Ledger(track_blocks=True)
+        self.ledger = Ledger(track_blocks=True, unit_tokens=active_unit_tokens)
         self._rng = UniformStream(seed)
 
     def _overlap(self, req: RequestView, v: InstanceView) -> int:
@@ -116,12 +121,12 @@ class KVOverlap:
         mask = 0
         for i in idx:
             mask |= 1 << i
-        hs, hbt = req.block_hashes, req.hash_block_tokens
+        hs, unit = led.path(req)
         shared = led.active_prefix(hs, mask).get
         pf, act = led.prefill_tokens, led.active_tokens
         # Tokens the request would add to an instance's active set before what is active there
         # already (the un-hashed tail always counts).
-        new_all = max(p, len(hs) * hbt)
+        new_all = max(p, len(hs) * unit)
         rb = -(-p // bt)
         ovs = [v.cached_prefix_tokens // bt for v in views]
         credit, scale, inv = self.overlap_score_credit, self.prefill_load_scale, 1.0 / bt
@@ -132,7 +137,7 @@ class KVOverlap:
             credits = [credit] * len(idx)
         out = [
             scale * max((pf[i] + p) * inv - c * (ov if ov < rb else rb), 0.0)
-            + (act[i] + new_all - shared(i, 0) * hbt) * inv
+            + (act[i] + new_all - shared(i, 0) * unit) * inv
             for i, ov, c in zip(idx, ovs, credits, strict=True)
         ]
         w = self.decode_active_request_weight

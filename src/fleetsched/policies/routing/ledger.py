@@ -13,8 +13,9 @@ part released when the first token comes back (``on_first_token``). Per instance
 * ``unprefilled_tokens``: whole prompts of those requests (the waiting demand Llumnix counts);
 * with ``track_blocks``: ``active_tokens``, the prompt tokens of unfinished requests with
   blocks shared between them counted once (Dynamo's ``ActiveSequences`` with
-  ``router_assume_kv_reuse``). Hashed blocks are deduplicated by chained hash; the un-hashed
-  tail of each prompt counts per request.
+  ``router_assume_kv_reuse``). Blocks are deduplicated by chained hash in ``unit_tokens``
+  (64) token units (every 4th 16-token hash: a quarter of the bookkeeping); the rest of each
+  prompt past its last full unit counts per request.
 
 Every release is idempotent and keyed by request id, so a runtime may report a request twice
 (first token after a retry, finish after an error) without the counts drifting.
@@ -32,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fleetsched.core.views import RequestView
-from fleetsched.policies.routing.prefix_index import match_lengths
+from fleetsched.policies.routing.prefix_index import match_lengths, strided
 
 
 @dataclass(slots=True)
@@ -42,6 +43,7 @@ class _Sent:
     prefill_tokens: int
     prefilled: bool
     hashes: tuple[int, ...]
+    unit_tokens: int
     tail_tokens: int
 
 
@@ -56,11 +58,13 @@ class Ledger:
         "requests",
         "routed",
         "track_blocks",
+        "unit_tokens",
         "unprefilled_tokens",
     )
 
-    def __init__(self, track_blocks: bool = False) -> None:
+    def __init__(self, track_blocks: bool = False, unit_tokens: int = 64) -> None:
         self.track_blocks = track_blocks
+        self.unit_tokens = unit_tokens
         self.requests: list[int] = []
         self.routed: list[int] = []
         self.prefill_tokens: list[int] = []
@@ -106,11 +110,11 @@ class Ledger:
             self.grow(index + 1)
         p = req.prompt_tokens
         pf = p if prefill_tokens is None else max(int(prefill_tokens), 0)
-        hs: tuple[int, ...] = ()
-        tail = 0
+        hs: Sequence[int] = ()
+        tail = unit = 0
         if self.track_blocks:
-            hs = req.block_hashes
-            tail = max(p - len(hs) * req.hash_block_tokens, 0)
+            hs, unit = self.path(req)
+            tail = max(p - len(hs) * unit, 0)
             owners, bit = self._owners, 1 << index
             get = owners.get
             lo, hi = 0, len(hs)  # hs[:lo] active on index, hs[hi:] not (prefix-closed)
@@ -123,8 +127,8 @@ class Ledger:
             if lo < len(hs):
                 owners.update({h: get(h, 0) | bit for h in hs[lo:]})
             self._added[index].update(hs)
-            self.active_tokens[index] += (len(hs) - lo) * req.hash_block_tokens + tail
-        self._sent[req.id] = _Sent(index, p, pf, False, hs, tail)
+            self.active_tokens[index] += (len(hs) - lo) * unit + tail
+        self._sent[req.id] = _Sent(index, p, pf, False, tuple(hs), unit, tail)
         self.requests[index] += 1
         self.routed[index] += 1
         self.prefill_tokens[index] += pf
@@ -169,13 +173,17 @@ class Ledger:
                     owners[h] = m
                 else:
                     del owners[h]
-            self.active_tokens[i] -= (len(hs) - lo) * req.hash_block_tokens + s.tail_tokens
+            self.active_tokens[i] -= (len(hs) - lo) * s.unit_tokens + s.tail_tokens
 
     # --------------------------------------------------------------------- queries
+    def path(self, req: RequestView) -> tuple[Sequence[int], int]:
+        """The request's chain in tracking units, and the tokens per unit."""
+        return strided(req.block_hashes, req.hash_block_tokens, self.unit_tokens)
+
     def active_prefix(self, hashes: Sequence[int], mask: int) -> dict[int, int]:
-        """``{index: blocks of the hashed prefix hashes already active there}`` for the
-        instances in ``mask`` (absent: none). Each instance's active set is a union of chains,
-        hence prefix-closed, so :func:`~.prefix_index.match_lengths` applies."""
+        """``{index: units of the chain hashes (see :meth:`path`) already active there}`` for
+        the instances in ``mask`` (absent: none). Each instance's active set is a union of
+        chains, hence prefix-closed, so :func:`~.prefix_index.match_lengths` applies."""
         return match_lengths(hashes, self._owners, mask)
 
 
