@@ -337,7 +337,7 @@ def test_prefix_index_stays_prefix_closed_and_match_all_agrees(ops, keep):
 
 # --------------------------------------------------------------------------- prefix_load
 def test_prefix_load_default_is_llm_d_chart_with_approximate_prefix_from_history():
-    r = make_router("prefix_load", seed=1)
+    r = make_router("prefix_load", {"unit_tokens": 16}, seed=1)  # llm-d's 16-token blocks
     assert r.needs_views and not r.needs_prefix  # it never reads the engine's cache
     (pre, wp), (q, wq), (kv, wk) = r.scorers
     assert isinstance(pre, ApproxPrefixScorer) and (q, kv) == (queue_score, kv_score)
@@ -378,7 +378,7 @@ def test_prefix_load_precise_is_llm_d_precise_config():
 
 
 def test_approx_prefix_scorer_lru_is_the_engines_kv_size():
-    s = ApproxPrefixScorer(max_prefix_tokens=16 * 4)
+    s = ApproxPrefixScorer(max_prefix_tokens=16 * 4, unit_tokens=16)
     vs = [V(0, total_blocks=10), V(1, total_blocks=10)]
     ids = tuple(range(8))
     assert s(R(0, ids=ids), vs) == [0.0, 0.0]
@@ -389,6 +389,10 @@ def test_approx_prefix_scorer_lru_is_the_engines_kv_size():
         s.picked(R(2 + k, ids=tuple(range(100 * k + 100, 100 * k + 104))), vs[0])
         assert s.index.size(0) <= 10
     assert s(R(9, ids=ids), vs) == [0.0, 0.0]  # the oldest prompt was evicted
+    coarse = ApproxPrefixScorer()  # default: 64-token units, 4096 tokens tracked
+    coarse.picked(R(20, ids=tuple(range(10))), vs[1])  # 160 tokens: 2 units held
+    assert coarse.index.size(1) == 2
+    assert coarse(R(21, ids=tuple(range(10))), vs) == [0.0, 2 / 3]  # of ceil(160 / 64)
 
 
 # -------------------------------------------------------------------------------- ledger

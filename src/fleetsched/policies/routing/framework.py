@@ -26,7 +26,7 @@ from fleetsched.core.request import BLOCK_TOKENS
 from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.errors import InputError
 from fleetsched.policies.routing._util import UniformStream
-from fleetsched.policies.routing.prefix_index import PrefixIndex
+from fleetsched.policies.routing.prefix_index import PrefixIndex, strided
 
 Views = Sequence[InstanceView]
 Filter = Callable[[RequestView, Views], Views]
@@ -145,10 +145,12 @@ class ApproxPrefixScorer:
     prompt's blocks are added to the chosen instance's LRU, whose capacity is the engine's KV
     blocks (llm-d's ``autoTune`` reads ``num_gpu_blocks``; 31,250 without metrics).
 
-    Differences from llm-d: blocks are the request's chained hash blocks (16 tokens for
-    tokenized prompts; llm-d hashes ~4 characters per token of the raw text), and eviction
-    drops whole least recently sent prompts at once, leaves first, so each instance's set stays
-    prefix-closed (llm-d's per-block LRU may drop a prompt's first block before its last).
+    Differences from llm-d: blocks are the request's chained hash blocks taken in
+    ``unit_tokens`` (64) token units, every 4th 16-token hash (llm-d hashes 16-token blocks of
+    ~4 characters per token of the raw text; the coarser unit is a quarter of the work per
+    request and rounds a match down to 64 tokens); eviction drops whole least recently sent
+    prompts at once, leaves first, so each instance's set stays prefix-closed (llm-d's
+    per-block LRU may drop a prompt's first block before its last).
     """
 
     needs_prefix = False
@@ -158,28 +160,32 @@ class ApproxPrefixScorer:
         max_prefix_tokens: int = 256 * BLOCK_TOKENS,
         lru_blocks: int | None = None,
         block_tokens: int = BLOCK_TOKENS,
+        unit_tokens: int = 64,
     ) -> None:
-        if max_prefix_tokens < 1 or (lru_blocks is not None and lru_blocks < 1):
-            raise InputError("approximate prefix scorer: max_prefix_tokens, lru_blocks >= 1")
+        if max_prefix_tokens < 1 or unit_tokens < 1 or (lru_blocks is not None and lru_blocks < 1):
+            raise InputError(
+                "approximate prefix scorer: max_prefix_tokens, unit_tokens, lru_blocks >= 1"
+            )
         self.max_prefix_tokens = max_prefix_tokens
         self.lru_blocks = lru_blocks
         self.block_tokens = block_tokens
+        self.unit_tokens = unit_tokens
         self.index = PrefixIndex()
-        self._last: tuple[int, tuple[int, ...]] = (-1, ())
+        self._last: tuple[int, Sequence[int], int] = (-1, (), 1)
 
-    def _hashes(self, req: RequestView) -> tuple[int, ...]:
+    def _hashes(self, req: RequestView) -> tuple[Sequence[int], int]:
+        """The tracked head of the prompt's chain, and the tokens per block of it."""
         if self._last[0] == req.id:
-            return self._last[1]
-        hs = req.block_hashes
-        cap = max(self.max_prefix_tokens // max(req.hash_block_tokens, 1), 1)
+            return self._last[1], self._last[2]
+        hs, unit = strided(req.block_hashes, req.hash_block_tokens, self.unit_tokens)
+        cap = max(self.max_prefix_tokens // max(unit, 1), 1)
         if len(hs) > cap:
             hs = hs[:cap]
-        self._last = (req.id, hs)
-        return hs
+        self._last = (req.id, hs, unit)
+        return hs, unit
 
     def __call__(self, req: RequestView, views: Views) -> list[float]:
-        hs = self._hashes(req)
-        bt = req.hash_block_tokens
+        hs, bt = self._hashes(req)
         total = -(-min(req.prompt_tokens, self.max_prefix_tokens) // bt) if bt > 0 else 0
         if not hs or total <= 0:
             return [0.0] * len(views)
@@ -196,16 +202,16 @@ class ApproxPrefixScorer:
         return [get(i, 0) * inv for i in idx]
 
     def picked(self, req: RequestView, view: InstanceView) -> None:
-        hs = self._hashes(req)
+        hs, unit = self._hashes(req)
         if not hs:
             return
         i = view.index
         self.index.grow(i + 1)
         self.index.insert(i, hs)
-        cap = self.lru_blocks
+        cap = self.lru_blocks  # in engine blocks (llm-d: num_gpu_blocks, else 31,250)
         if cap is None:
-            cap = view.total_blocks * self.block_tokens // max(req.hash_block_tokens, 1)
-            cap = cap if cap > 0 else 31_250
+            cap = view.total_blocks if view.total_blocks > 0 else 31_250
+        cap = max(cap * self.block_tokens // unit, 1)
         if self.index.size(i) > cap:
             self.index.evict(i, cap - cap // 16)
 

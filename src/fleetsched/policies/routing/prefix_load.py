@@ -47,9 +47,12 @@ def prefix_load(
     picker: str = "max",
     max_prefix_tokens: int = 256 * BLOCK_TOKENS,
     lru_blocks: int | None = None,
+    unit_tokens: int = 64,
 ) -> Profile:
     """llm-d's chart default: approximate prefix 3, queue 2, kv-cache utilisation 2."""
-    prefix = ApproxPrefixScorer(max_prefix_tokens=max_prefix_tokens, lru_blocks=lru_blocks)
+    prefix = ApproxPrefixScorer(
+        max_prefix_tokens=max_prefix_tokens, lru_blocks=lru_blocks, unit_tokens=unit_tokens
+    )
     return Profile(
         filters=(healthy, model_match),
         scorers=((prefix, prefix_weight), (queue_score, queue_weight), (kv_score, kv_weight)),
