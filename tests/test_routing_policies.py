@@ -511,6 +511,52 @@ def test_kv_overlap_credit_decay_trades_locality_for_prefill_balance():
     assert r.costs(q, vs) == pytest.approx([0 + 10, 30 - 10 / 3 + 20 + 10])
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.integers(0, 3), min_size=1, max_size=8),  # prompt blocks
+            st.integers(0, 5),  # cached blocks
+            st.sampled_from(["keep", "first", "finish"]),
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+    st.floats(0, 1),
+    st.floats(0, 3),
+    st.floats(0, 2),
+)
+def test_kv_overlap_costs_equal_dynamos_formula_on_the_ledger(ops, credit, scale, wreq):
+    """The incremental cost equals the formula evaluated from the ledger's state."""
+    r = KVOverlap(
+        seed=3,
+        overlap_score_credit=credit,
+        prefill_load_scale=scale,
+        decode_active_request_weight=wreq,
+        active_unit_tokens=16,
+    )
+    led = r.ledger
+    for k, (ids, cached, then) in enumerate(ops):
+        q = R(k, ids=tuple(ids), prompt=16 * len(ids) + k % 5)
+        vs = [V(i, cached_prefix_tokens=16 * ((cached + i) % 6)) for i in range(4)]
+        got = r.costs(q, vs)
+        want = []
+        for v in vs:
+            i = v.index
+            ov = min(v.cached_prefix_tokens // 16, -(-q.prompt_tokens // 16))
+            prefill = max((led.prefill_tokens[i] + q.prompt_tokens) / 16 - credit * ov, 0.0)
+            held = led.active_prefix(q.block_hashes, 1 << i).get(i, 0)
+            new = q.prompt_tokens - held * 16
+            decode = (led.active_tokens[i] + new) / 16
+            want.append(scale * prefill + decode + wreq * led.requests[i])
+        assert got == pytest.approx(want)
+        pick = r.route(q, vs)
+        if then == "first":
+            r.on_first_token(q, pick)
+        elif then == "finish":
+            r.on_finish(q, pick)
+
+
 def test_kv_overlap_a_burst_onto_an_idle_fleet_spreads():
     """The herding the review found: equal costs went to the lowest index. Router-side
     accounting charges each pick at once, and ties break at random."""

@@ -45,6 +45,24 @@ def least_outstanding(views: Sequence[InstanceView], rng: UniformStream) -> Inst
     return pick_min(views, [v.queue_len + v.running for v in views], rng)
 
 
+_MASKS: dict[tuple[int, ...], int] = {}
+
+
+def index_mask(idx: Sequence[int]) -> int:
+    """The bitmask with bit ``i`` set for each instance index in ``idx`` (memoised: a fleet
+    routes over the same few candidate sets again and again)."""
+    key = tuple(idx)
+    m = _MASKS.get(key)
+    if m is None:
+        if len(_MASKS) >= 256:
+            _MASKS.clear()
+        m = 0
+        for i in key:
+            m |= 1 << i
+        _MASKS[key] = m
+    return m
+
+
 def by_index(views: Sequence[InstanceView], index: int) -> InstanceView | None:
     """The view whose ``index`` is ``index`` (views are usually in index order: O(1))."""
     if 0 <= index < len(views) and views[index].index == index:

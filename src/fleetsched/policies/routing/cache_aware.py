@@ -43,7 +43,7 @@ from collections.abc import Sequence
 
 from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.errors import InputError
-from fleetsched.policies.routing._util import UniformStream
+from fleetsched.policies.routing._util import UniformStream, index_mask
 from fleetsched.policies.routing.ledger import Ledger
 from fleetsched.policies.routing.prefix_index import PrefixIndex, strided
 
@@ -94,8 +94,6 @@ class CacheAware:
         self._rng = UniformStream(seed)
         self._last_evict: float | None = None
         self._max_unit = 1  # largest tree block (tokens) seen, for the size bound
-        self._cand_key: tuple[int, ...] = ()
-        self._cand_mask = 0
         #: What the last decision was: "imbalanced", "cache" or "low_match".
         self.last_reason = ""
 
@@ -170,11 +168,7 @@ class CacheAware:
             self.last_reason = "imbalanced"
             chosen = self._min_load(idx, loads)
         else:
-            key = tuple(idx)
-            if key != self._cand_key:
-                self._cand_key = key
-                self._cand_mask = sum(1 << i for i in set(idx))
-            matched, holders = self.index.deepest(hashes, self._cand_mask)
+            matched, holders = self.index.deepest(hashes, index_mask(idx))
             # The share of the tracked prompt that matched (a path cut at max_prefix_blocks
             # tracks only its head, so long prompts are judged on that head).
             p = req.prompt_tokens

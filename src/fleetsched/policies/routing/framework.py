@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from fleetsched.core.request import BLOCK_TOKENS
 from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.errors import InputError
-from fleetsched.policies.routing._util import UniformStream
-from fleetsched.policies.routing.prefix_index import PrefixIndex, strided
+from fleetsched.policies.routing._util import UniformStream, index_mask
+from fleetsched.policies.routing.prefix_index import PrefixIndex, lengths_of, strided
 
 Views = Sequence[InstanceView]
 Filter = Callable[[RequestView, Views], Views]
@@ -191,15 +191,11 @@ class ApproxPrefixScorer:
             return [0.0] * len(views)
         idx = [v.index for v in views]
         self.index.grow(max(idx) + 1)
-        mask = 0
-        for i in idx:
-            mask |= 1 << i
-        matches = self.index.match_all(hs, mask)
-        if not matches:
+        groups = self.index.match_groups(hs, index_mask(idx))
+        if not groups:
             return [0.0] * len(views)
         inv = 1.0 / total
-        get = matches.get
-        return [get(i, 0) * inv for i in idx]
+        return [n * inv for n in lengths_of(groups, idx)]
 
     def picked(self, req: RequestView, view: InstanceView) -> None:
         hs, unit = self._hashes(req)

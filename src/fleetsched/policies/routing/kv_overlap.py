@@ -54,7 +54,7 @@ from collections.abc import Sequence
 from fleetsched.core.request import BLOCK_TOKENS
 from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.errors import InputError
-from fleetsched.policies.routing._util import UniformStream, healthy, pick_min
+from fleetsched.policies.routing._util import UniformStream, healthy, index_mask, pick_min
 from fleetsched.policies.routing.ledger import Ledger
 
 
@@ -103,11 +103,23 @@ class KVOverlap:
         self.decode_active_request_weight = decode_active_request_weight
         self.block_tokens = block_tokens
         self.ledger = Ledger(track_blocks=True, unit_tokens=active_unit_tokens)
+        self._base: list[float] = []  # per instance: the request-independent part of the cost
         self._rng = UniformStream(seed)
 
     def _overlap(self, req: RequestView, v: InstanceView) -> int:
         bt = self.block_tokens
         return min(v.cached_prefix_tokens // bt, -(-req.prompt_tokens // bt))
+
+    def _refresh(self, i: int) -> None:
+        """Recompute instance ``i``'s request-independent cost after its ledger changed:
+        ``prefill_load_scale * active_prefill / block_tokens + active_blocks
+        + decode_active_request_weight * active_requests``."""
+        led, base = self.ledger, self._base
+        if i >= len(base):
+            base.extend([0.0] * (i + 1 - len(base)))
+        base[i] = (
+            self.prefill_load_scale * led.prefill_tokens[i] + led.active_tokens[i]
+        ) / self.block_tokens + self.decode_active_request_weight * led.requests[i]
 
     def costs(self, req: RequestView, views: Sequence[InstanceView]) -> list[float]:
         """Dynamo's cost of sending ``req`` to each of ``views``."""
@@ -118,32 +130,43 @@ class KVOverlap:
         top = max(idx) + 1
         if top > len(led.requests):
             led.grow(top)
-        mask = 0
-        for i in idx:
-            mask |= 1 << i
+        if top > len(self._base):
+            self._base.extend([0.0] * (top - len(self._base)))
         hs, unit = led.path(req)
-        shared = led.active_prefix(hs, mask).get
-        pf, act = led.prefill_tokens, led.active_tokens
+        shared = led.active_prefix(hs, index_mask(idx))
+        pf = led.prefill_tokens
         # Tokens the request would add to an instance's active set before what is active there
         # already (the un-hashed tail always counts).
         new_all = max(p, len(hs) * unit)
         rb = -(-p // bt)
-        ovs = [v.cached_prefix_tokens // bt for v in views]
         credit, scale, inv = self.overlap_score_credit, self.prefill_load_scale, 1.0 / bt
         if self.overlap_score_credit_decay > 0:
             k, floor = self.overlap_score_credit_decay, min(pf[i] for i in idx)
-            credits = [credit / (1.0 + k * (pf[i] - floor) * inv / max(rb, 1)) for i in idx]
-        else:
-            credits = [credit] * len(idx)
-        out = [
-            scale * max((pf[i] + p) * inv - c * (ov if ov < rb else rb), 0.0)
-            + (act[i] + new_all - shared(i, 0) * unit) * inv
-            for i, ov, c in zip(idx, ovs, credits, strict=True)
-        ]
-        w = self.decode_active_request_weight
-        if w:
-            nreq = led.requests
-            out = [c + w * nreq[i] for c, i in zip(out, idx, strict=True)]
+            act, nreq, w = led.active_tokens, led.requests, self.decode_active_request_weight
+            get = shared.get
+            out = []
+            for v, i in zip(views, idx, strict=True):
+                c = credit / (1.0 + k * (pf[i] - floor) * inv / max(rb, 1))
+                ov = min(v.cached_prefix_tokens // bt, rb)
+                prefill = max((pf[i] + p) * inv - c * ov, 0.0)
+                decode = (act[i] + new_all - get(i, 0) * unit) * inv
+                out.append(scale * prefill + decode + w * nreq[i])
+            return out
+        # The request-independent part is kept per instance (_refresh); here: the request's
+        # own prompt and blocks, less the cache credit (sparse) and its blocks already active.
+        base = self._base
+        c0 = (scale * p + new_all) * inv
+        out = [c0 + base[i] for i in idx]
+        for j, v in enumerate(views):
+            cached = v.cached_prefix_tokens
+            if cached >= bt and credit > 0:
+                ov = cached // bt
+                pre = (pf[idx[j]] + p) * inv
+                cut = credit * (ov if ov < rb else rb)
+                out[j] -= scale * (cut if cut < pre else pre)
+        for i, n in shared.items():
+            j = i if i < len(idx) and idx[i] == i else idx.index(i)
+            out[j] -= n * unit * inv
         return out
 
     def route(self, req: RequestView, instances: Sequence[InstanceView]) -> int:
@@ -155,6 +178,7 @@ class KVOverlap:
             best = self._pick(cands, costs)
         charge = req.prompt_tokens - self._overlap(req, best) * self.block_tokens
         self.ledger.dispatch(req, best.index, charge)
+        self._refresh(best.index)
         return best.index
 
     def _pick(self, cands: Sequence[InstanceView], costs: list[float]) -> InstanceView:
@@ -174,7 +198,13 @@ class KVOverlap:
         return cands[-1]
 
     def on_first_token(self, req: RequestView, index: int) -> None:
+        i = self.ledger.index_of(req)
         self.ledger.first_token(req)
+        if i is not None:
+            self._refresh(i)
 
     def on_finish(self, req: RequestView, index: int) -> None:
+        i = self.ledger.index_of(req)
         self.ledger.finish(req)
+        if i is not None:
+            self._refresh(i)

@@ -28,7 +28,7 @@ suffix of its chain, found by binary search.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, _count_elements  # the C counting loop behind Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -126,7 +126,7 @@ class Ledger:
                     hi = mid
             if lo < len(hs):
                 owners.update({h: get(h, 0) | bit for h in hs[lo:]})
-            self._added[index].update(hs)
+            _count_elements(self._added[index], hs)
             self.active_tokens[index] += (len(hs) - lo) * unit + tail
         self._sent[req.id] = _Sent(index, p, pf, False, tuple(hs), unit, tail)
         self.requests[index] += 1
@@ -155,7 +155,7 @@ class Ledger:
         if s.hashes or s.tail_tokens:
             hs = s.hashes
             added, released = self._added[i], self._released[i]
-            released.update(hs)
+            _count_elements(released, hs)
             # References fall along the chain: the blocks now free are a suffix.
             lo, hi = 0, len(hs)
             while lo < hi:

@@ -71,8 +71,12 @@ class PrefixIndex:
 
     def match_all(self, hashes: Sequence[int], mask: int) -> dict[int, int]:
         """``{instance index: match length}`` for every instance in ``mask`` holding at least
-        the first block (see :func:`match_lengths`)."""
+        the first block (see :func:`match_groups`)."""
         return match_lengths(hashes, self._owners, mask)
+
+    def match_groups(self, hashes: Sequence[int], mask: int) -> list[tuple[int, int]]:
+        """``[(match length, bitmask of instances)]`` (see :func:`match_groups`)."""
+        return match_groups(hashes, self._owners, mask)
 
     def insert(self, index: int, hashes: Sequence[int], held: int | None = None) -> None:
         """Insert (or touch) the path ``hashes`` for ``index``; ``held`` blocks of it were
@@ -125,20 +129,20 @@ class PrefixIndex:
         return cut
 
 
-def match_lengths(hashes: Sequence[int], owners: dict[int, int], mask: int) -> dict[int, int]:
-    """``{instance: length of the prefix of hashes it holds}`` for the instances in ``mask``
-    holding the first block, from ``owners`` (hash -> bitmask of holders) of prefix-closed
-    per-instance sets. Holder sets shrink with depth, so the depth where each instance drops
-    out is found by bisecting only the ranges whose holder mask changes: O(k log n) lookups
-    for k distinct lengths."""
+def match_groups(hashes: Sequence[int], owners: dict[int, int], mask: int) -> list[tuple[int, int]]:
+    """``[(length, bitmask of the instances holding exactly that long a prefix of hashes)]``
+    for the instances in ``mask`` holding at least the first block, from ``owners`` (hash ->
+    bitmask of holders) of prefix-closed per-instance sets. Holder sets shrink with depth, so
+    the depths where instances drop out are found by bisecting only the ranges whose holder
+    mask changes: O(k log n) lookups for k distinct lengths."""
     n = len(hashes)
     if n == 0:
-        return {}
+        return []
     get = owners.get
     m0 = get(hashes[0], 0) & mask
     if not m0:
-        return {}
-    out: dict[int, int] = {}
+        return []
+    out: list[tuple[int, int]] = []
     # Ranges (lo, hi, holders at lo, holders at hi); holders at n are none.
     stack = [(0, n, m0, 0)]
     while stack:
@@ -146,16 +150,38 @@ def match_lengths(hashes: Sequence[int], owners: dict[int, int], mask: int) -> d
         if mlo == mhi:
             continue
         if hi == lo + 1:
-            dropped = mlo & ~mhi
-            while dropped:
-                low = dropped & -dropped
-                out[low.bit_length() - 1] = hi
-                dropped ^= low
+            out.append((hi, mlo & ~mhi))
             continue
         mid = (lo + hi) // 2
         mmid = get(hashes[mid], 0) & mlo
         stack.append((lo, mid, mlo, mmid))
         stack.append((mid, hi, mmid, mhi))
+    return out
+
+
+def match_lengths(hashes: Sequence[int], owners: dict[int, int], mask: int) -> dict[int, int]:
+    """:func:`match_groups` as ``{instance index: match length}``."""
+    return _by_instance(match_groups(hashes, owners, mask))
+
+
+def lengths_of(groups: list[tuple[int, int]], idx: Sequence[int]) -> list[int]:
+    """Match length of each instance index in ``idx``, from :func:`match_groups`."""
+    if not groups:
+        return [0] * len(idx)
+    if len(groups) == 1:
+        ((n, m),) = groups
+        return [n if m >> i & 1 else 0 for i in idx]
+    get = _by_instance(groups).get
+    return [get(i, 0) for i in idx]
+
+
+def _by_instance(groups: list[tuple[int, int]]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for length, m in groups:
+        while m:
+            low = m & -m
+            out[low.bit_length() - 1] = length
+            m ^= low
     return out
 
 
@@ -172,4 +198,4 @@ def strided(
     return hashes, block_tokens
 
 
-__all__ = ["PrefixIndex", "match_lengths", "strided"]
+__all__ = ["PrefixIndex", "lengths_of", "match_groups", "match_lengths", "strided"]
