@@ -157,10 +157,10 @@ class KVOverlap:
         base = self._base
         c0 = (scale * p + new_all) * inv
         out = [c0 + base[i] for i in idx]
-        for j, v in enumerate(views):
-            cached = v.cached_prefix_tokens
-            if cached >= bt and credit > 0:
-                ov = cached // bt
+        if credit > 0:
+            hits = [j for j, v in enumerate(views) if v.cached_prefix_tokens >= bt]
+            for j in hits:
+                ov = views[j].cached_prefix_tokens // bt
                 pre = (pf[idx[j]] + p) * inv
                 cut = credit * (ov if ov < rb else rb)
                 out[j] -= scale * (cut if cut < pre else pre)

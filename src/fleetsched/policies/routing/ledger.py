@@ -51,6 +51,7 @@ class Ledger:
     __slots__ = (
         "_added",
         "_owners",
+        "_path",
         "_released",
         "_sent",
         "active_tokens",
@@ -75,6 +76,7 @@ class Ledger:
         self._released: list[Counter[int]] = []
         self._owners: dict[int, int] = {}  # block hash -> bitmask of instances it is active on
         self._sent: dict[int, _Sent] = {}
+        self._path: tuple[RequestView | None, Sequence[int], int] = (None, (), 0)
 
     def grow(self, n: int) -> None:
         """Make room for instance indices below ``n``."""
@@ -177,8 +179,14 @@ class Ledger:
 
     # --------------------------------------------------------------------- queries
     def path(self, req: RequestView) -> tuple[Sequence[int], int]:
-        """The request's chain in tracking units, and the tokens per unit."""
-        return strided(req.block_hashes, req.hash_block_tokens, self.unit_tokens)
+        """The request's chain in tracking units, and the tokens per unit (the last request's
+        is kept: a router asks for it while scoring and again at dispatch)."""
+        last = self._path
+        if last[0] is req:
+            return last[1], last[2]
+        hs, unit = strided(req.block_hashes, req.hash_block_tokens, self.unit_tokens)
+        self._path = (req, hs, unit)
+        return hs, unit
 
     def active_prefix(self, hashes: Sequence[int], mask: int) -> dict[int, int]:
         """``{index: units of the chain hashes (see :meth:`path`) already active there}`` for
