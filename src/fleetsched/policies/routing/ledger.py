@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fleetsched.core.views import RequestView
-from fleetsched.policies.routing.prefix_index import match_lengths, strided
+from fleetsched.policies.routing.prefix_index import held_prefix, match_lengths, strided
 
 
 @dataclass(slots=True)
@@ -118,15 +118,9 @@ class Ledger:
             hs, unit = self.path(req)
             tail = max(p - len(hs) * unit, 0)
             owners, bit = self._owners, 1 << index
-            get = owners.get
-            lo, hi = 0, len(hs)  # hs[:lo] active on index, hs[hi:] not (prefix-closed)
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if get(hs[mid], 0) & bit:
-                    lo = mid + 1
-                else:
-                    hi = mid
+            lo = held_prefix(hs, owners, bit)  # hs[:lo] already active on index
             if lo < len(hs):
+                get = owners.get
                 owners.update({h: get(h, 0) | bit for h in hs[lo:]})
             _count_elements(self._added[index], hs)
             self.active_tokens[index] += (len(hs) - lo) * unit + tail

@@ -45,29 +45,14 @@ class PrefixIndex:
         """Length (in blocks) of the longest prefix of ``hashes`` held for ``index``."""
         if index >= len(self._trees):
             return 0
-        tree = self._trees[index]
-        lo, hi = 0, len(hashes)  # invariant: hashes[:lo] held, hashes[hi:] not
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if hashes[mid] in tree:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
+        return held_prefix(hashes, self._trees[index])  # stamps are >= 1
 
     def deepest(self, hashes: Sequence[int], mask: int) -> tuple[int, int]:
         """Longest prefix held by any instance in ``mask``, and the mask of those holding it."""
-        get = self._owners.get
-        lo, hi = 0, len(hashes)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if get(hashes[mid], 0) & mask:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo == 0:
+        n = held_prefix(hashes, self._owners, mask)
+        if n == 0:
             return 0, 0
-        return lo, self._owners[hashes[lo - 1]] & mask
+        return n, self._owners[hashes[n - 1]] & mask
 
     def match_all(self, hashes: Sequence[int], mask: int) -> dict[int, int]:
         """``{instance index: match length}`` for every instance in ``mask`` holding at least
@@ -93,13 +78,7 @@ class PrefixIndex:
             owners = self._owners
             # The union of prefix-closed sets is prefix-closed: blocks [0, shared) have owners
             # (add this instance), blocks [shared, n) are new to every instance.
-            lo, hi = held, n
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if hashes[mid] in owners:
-                    lo = mid + 1
-                else:
-                    hi = mid
+            lo = held_prefix(hashes, owners, lo=held)
             if lo > held:
                 owners.update({h: owners[h] | bit for h in hashes[held:lo]})
             if lo < n:
@@ -127,6 +106,20 @@ class PrefixIndex:
             else:
                 del owners[h]
         return cut
+
+
+def held_prefix(hashes: Sequence[int], table: dict[int, int], mask: int = -1, lo: int = 0) -> int:
+    """Length of the longest prefix of ``hashes`` whose entries in ``table`` share a bit with
+    ``mask`` (missing: 0), for a prefix-closed ``table``; ``hashes[:lo]`` are known held."""
+    get = table.get
+    hi = len(hashes)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if get(hashes[mid], 0) & mask:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 def match_groups(hashes: Sequence[int], owners: dict[int, int], mask: int) -> list[tuple[int, int]]:
@@ -198,4 +191,11 @@ def strided(
     return hashes, block_tokens
 
 
-__all__ = ["PrefixIndex", "lengths_of", "match_groups", "match_lengths", "strided"]
+__all__ = [
+    "PrefixIndex",
+    "held_prefix",
+    "lengths_of",
+    "match_groups",
+    "match_lengths",
+    "strided",
+]
