@@ -32,7 +32,9 @@ block_size`` over the engine's waiting queue; the ledger also counts a request w
 chunked prefill is under way, whose allocated part is then counted twice); "has preempted
 requests" from ``InstanceView.preemptions`` growing since the previous plan (the llumlet
 counts preempted requests still waiting; a gateway sees vLLM's ``num_preemptions_total``
-counter). The paper's priority headroom is not in the current code and is not modelled.
+counter). A source must have a running request to move (Llumnix pairs it anyway and finds
+nothing to migrate), and a pair never has one instance on both sides. The paper's priority
+headroom is not in the current code and is not modelled.
 """
 
 from __future__ import annotations
