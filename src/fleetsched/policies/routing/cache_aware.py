@@ -71,7 +71,8 @@ class CacheAware:
             ("holder", holder, ("any", "least_load")),
         ):
             if val not in ok:
-                raise InputError(f"cache_aware: {name} must be one of {ok}, got {val!r}")
+                options = " or ".join(repr(o) for o in ok)
+                raise InputError(f"cache_aware: {name} must be {options}, got {val!r}")
         if max_tree_tokens < 1 or tree_block_tokens < 1 or max_prefix_blocks < 1:
             raise InputError(
                 "cache_aware: max_tree_tokens, tree_block_tokens, max_prefix_blocks must be >= 1"

@@ -1,5 +1,5 @@
 """Llumnix: dispatch to the instance with the most room per request; pair loaded instances
-with free ones for live migration.
+with free ones for live migration (Sun et al., OSDI 2024; AlibabaPAI/llumnix).
 
 Sun et al., "Llumnix: Dynamic Scheduling for Large Language Model Serving" (OSDI 2024), as
 AlibabaPAI/llumnix runs it today (commit 24220fb8, Aug 2025: ``llumnix/load_computation.py``
