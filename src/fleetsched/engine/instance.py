@@ -402,6 +402,7 @@ class Instance:
             total_blocks=kv.num_blocks,
             inflight_tokens=self.inflight_prompt_tokens,
             cached_prefix_tokens=cached,
+            preemptions=self.stats.preemptions,
         )
 
     # ------------------------------------------------------------------ step end
