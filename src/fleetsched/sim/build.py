@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fleetsched.core.config import InstanceGroup, PoliciesConfig, PolicyRef, SLOClass
+from fleetsched.engine.defaults import resolve_engine_config
 from fleetsched.engine.instance import Instance
 from fleetsched.perf import (
     build_step_model,
@@ -26,12 +27,13 @@ def build_instances(
     seed: int = 0,
 ) -> list[Instance]:
     """One engine per instance of each group; engine policies get the scenario context
-    (SLO classes, a per-instance seed) when their factories accept it."""
+    (SLO classes, a per-instance seed) when their factories accept it. Engine knobs left unset
+    take vLLM's values for the group's GPU and model (:mod:`fleetsched.engine.defaults`)."""
     instances: list[Instance] = []
-    for g in groups:
+    for gi, g in enumerate(groups):
         gpu, model = get_gpu(g.gpu), get_model(g.model)
         step_model = build_step_model(g.gpu, g.model, g.tp, g.profile)
-        e = g.engine
+        e = resolve_engine_config(g.engine, gpu, model, f"cluster.{gi}.engine")
         reserve = default_activation_reserve_bytes(model, g.tp, e.max_num_batched_tokens)
         blocks = e.num_gpu_blocks or kv_capacity_blocks(
             gpu, model, g.tp, e.gpu_memory_utilization, e.block_tokens, reserve

@@ -153,10 +153,9 @@ class Simulator:
         out = []
         for snap, inst in zip(self._snapshot, self.instances, strict=True):
             cached = 0
-            if prefix and inst.cfg.enable_prefix_caching:
+            if prefix:
                 inst.sync(t)
-                keys = seq.prefix_keys(inst.bt)
-                cached = inst.kv.match(keys, len(keys)) * inst.bt
+                cached = inst.cached_prompt_tokens(seq)
             out.append(
                 dataclasses.replace(
                     snap,
@@ -184,6 +183,7 @@ class Simulator:
             self.stats.migration_downtime_s += dt
             self.stats.migration_bytes += seq.computed * src.kv_bytes_per_token
             seq.rec.migrations += 1
+            seq.migrated = True  # resumes ahead of the destination's waiting queue
         else:  # prefill instance -> decode instance
             rv = rv or request_view(seq.req)
             decode = [i for i in self.instances if i.role == "decode"] or [
