@@ -915,16 +915,18 @@ class Instance:
         """
         nd, dstep, bt = self.ndec, self.dstep, self.bt
         k = 1
+        waiting = len(self.waiting)
+        # Seats full: only a different head could change that (by preempting).
+        seats_full = len(self.running) >= self.max_num_seqs and (
+            self.waiting.time_invariant or self._victim_for_admission is None
+        )
         can_run = (
             self.max_run_steps > 1
             and not preempted
+            and not self.prefilling  # a prefill left out of this step may get a chunk next
             and (
-                not len(self.waiting)
-                or (
-                    # Seats full: only a different head could change that (by preempting).
-                    len(self.running) >= self.max_num_seqs
-                    and (self.waiting.time_invariant or self._victim_for_admission is None)
-                )
+                not waiting
+                or seats_full
                 or (blocked_by_kv and self.waiting.time_invariant and self.admission.monotone)
             )
         )
@@ -935,6 +937,14 @@ class Instance:
             while heap[0][2] != heap[0][3].epoch or heap[0][3].state != DECODE:
                 heapq.heappop(heap)
             kmax = min(self._horizon, heap[0][0] - dstep)
+            if waiting and not seats_full and self._nshare:
+                # A block a decoder caches can let the head in (a longer prefix hit, or an
+                # idle block it hits taken into use): stop before the first step caching one.
+                share = self._share
+                for j in range(1, min(kmax, bt + 1)):
+                    if share[(-dstep - j - 1) % bt]:
+                        kmax = j
+                        break
             if kmax > 1:
                 cnt, p, total = self.cnt, [0], 0
                 for i in range(1, bt + 1):
@@ -949,6 +959,8 @@ class Instance:
                     t = bisect_right(p, rem, 0, bt) - 1  # P[t] <= rem, t < bt
                     j = min(q * bt + t, kmax - 1)
                 k = j + 1
+                if waiting and not seats_full and j and total:
+                    k = min(k, self._steps_before_head_eviction(now, p, total))
         base = self.base_sum + nd * (dstep + 1)
         if k <= 8:
             model = self.step_model
@@ -970,6 +982,35 @@ class Instance:
         self._applied = 0
         self._plan = []
         return ends[-1]
+
+    def _steps_before_head_eviction(self, now: float, p: list[int], total: int) -> int:
+        """Steps a run may take before one whose blocks evict a cached block the blocked
+        waiting head would hit (its need then changes, not always upwards: fewer hits can mean
+        a smaller chunk to place). ``p``/``total``: the run's new blocks per step, see
+        _start_run. Returns a large number when no such eviction can come."""
+        never = 1 << 30
+        head = self.waiting.peek(now)
+        if head.swapped or not self._caching:
+            return never
+        kv, bt = self.kv, self.bt
+        keys = head.prefix_keys(bt)
+        limit = (head.target - 1) // bt
+        hits = kv.match(keys, limit) if keys else 0
+        chain = keys[:hits]
+        if head.rec.preemptions and hits == len(keys) and hits < limit:
+            own = head.own_keys(hits, limit)
+            chain = chain + own[: kv.match(own, limit - hits)]
+        refs = kv.refs
+        idle = {k for k in chain if refs[k] == 0}
+        if not idle:
+            return never
+        # Evictions take the LRU list from its front once the empty blocks are used up.
+        for q, key in enumerate(kv.lru):
+            if key in idle:
+                break
+        target = kv.empty + q + 1  # blocks taken by steps 1..j when the head's block goes
+        a = (target - 1) // total
+        return a * bt + bisect_left(p, target - a * total, 0, bt + 1)
 
     # ------------------------------------------------------------------ checks
     def check_invariants(self) -> None:
