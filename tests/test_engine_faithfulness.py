@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from itertools import pairwise
 
 import pytest
 
@@ -83,7 +84,7 @@ def test_synthetic_turns_carry_the_hashes_their_answer_gives_the_next_turn() -> 
         turns[r.session_id].append(r)
     pairs = 0
     for reqs in turns.values():
-        for cur, nxt in zip(reqs, reqs[1:], strict=False):
+        for cur, nxt in pairwise(reqs):
             n, m = len(cur.block_hashes), (cur.prompt_tokens + cur.output_tokens) // 16
             assert n == cur.prompt_tokens // 16
             assert cur.output_block_hashes == nxt.block_hashes[n:m]
@@ -184,7 +185,7 @@ def test_a_handed_over_request_decodes_in_the_step_its_kv_arrives(ff) -> None:
     # X is prefilled by 4.16 ms and decodes on the decode instance from then on (4.2 ms
     # steps). Y's prefill ends at 8.32 ms, during X's step to 8.36 ms; the next step decodes
     # both (4.4 ms) and gives Y its second token, the one after its third.
-    x, y = run_pd([Request(0, 0.0, 16, 100), Request(1, 0.001, 16, 3)], decode_seqs=8, ff=ff)
+    _, y = run_pd([Request(0, 0.0, 16, 100), Request(1, 0.001, 16, 3)], decode_seqs=8, ff=ff)
     assert y.first_token_s == pytest.approx(0.00832)
     assert y.finish_s == pytest.approx(0.00416 + 0.0042 + 2 * 0.0044)
 

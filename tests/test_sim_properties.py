@@ -48,9 +48,7 @@ def workloads(draw: st.DrawFn) -> list[Request]:
         if fam >= 0 and draw(st.booleans()):
             out_hs = tuple(fam * 1000 + j for j in range(p // 16, (p + o) // 16))
         prio = draw(st.integers(0, 1))
-        reqs.append(
-            Request(i, t, p, o, block_hashes=hs, priority=prio, output_block_hashes=out_hs)
-        )
+        reqs.append(Request(i, t, p, o, block_hashes=hs, priority=prio, output_block_hashes=out_hs))
     return reqs
 
 
@@ -94,9 +92,7 @@ def _key(rec) -> tuple:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reqs=workloads(), **CASES)
-def test_fast_forward_equals_step_by_step(
-    reqs, router, n, blocks, mode, cap, seqs, pp, pd
-) -> None:
+def test_fast_forward_equals_step_by_step(reqs, router, n, blocks, mode, cap, seqs, pp, pd) -> None:
     kw = dict(router=router, n=n, blocks=blocks, mode=mode, cap=cap, seqs=seqs, pp=pp, pd=pd)
     a, ia, _ = simulate(reqs, ff=True, **kw)
     b, ib, _ = simulate(reqs, ff=False, **kw)

@@ -26,6 +26,7 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 from typing import TypeVar
 
 import numpy as np
@@ -41,7 +42,6 @@ from fleetsched.policies.engine.aggressive import AggressiveAdmission
 from fleetsched.policies.engine.base import AdmissionPolicy, PreemptionPolicy, WaitingQueue
 from fleetsched.policies.engine.fcfs import FCFSQueue
 from fleetsched.policies.engine.newest import NewestVictim
-
 
 T = TypeVar("T")
 
@@ -960,7 +960,7 @@ class Instance:
                     j = min(q * bt + t, kmax - 1)
                 k = j + 1
                 if waiting and not seats_full and j and total:
-                    k = min(k, self._steps_before_head_eviction(now, p, total))
+                    k = min(k, self._steps_before_head_eviction(now, p, total, self._run_blocks(j)))
         base = self.base_sum + nd * (dstep + 1)
         if k <= 8:
             model = self.step_model
@@ -983,16 +983,18 @@ class Instance:
         self._plan = []
         return ends[-1]
 
-    def _steps_before_head_eviction(self, now: float, p: list[int], total: int) -> int:
+    def _steps_before_head_eviction(self, now: float, p: list[int], total: int, taken: int) -> int:
         """Steps a run may take before one whose blocks evict a cached block the blocked
-        waiting head would hit (its need then changes, not always upwards: fewer hits can mean
-        a smaller chunk to place). ``p``/``total``: the run's new blocks per step, see
-        _start_run. Returns a large number when no such eviction can come."""
+        waiting head would hit: its need then changes, and not always upwards (fewer hits can
+        mean a smaller chunk to place). ``p``/``total`` give the run's new blocks per step (see
+        _start_run), ``taken`` the blocks its later steps take in all. Returns a large number
+        when no such eviction can come."""
         never = 1 << 30
-        head = self.waiting.peek(now)
-        if head.swapped or not self._caching:
-            return never
         kv, bt = self.kv, self.bt
+        evictions = taken - kv.empty  # the run takes empty blocks first, then the LRU front
+        head = self.waiting.peek(now)
+        if evictions <= 0 or head.swapped or not self._caching:
+            return never
         keys = head.prefix_keys(bt)
         limit = (head.target - 1) // bt
         hits = kv.match(keys, limit) if keys else 0
@@ -1004,13 +1006,13 @@ class Instance:
         idle = {k for k in chain if refs[k] == 0}
         if not idle:
             return never
-        # Evictions take the LRU list from its front once the empty blocks are used up.
-        for q, key in enumerate(kv.lru):
+        for q, key in enumerate(islice(kv.lru, evictions)):
             if key in idle:
-                break
-        target = kv.empty + q + 1  # blocks taken by steps 1..j when the head's block goes
-        a = (target - 1) // total
-        return a * bt + bisect_left(p, target - a * total, 0, bt + 1)
+                # Steps 1..j take kv.empty + q + 1 blocks when that block goes: find j.
+                target = kv.empty + q + 1
+                a = (target - 1) // total
+                return a * bt + bisect_left(p, target - a * total, 0, bt + 1)
+        return never
 
     # ------------------------------------------------------------------ checks
     def check_invariants(self) -> None:

@@ -6,7 +6,8 @@ default: ``block_hashes`` (chained prefix hashes, ints), ``hash_block_tokens`` (
 ``tenant`` ("default"), ``priority`` (0), ``session_id`` (null), ``slo_class`` ("default"),
 ``model`` (null), ``deadline_s`` (null), ``extra`` (a JSON object) and
 ``output_block_hashes`` (the chain continued over the output's full blocks, see
-:class:`~fleetsched.core.request.Request`). Unknown keys are an error. :func:`write_jsonl` then :func:`read_jsonl` gives back equal requests.
+:class:`~fleetsched.core.request.Request`). Unknown keys are an error. :func:`write_jsonl` then
+:func:`read_jsonl` gives back equal requests.
 """
 
 from __future__ import annotations
