@@ -503,15 +503,24 @@ class Instance:
         share = self._share[(-d - 1) % bt]
         if not share:
             return
-        insert = self.kv.insert_run
-        for seq in list(share.values()):
+        kv = self.kv
+        refs = kv.refs
+        for seq in tuple(share.values()):
             keys = seq.keys
             assert keys is not None
-            hi = min((seq.base + d + 1) // bt, len(keys))
-            if hi > seq.done:
-                seq.held.extend(insert(keys[seq.done : hi]))
-                seq.done = hi
-            if hi >= len(keys):
+            i = seq.done  # the block this step fills (one per decode step at most)
+            k = keys[i]
+            r = refs.get(k)
+            if r is None:
+                refs[k] = 1
+                seq.held.append(k)
+            elif r == 0:  # an idle copy: take it over (see KVCache.insert_run)
+                del kv.lru[k]
+                refs[k] = 1
+                kv.empty += 1
+                seq.held.append(k)
+            seq.done = i + 1
+            if i + 1 >= len(keys):
                 del share[id(seq)]
                 self._nshare -= 1
 
