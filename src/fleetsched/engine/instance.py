@@ -527,14 +527,20 @@ class Instance:
     def _alloc_steps(self, a: int) -> None:
         """Take the blocks of steps ``_alloc .. a - 1`` of the current run (and cache the blocks
         their decodes fill), one step after the other when caching needs the order."""
-        lo = self._alloc
-        if self._nshare:
-            d0 = self.dstep - self._applied  # dstep when the run started
-            for j in range(lo, a):
-                self.kv.allocate(self._run_blocks(j) - self._run_blocks(j - 1))
-                self._cache_decodes(d0 + j)
+        lo, kv = self._alloc, self.kv
+        n = self._run_blocks(a - 1) - self._run_blocks(lo - 1)
+        if not self._nshare:
+            kv.allocate(n)
         else:
-            self.kv.allocate(self._run_blocks(a - 1) - self._run_blocks(lo - 1))
+            d0 = self.dstep - self._applied  # dstep when the run started
+            if n <= kv.empty:  # no eviction: the order of takes and caching does not matter
+                kv.allocate(n)
+                for j in range(lo, a):
+                    self._cache_decodes(d0 + j)
+            else:
+                for j in range(lo, a):
+                    kv.allocate(self._run_blocks(j) - self._run_blocks(j - 1))
+                    self._cache_decodes(d0 + j)
         self._alloc = a
 
     def _release(self, seq: Seq, blocks: int, own_full: int = 0) -> None:
