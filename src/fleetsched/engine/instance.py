@@ -545,20 +545,14 @@ class Instance:
 
     def _release(self, seq: Seq, blocks: int, own_full: int = 0) -> None:
         """Free ``seq``'s blocks: its cached ones stay cached (LRU), the rest become empty,
-        except its first ``own_full`` full blocks, which are cached under their own keys when
-        they are past its shared keys (a recompute preemption: only it can hit them)."""
+        except its first ``own_full`` full blocks past its shared keys, which are cached under
+        its own keys (after a recompute preemption: only it can hit them)."""
         held = seq.held
-        if own_full and self._caching:
-            s = len(seq.keys or ())
-            if own_full > s:
-                own = self.kv.insert_run(seq.own_keys(s, own_full))
-                self.kv.release(held + own, blocks - len(held) - len(own))
-                seq.held, seq.blocks, seq.done = [], 0, 0
-                return
+        shared = len(seq.keys or ())
+        if own_full > shared and self._caching:
+            held = held + self.kv.insert_run(seq.own_keys(shared, own_full))
         self.kv.release(held, blocks - len(held))
-        seq.held = []
-        seq.blocks = 0
-        seq.done = 0
+        seq.held, seq.blocks, seq.done = [], 0, 0
 
     def _done(self, seq: Seq, now: float) -> None:
         seq.state = DONE
@@ -815,19 +809,13 @@ class Instance:
                 if force:
                     return False, budget  # force starts the head alone
                 continue
-            hits = own = 0
-            touch_cost = 0
+            hits = own = touch_cost = 0
             if self._caching:
-                keys = seq.prefix_keys(bt)
-                limit = (seq.target - 1) // bt
-                if keys:
-                    hits = kv.match(keys, limit)
+                hits, own = self._prefix_hit(seq)
+                if hits:
                     refs = kv.refs
-                    touch_cost = sum(1 for k in keys[:hits] if refs[k] == 0)
-                if seq.rec.preemptions and hits == len(keys) and hits < limit:
-                    # Its own blocks freed by a recompute preemption may still be cached.
-                    own = kv.match(seq.own_keys(hits, limit), limit - hits)
-                    touch_cost += own
+                    touch_cost = sum(1 for k in seq.prefix_keys(bt)[:hits] if refs[k] == 0)
+                touch_cost += own  # own cached blocks are idle: nobody else holds them
             cached = (hits + own) * bt
             remaining = seq.target - cached
             chunk = min(remaining, budget, cap)
@@ -869,6 +857,19 @@ class Instance:
             if force:
                 return False, budget  # force starts the head alone
         return False, budget
+
+    def _prefix_hit(self, seq: Seq) -> tuple[int, int]:
+        """Leading blocks of ``seq`` the prefix cache holds, at most all but its last token:
+        (blocks with shared keys, then blocks with its own keys, which only a request that a
+        recompute preemption freed can still have cached)."""
+        bt = self.bt
+        keys = seq.prefix_keys(bt)
+        limit = (seq.target - 1) // bt
+        hits = self.kv.match(keys, limit) if keys else 0
+        own = 0
+        if seq.rec.preemptions and hits == len(keys) and hits < limit:
+            own = self.kv.match(seq.own_keys(hits, limit), limit - hits)
+        return hits, own
 
     def _make_room(self, head: Seq, plan: list[tuple[Seq, int, int]]) -> int:
         """Preempt a running request so ``head`` can start, if the preemption policy names one
@@ -1010,13 +1011,8 @@ class Instance:
         head = self.waiting.peek(now)
         if evictions <= 0 or head.swapped or not self._caching:
             return never
-        keys = head.prefix_keys(bt)
-        limit = (head.target - 1) // bt
-        hits = kv.match(keys, limit) if keys else 0
-        chain = keys[:hits]
-        if head.rec.preemptions and hits == len(keys) and hits < limit:
-            own = head.own_keys(hits, limit)
-            chain = chain + own[: kv.match(own, limit - hits)]
+        hits, own = self._prefix_hit(head)
+        chain = head.prefix_keys(bt)[:hits] + head.own_keys(hits, hits + own)
         refs = kv.refs
         idle = {k for k in chain if refs[k] == 0}
         if not idle:
