@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
 from itertools import pairwise
 
 import pytest
+from tests.conftest import ToFirst
 
 from fleetsched.core.config import (
     ArrivalConfig,
@@ -25,7 +25,6 @@ from fleetsched.core.config import (
     WorkloadConfig,
 )
 from fleetsched.core.request import Request
-from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.engine.defaults import resolve_engine_config
 from fleetsched.engine.instance import Instance
 from fleetsched.engine.sequence import Seq
@@ -140,19 +139,6 @@ def test_a_request_without_hashes_hits_its_own_blocks_after_a_recompute_preempti
 
 
 # ------------------------------------------------------------------ item 5: P/D handover
-class ToFirst:
-    """Routes every request to instance 0 (the prefill instance)."""
-
-    needs_views = False
-    needs_prefix = False
-
-    def route(self, req: RequestView, views: Sequence[InstanceView]) -> int:
-        return 0
-
-    def on_finish(self, req: RequestView, index: int) -> None:
-        pass
-
-
 def run_pd(reqs, decode_seqs: int, ff: bool = True):
     insts = [
         Instance(0, 1000, FLAT, EngineConfig(**SMALL), role="prefill", fast_forward=ff),
@@ -165,7 +151,8 @@ def run_pd(reqs, decode_seqs: int, ff: bool = True):
             fast_forward=ff,
         ),
     ]
-    # kv_bytes_per_token = 0: the KV arrives the instant the prefill ends.
+    # Everything goes to the prefill instance 0; kv_bytes_per_token = 0: the KV arrives the
+    # instant the prefill ends.
     return Simulator(insts, ToFirst()).run(reqs, check=True)
 
 
