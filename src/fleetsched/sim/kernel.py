@@ -153,7 +153,7 @@ class Simulator:
         out = []
         for snap, inst in zip(self._snapshot, self.instances, strict=True):
             cached = 0
-            if prefix:
+            if prefix and inst.cfg.enable_prefix_caching:
                 inst.sync(t)
                 cached = inst.cached_prompt_tokens(seq)
             out.append(
