@@ -207,8 +207,7 @@ class Simulator:
             cached = 0
             if prefix and inst.cfg.enable_prefix_caching:
                 inst.sync(t)
-                keys = seq.prefix_keys(inst.bt)
-                cached = inst.kv.match(keys, len(keys)) * inst.bt
+                cached = inst.cached_prompt_tokens(seq)
             out.append(
                 dataclasses.replace(
                     snap,
@@ -236,6 +235,7 @@ class Simulator:
             self.stats.migration_downtime_s += dt
             self.stats.migration_bytes += seq.computed * src.kv_bytes_per_token
             seq.rec.migrations += 1
+            seq.migrated = True  # resumes ahead of the destination's waiting queue
         else:  # prefill instance -> decode instance
             rv = rv or request_view(seq.req)
             live = [self.instances[i] for i in self.routable]
