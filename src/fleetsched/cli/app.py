@@ -62,6 +62,7 @@ def _register() -> None:
         emulate,
         fidelity,
         perf,
+        serve,
         simulate,
         trace,
     )

@@ -37,7 +37,7 @@ from fleetsched.gateway.backends.ejection import record_failure, record_success
 from fleetsched.gateway.backends.health import Prober
 from fleetsched.gateway.backends.registry import Backend, Registry
 from fleetsched.gateway.config import BackendConfig, GatewayConfig
-from fleetsched.gateway.http import JSON, ClientConnection, HTTPRequest
+from fleetsched.gateway.http import JSON, ClientConnection, HTTPRequest, close_idle
 from fleetsched.gateway.metrics import (
     E2E_BUCKETS,
     TTFT_BUCKETS,
@@ -158,7 +158,16 @@ class Gateway:
         self._tenant_labels: set[str] = set(cfg.tenants) | {"default"}
         self._static_views: dict[tuple[Any, ...], list[InstanceView]] = {}
         self._pumping = False
+        sat = cfg.saturation
+        #: Whether any saturation bound is set (else nothing is ever saturated).
+        self._bounded = (
+            sat.max_inflight is not None or sat.max_waiting is not None or sat.max_kv is not None
+            or any(bc.max_inflight is not None for bc in cfg.backends)
+        )
         self._flusher: asyncio.TimerHandle | None = None
+        self._ticks = 0
+        self._models_at = -1
+        self._models_known: set[str] = set()
         self._routes: dict[tuple[str, str], Callable[[HTTPRequest, ClientConnection], Any]] = {
             ("POST", "/v1/completions"): partial(self._generate, chat=False),
             ("POST", "/v1/chat/completions"): partial(self._generate, chat=True),
@@ -176,8 +185,7 @@ class Gateway:
     def start_background(self) -> None:
         for b in self.registry:
             self.prober.watch(b)
-        if self.log:
-            self._flush()
+        self._tick()
 
     async def first_probes(self, timeout_s: float) -> None:
         """One round of health checks (at most ``timeout_s``) before serving: backends that
@@ -188,9 +196,13 @@ class Gateway:
                 [asyncio.ensure_future(self.prober.probe(b)) for b in backends], timeout=timeout_s
             )
 
-    def _flush(self) -> None:
+    def _tick(self) -> None:
+        """Housekeeping every 0.2 s: the access log's buffer, idle client connections."""
         self.log.flush()
-        self._flusher = self.loop.call_later(0.2, self._flush)
+        self._ticks += 1
+        if self._ticks % 10 == 0:
+            close_idle(self.conns, self.cfg.timeouts.client_idle_s)
+        self._flusher = self.loop.call_later(0.2, self._tick)
 
     async def close(self) -> None:
         if self._flusher is not None:
@@ -257,7 +269,7 @@ class Gateway:
     def _generate(self, req: HTTPRequest, conn: ClientConnection, chat: bool) -> Coroutine[Any, Any, None]:
         keyed = self._authenticate(req)
         f = routing_fields(req.body, chat)
-        if f.model is not None and not self.registry.knows(f.model):
+        if f.model is not None and f.model not in self._known_models() and not self.registry.knows(f.model):
             raise APIError(404, f"The model `{f.model}` does not exist.", "model", "model_not_found")
         tenant = keyed or f.user or "default"
         tcfg = self.cfg.tenants.get(tenant)
@@ -269,7 +281,10 @@ class Gateway:
             except APIError as e:
                 Metrics.inc(self.metrics.rate_limited, (self._label(tenant), "tokens" if "tokens/s" in e.message else "requests"))
                 raise
-        hashes = block_hashes(f.token_ids, self.block_tokens) if f.token_ids else ()
+        try:
+            hashes = block_hashes(f.token_ids, self.block_tokens) if f.token_ids else ()
+        except TypeError:
+            raise bad_request("'prompt' must be a list of integers (token ids)", "prompt") from None
         self._ids += 1
         priority = (tcfg.priority if tcfg is not None else 0) - f.priority
         slo = tcfg.slo_class if tcfg is not None else "default"
@@ -391,7 +406,11 @@ class Gateway:
             )
 
     def _known_models(self) -> set[str]:
-        return {m for b in self.registry for m in b.cards}
+        v = self.registry.version
+        if self._models_at != v:
+            self._models_at = v
+            self._models_known = {m for b in self.registry for m in b.cards}
+        return self._models_known
 
     def _label(self, tenant: str) -> str:
         labels = self._tenant_labels
@@ -464,7 +483,7 @@ class Gateway:
             cands = [b for b in cands if b.index not in tried]
         if not cands:
             return None
-        free = [b for b in cands if not self.saturated(b)]
+        free = [b for b in cands if not self.saturated(b)] if self._bounded else cands
         if free:
             return self._route(call, free)
         w = Waiting(
@@ -554,8 +573,9 @@ class Gateway:
     def pool_release(self, b: Backend, conn: Any) -> None:
         b.pool.release(conn)
 
-    def _backend_changed(self, b: Backend) -> None:
-        self.registry.version += 1
+    def _backend_changed(self, b: Backend, state: bool) -> None:
+        if state:
+            self.registry.version += 1
         if self.queue.size:
             self.pump()
 
@@ -642,6 +662,8 @@ class Gateway:
         }
 
     def add_backend(self, bc: BackendConfig) -> Backend:
+        if bc.max_inflight is not None:
+            self._bounded = True
         try:
             b = self.registry.add(bc)
         except ValueError as e:
@@ -677,6 +699,7 @@ class Gateway:
                 added.append(name)
             elif cur.removed:  # removed but still finishing: it stays
                 cur.removed = cur.draining = False
+                self.registry.version += 1
                 self.prober.watch(cur)
                 added.append(name)
         return {"added": added, "removed": removed, "backends": [b.name for b in self.registry]}

@@ -304,10 +304,16 @@ def check_config(cfg: GatewayConfig) -> GatewayConfig:
 
 def config_from(data: dict[str, Any]) -> GatewayConfig:
     """A checked config from a mapping (as the YAML file would give)."""
+    from pydantic import ValidationError
+
+    from fleetsched.core.config import format_problem
+
     try:
         cfg = GatewayConfig.model_validate(data)
-    except ValueError as e:
-        raise InputError(str(e).splitlines()[0] + ": " + str(e).splitlines()[-1]) from None
+    except ValidationError as e:
+        first = e.errors()[0]
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        raise InputError(format_problem(tuple(first["loc"]), msg, None, None, e.error_count()))
     return check_config(cfg)
 
 

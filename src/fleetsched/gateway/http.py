@@ -109,8 +109,7 @@ class ClientConnection(asyncio.Protocol):
         "closing",
         "close_after",
         "conns",
-        "keepalive_timer",
-        "keepalive_timeout_s",
+        "idle_since",
         "loop",
         "on_lost",
         "on_pause",
@@ -120,19 +119,15 @@ class ClientConnection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(
-        self,
-        app: Application,
-        conns: set[ClientConnection],
-        keepalive_timeout_s: float = 75.0,
-    ) -> None:
+    def __init__(self, app: Application, conns: set[ClientConnection]) -> None:
         self.app = app
         self.conns = conns
         self.loop = asyncio.get_event_loop()
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self.keepalive_timeout_s = keepalive_timeout_s
-        self.keepalive_timer: asyncio.TimerHandle | None = None
+        #: ``time.monotonic()`` since when the connection waits for a request (0: busy);
+        #: :func:`close_idle` closes those idle too long.
+        self.idle_since = time.monotonic()
         self._pending: deque[HTTPRequest] = deque()
         self._busy = False  # a response is being written
         self._streaming = False
@@ -156,13 +151,10 @@ class ClientConnection(asyncio.Protocol):
         self.conns.add(self)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""
-        self._arm_keepalive()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.conns.discard(self)
-        if self.keepalive_timer is not None:
-            self.keepalive_timer.cancel()
         cb = self.on_lost
         self.on_lost = None
         if cb is not None:
@@ -194,9 +186,7 @@ class ClientConnection(asyncio.Protocol):
         self._body = []
         self._body_size = 0
         self._rejected = False
-        if self.keepalive_timer is not None:
-            self.keepalive_timer.cancel()
-            self.keepalive_timer = None
+        self.idle_since = 0.0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -252,16 +242,16 @@ class ClientConnection(asyncio.Protocol):
             self._t0,
         )
         self._body = []
-        if self._busy:
+        if self._busy:  # pipelined: answered in order
             self._pending.append(req)
+            if len(self._pending) > 16 and self.transport is not None:
+                self.transport.pause_reading()  # until the queue is worked off
             return
         self._dispatch(req)
 
     # ---------------------------------------------------------------- dispatch
     def _dispatch(self, req: HTTPRequest) -> None:
         self._busy = True
-        if self.transport is not None and not self.closing:
-            self.transport.pause_reading()
         try:
             coro = self.app.handle(req, self)
         except APIError as e:
@@ -307,20 +297,11 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         if self._pending:
+            if len(self._pending) == 16 and self.transport is not None:
+                self.transport.resume_reading()
             self._dispatch(self._pending.popleft())
             return
-        if self.transport is not None:
-            self.transport.resume_reading()
-        self._arm_keepalive()
-
-    def _arm_keepalive(self) -> None:
-        if self.keepalive_timeout_s > 0:
-            self.keepalive_timer = self.loop.call_later(self.keepalive_timeout_s, self._idle)
-
-    def _idle(self) -> None:
-        self.keepalive_timer = None
-        if not self._busy:
-            self.close()
+        self.idle_since = time.monotonic()
 
     def close(self) -> None:
         if self.transport is not None and not self.closing:
@@ -388,4 +369,16 @@ class ClientConnection(asyncio.Protocol):
         return self._streaming
 
 
-__all__ = ["DATE", "JSON", "Application", "ClientConnection", "HTTPRequest", "status_line"]
+def close_idle(conns: set[ClientConnection], timeout_s: float) -> int:
+    """Close the keep-alive connections that have waited for a request longer than
+    ``timeout_s`` (one sweep, run every few seconds, instead of a timer per request)."""
+    cutoff = time.monotonic() - timeout_s
+    n = 0
+    for c in list(conns):
+        if c.idle_since and c.idle_since < cutoff and not c._busy:
+            c.close()
+            n += 1
+    return n
+
+
+__all__ = ["close_idle", "DATE", "JSON", "Application", "ClientConnection", "HTTPRequest", "status_line"]

@@ -55,10 +55,23 @@ _USAGE = re.compile(rb'"completion_tokens":\s*(\d+)')
 KEEPALIVE = b": keepalive\n\n"
 
 
+_KEEP: dict[bytes, bool] = {}
+
+
 def response_headers(headers: list[tuple[bytes, bytes]], extra: bytes) -> bytes:
-    return (
-        b"".join(n + b": " + v + b"\r\n" for n, v in headers if n.lower() not in _DROP) + extra
-    )
+    """The upstream response's headers to pass on (hop-by-hop ones dropped), plus ``extra``."""
+    keep = _KEEP
+    out = []
+    for n, v in headers:
+        k = keep.get(n)
+        if k is None:
+            k = keep[n] = n.lower() not in _DROP
+            if len(keep) > 1024:
+                keep.clear()
+        if k:
+            out.append(n + b": " + v + b"\r\n")
+    out.append(extra)
+    return b"".join(out)
 
 
 def sse_error(status: int, message: str) -> bytes:

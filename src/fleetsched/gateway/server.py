@@ -44,10 +44,8 @@ async def serve(
     gw = Gateway(cfg, config_path=config_path)
     await gw.first_probes(min(cfg.health.timeout_s, 2.0))
     gw.start_background()
-    keepalive = cfg.timeouts.client_idle_s
-
     def factory() -> ClientConnection:
-        return ClientConnection(gw, gw.conns, keepalive)
+        return ClientConnection(gw, gw.conns)
 
     server = await loop.create_server(
         factory, cfg.host, cfg.port, reuse_port=reuse_port or None, backlog=2048

@@ -5,7 +5,9 @@ Off the request path, so they use aiohttp's client (one session for all). Every
 row take a healthy backend out, ``healthy_threshold`` successes bring it back (and, after
 ``ejection.min_ejection_s``, re-admit an ejected one); the first success after start admits
 it at once, so the gateway serves while other backends are still down. A successful probe
-also reads ``/v1/models`` unless the config names the backend's models. With scraping on,
+also reads ``/v1/models`` unless the config names the backend's models. ``on_change(b,
+state)`` is called after a change of ``b``'s state (``state`` True: health, ejection or
+models) or load (False). With scraping on,
 every ``scrape.interval_s`` ``GET scrape.path`` gives the backend's running and waiting
 requests and KV use (:func:`~fleetsched.gateway.views.parse_load`).
 """
@@ -32,7 +34,7 @@ class Prober:
         health: HealthConfig,
         ejection: EjectionConfig,
         scrape: ScrapeConfig | None,
-        on_change: Callable[[Backend], None],
+        on_change: Callable[[Backend, bool], None],
     ) -> None:
         self.health = health
         self.ejection = ejection
@@ -79,6 +81,7 @@ class Prober:
     async def probe(self, b: Backend) -> bool:
         """One health check (and model discovery); updates ``b``'s state."""
         ok = False
+        models = set(b.cards)
         try:
             status, _ = await self._get(b, self.health.path, self.health.timeout_s)
             ok = status == 200
@@ -87,7 +90,7 @@ class Prober:
                 ok = status == 200 and self._read_models(b, body)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
             ok = False
-        self._update(b, ok)
+        self._update(b, ok, set(b.cards) != models)
         return ok
 
     @staticmethod
@@ -101,7 +104,7 @@ class Prober:
         b.set_models([c for c in cards if isinstance(c, dict)])
         return True
 
-    def _update(self, b: Backend, ok: bool) -> None:
+    def _update(self, b: Backend, ok: bool, models_changed: bool = False) -> None:
         before = (b.healthy, b.ejected)
         first = not b.probed
         b.probed = True
@@ -117,8 +120,8 @@ class Prober:
             b.probe_failures += 1
             if b.healthy and b.probe_failures >= self.health.unhealthy_threshold:
                 b.healthy = False
-        if (b.healthy, b.ejected) != before or first:
-            self.on_change(b)
+        if (b.healthy, b.ejected) != before or first or models_changed:
+            self.on_change(b, True)
 
     async def _probe_loop(self, b: Backend) -> None:
         while not b.removed:
@@ -140,7 +143,7 @@ class Prober:
                         if load.num_gpu_blocks and not b.total_blocks:
                             b.total_blocks = load.num_gpu_blocks
                         b.load = load
-                        self.on_change(b)
+                        self.on_change(b, False)
             await asyncio.sleep(max(cfg.interval_s - (time.monotonic() - t), 0.0))
 
 

@@ -105,6 +105,7 @@ class Registry:
         self.max_idle = max_idle
         #: Bumped whenever the set of backends or their state changes (views are cached on it).
         self.version = 0
+        self._eligible: dict[tuple[str | None, int], list[Backend]] = {}
 
     def __iter__(self) -> Iterator[Backend]:
         return iter(list(self._by_name.values()))
@@ -152,7 +153,16 @@ class Registry:
             self.version += 1
 
     def eligible(self, model: str | None) -> list[Backend]:
-        return [b for b in self._by_name.values() if b.eligible and b.serves(model)]
+        """Healthy, not ejected or draining, serving ``model`` (cached until a change)."""
+        key = (model, self.version)
+        got = self._eligible.get(key)
+        if got is None:
+            if len(self._eligible) > 64:
+                self._eligible.clear()
+            got = self._eligible[key] = [
+                b for b in self._by_name.values() if b.eligible and b.serves(model)
+            ]
+        return got
 
     def knows(self, model: str) -> bool:
         """Whether any backend serves ``model`` (or may: its model list is unknown yet)."""
