@@ -57,6 +57,7 @@ from fleetsched.policies.engine import ORDERING, make
 from fleetsched.policies.routing import make_router
 
 _DUMPS = json.JSONEncoder(separators=(",", ":")).encode
+_GENERATE = frozenset(("/v1/completions", "/v1/chat/completions"))
 #: Distinct tenant labels in metrics before the rest are counted as "other".
 MAX_TENANT_LABELS = 100
 
@@ -92,7 +93,7 @@ class Call:
     backend: str = ""
     retries: int = 0
     t_token: float = 0.0  # perf_counter of the first chunk carrying a token
-    events: int = 0  # SSE events relayed
+    events: int = 0  # SSE events relayed that carried a token
     usage_tokens: int | None = None
     keepalive: asyncio.TimerHandle | None = None
     queue_wait_s: float = 0.0
@@ -234,12 +235,43 @@ class Gateway:
         route = self._routes.get((req.method, req.path))
         if route is None:
             if req.path.startswith("/admin/") or req.path == "/admin":
-                return self._admin(req, conn)
+                return self._guard(self._admin(req, conn), conn)
             if any(p == req.path for _, p in self._routes):
                 allowed = ", ".join(m for m, p in self._routes if p == req.path)
                 raise APIError(405, f"method {req.method} not allowed on {req.path} (allowed: {allowed})")
             raise APIError(404, f"no route {req.method} {req.path}")
-        return route(req, conn)
+        if req.path in _GENERATE:
+            try:
+                return route(req, conn)
+            except APIError as e:  # refused before routing: counted and logged all the same
+                self._refused(req, e)
+                raise
+        out = route(req, conn)
+        return None if out is None else self._guard(out, conn)
+
+    async def _guard(self, coro: Coroutine[Any, Any, None], conn: ClientConnection) -> None:
+        """Run an endpoint's coroutine; its APIError (or a bug's 500) becomes the answer."""
+        try:
+            await coro
+        except APIError as e:
+            conn.send_error(e)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            import logging
+
+            logging.getLogger("fleetsched.gateway").exception("internal error")
+            conn.send_error(APIError(500, "internal error in the gateway"))
+
+    def _refused(self, req: HTTPRequest, e: APIError) -> None:
+        kind = e.code if isinstance(e.code, str) else f"http_{e.status}"
+        Metrics.inc(self.metrics.requests, ("unknown", "", str(e.status)))
+        Metrics.inc(self.metrics.errors, ("unknown", kind))
+        if self.log:
+            self.log.write(
+                {"ts": round(time.time(), 3), "path": req.path, "status": e.status, "error": kind,
+                 "e2e_ms": round((time.perf_counter() - req.t0) * 1000, 3)}  # fmt: skip
+            )
 
     def _health(self, req: HTTPRequest, conn: ClientConnection) -> None:
         conn.send_json(200, b'{"status":"ok"}')
@@ -375,7 +407,7 @@ class Gateway:
             Metrics.hist(m.e2e, model, E2E_BUCKETS).observe(now - call.t0)
         tokens = call.usage_tokens
         if tokens is None and call.stream:
-            tokens = max(call.events - 2, 0) if call.events else 0
+            tokens = call.events
         if call.limits is not None and tokens:
             call.limits.charge(tokens, time.monotonic())
         if not call.stream and tokens:
@@ -548,7 +580,7 @@ class Gateway:
         self.router.on_finish(call.rv, b.index)
         w = call.waiting
         if w is not None:
-            w.generated = call.usage_tokens if call.usage_tokens is not None else max(call.events - 2, 0)
+            w.generated = call.usage_tokens if call.usage_tokens is not None else call.events
             self.queue.finished(w, time.monotonic())
             call.waiting = None
         if self.queue.size:

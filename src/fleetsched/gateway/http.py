@@ -252,13 +252,17 @@ class ClientConnection(asyncio.Protocol):
     # ---------------------------------------------------------------- dispatch
     def _dispatch(self, req: HTTPRequest) -> None:
         self._busy = True
+        if not req.keep_alive:
+            self.close_after = True
         try:
             coro = self.app.handle(req, self)
         except APIError as e:
             self.send_error(e)
             return
         if coro is not None:
-            self.loop.create_task(coro)
+            task = self.loop.create_task(coro)
+            if self._busy:  # still answering: a disconnect cancels the task
+                self.on_lost = task.cancel
 
     def _reject(self, e: APIError) -> None:
         """Answer ``e`` before the body is read; read and drop the body (closing at once could

@@ -74,6 +74,14 @@ def response_headers(headers: list[tuple[bytes, bytes]], extra: bytes) -> bytes:
     return b"".join(out)
 
 
+def token_events(data: bytes) -> int:
+    """SSE events in ``data`` that carry a token (non-empty ``text`` or ``content``)."""
+    return (
+        data.count(b'"text":"') + data.count(b'"content":"')
+        - data.count(b'"text":""') - data.count(b'"content":""')
+    )  # fmt: skip
+
+
 def sse_error(status: int, message: str) -> bytes:
     import json
 
@@ -154,7 +162,7 @@ class Exchange:
         if call.t_token == 0.0 and _TOKEN.search(data):
             call.t_token = now
             self.gw.first_token(call, self.b)
-        n = data.count(b"\n\n")
+        n = token_events(data)
         call.events += n
         self.gw.service.add_output(call.tenant, n)
         self.tail = data
@@ -292,6 +300,8 @@ async def forward(gw: Gateway, call: Call) -> None:
             break
         attempts += 1
         call.backend = b.name
+        if gw.cfg.backend_header:
+            call.extra_headers = b"x-fleetsched-backend: " + b.name.encode() + b"\r\n"
         call.failure = ""
         try:
             ex, outcome = await _attempt(gw, call, b)
