@@ -87,9 +87,12 @@ def _read_port(p: subprocess.Popen[str]) -> str:
 @contextmanager
 def process(args: list[str]) -> Any:
     p = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         preexec_fn=lambda: raise_priority(10),
-    )  # fmt: skip
+    )
     try:
         url = _read_port(p)
         yield url, p.pid
@@ -107,8 +110,9 @@ def backend() -> Any:
 
 
 def gateway(urls: list[str], router: str, *extra: str) -> Any:
-    return process([*CLI, "serve", "--backends", ",".join(urls), "--router", router,
-                    "--port", "0", *extra])  # fmt: skip
+    return process(
+        [*CLI, "serve", "--backends", ",".join(urls), "--router", router, "--port", "0", *extra]
+    )
 
 
 AIOHTTP_PROXY = r"""
@@ -186,8 +190,10 @@ class Conn(asyncio.Protocol):
 
 def request(body: dict[str, Any], host: str) -> bytes:
     b = json.dumps(body, separators=(",", ":")).encode()
-    return (b"POST /v1/completions HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\n\r\n" % (host.encode(), len(b))) + b  # fmt: skip
+    return (
+        b"POST /v1/completions HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n" % (host.encode(), len(b))
+    ) + b
 
 
 def _hostport(url: str) -> tuple[str, int]:
@@ -195,8 +201,13 @@ def _hostport(url: str) -> tuple[str, int]:
     return h, int(p)
 
 
-async def closed_loop(urls: list[str], n: int, conc: int, data: Callable[[int], bytes],
-                      on_resp: Callable[[int, Conn], None] | None = None) -> float:  # fmt: skip
+async def closed_loop(
+    urls: list[str],
+    n: int,
+    conc: int,
+    data: Callable[[int], bytes],
+    on_resp: Callable[[int, Conn], None] | None = None,
+) -> float:
     """``n`` requests over ``conc`` connections spread over ``urls``, back to back; wall s."""
     loop = asyncio.get_running_loop()
     done = loop.create_future()
@@ -237,7 +248,9 @@ async def closed_loop(urls: list[str], n: int, conc: int, data: Callable[[int], 
     return wall
 
 
-async def open_loop(url: str, rate: float, duration: float, data: bytes, seed: int = 0) -> np.ndarray:
+async def open_loop(
+    url: str, rate: float, duration: float, data: bytes, seed: int = 0
+) -> np.ndarray:
     """Poisson arrivals at ``rate``; each request on an idle connection (or a new one).
     Returns per-request latencies (s)."""
     loop = asyncio.get_running_loop()
@@ -294,8 +307,9 @@ async def chunk_latency(url: str, streams: int, chunks: int, gap_ms: float) -> n
             lags.append(now - float(b[i + 4 : j]))
             i = b.find(b'"t":', j)
 
-    body = request({"prompt": PROMPT[:16], "max_tokens": chunks, "stream": True, "gap_ms": gap_ms},
-                   f"{h}:{p}")  # fmt: skip
+    body = request(
+        {"prompt": PROMPT[:16], "max_tokens": chunks, "stream": True, "gap_ms": gap_ms}, f"{h}:{p}"
+    )
     sem = asyncio.Semaphore(8)
 
     async def one() -> None:
@@ -319,9 +333,11 @@ def body_for(host: str, prompt: list[int] = PROMPT) -> bytes:
 
 def saturation(urls: list[str], quick: bool) -> None:
     n = 6000 if quick else 20000
-    print(f"\n1. CPU per proxied request at saturation: {n:,} non-streaming requests, 64 "
-          f"connections, 256-token prompts, 2 trivial backends; load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
+    print(
+        f"\n1. CPU per proxied request at saturation: {n:,} non-streaming requests, 64 "
+        f"connections, 256-token prompts, 2 trivial backends; load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     print(f"{'path':<34} {'req/s':>8} {'gateway us CPU/req':>19} {'client+backends us/req':>23}")
     bpids = BACKEND_PIDS
 
@@ -343,19 +359,26 @@ def saturation(urls: list[str], quick: bool) -> None:
         with gateway(urls, router) as (gurl, gpid):
             rps, gcpu, other = measure([gurl], gpid)
             RESULTS[f"cpu_{router}"] = gcpu
-            print(f"{'fleetsched serve, ' + router:<34} {rps:>8,.0f} {gcpu:>19,.0f} {other:>23,.0f}")
+            print(
+                f"{'fleetsched serve, ' + router:<34} {rps:>8,.0f} {gcpu:>19,.0f} {other:>23,.0f}"
+            )
     with process([sys.executable, "-c", AIOHTTP_PROXY, ",".join(urls)]) as (aurl, apid):
         rps, acpu, other = measure([aurl], apid)
         RESULTS["cpu_aiohttp"] = acpu
-        print(f"{'minimal aiohttp proxy (baseline)':<34} {rps:>8,.0f} {acpu:>19,.0f} {other:>23,.0f}")
-    print(f"=> fleetsched serve costs {RESULTS['cpu_round_robin']:.0f} us (round_robin) / "
-          f"{RESULTS['cpu_cache_aware']:.0f} us (cache_aware) of CPU per proxied request "
-          f"(target <= 200), {RESULTS['cpu_round_robin'] / RESULTS['cpu_aiohttp']:.2f}x a "
-          "minimal aiohttp proxy that does no routing")  # fmt: skip
+        print(
+            f"{'minimal aiohttp proxy (baseline)':<34} {rps:>8,.0f} {acpu:>19,.0f} {other:>23,.0f}"
+        )
+    print(
+        f"=> fleetsched serve costs {RESULTS['cpu_round_robin']:.0f} us (round_robin) / "
+        f"{RESULTS['cpu_cache_aware']:.0f} us (cache_aware) of CPU per proxied request "
+        f"(target <= 200), {RESULTS['cpu_round_robin'] / RESULTS['cpu_aiohttp']:.2f}x a "
+        "minimal aiohttp proxy that does no routing"
+    )
 
 
-def _best_windows(paths: dict[str, str], windows: int, measure: Callable[[str], np.ndarray]
-                  ) -> dict[str, tuple[float, float]]:  # fmt: skip
+def _best_windows(
+    paths: dict[str, str], windows: int, measure: Callable[[str], np.ndarray]
+) -> dict[str, tuple[float, float]]:
     """Per path, the best (smallest) p50 and p99 in ms over ``windows`` windows taken in
     turn: a burst of the other jobs on the shared cores lands in one window, not the figure."""
     got: dict[str, list[tuple[float, float]]] = {k: [] for k in paths}
@@ -369,26 +392,35 @@ def _best_windows(paths: dict[str, str], windows: int, measure: Callable[[str], 
 
 def latency(urls: list[str], quick: bool) -> None:
     dur = 2.0 if quick else 4.0
-    print(f"\n2. Added latency at 200 req/s (open loop, non-streaming; best of 3 windows of "
-          f"{dur:g} s per path, taken in turn)")  # fmt: skip
+    print(
+        f"\n2. Added latency at 200 req/s (open loop, non-streaming; best of 3 windows of "
+        f"{dur:g} s per path, taken in turn)"
+    )
     data = body_for(urls[0].split("://")[1])
     with gateway(urls, "round_robin") as (rr, _), gateway(urls, "cache_aware") as (ca, _):
-        best = _best_windows({"direct": urls[0], "round_robin": rr, "cache_aware": ca}, 3,
-                             lambda u: asyncio.run(open_loop(u, 200, dur, data)))  # fmt: skip
+        best = _best_windows(
+            {"direct": urls[0], "round_robin": rr, "cache_aware": ca},
+            3,
+            lambda u: asyncio.run(open_loop(u, 200, dur, data)),
+        )
     print(f"{'path':<26} {'p50 ms':>8} {'p99 ms':>8}")
     d50, d99 = best["direct"]
     print(f"{'direct':<26} {d50:>8.3f} {d99:>8.3f}")
     for router in ("round_robin", "cache_aware"):
         v50, v99 = best[router]
         RESULTS[f"lat_{router}"] = (v50 - d50, v99 - d99)
-        print(f"{'via gateway, ' + router:<26} {v50:>8.3f} {v99:>8.3f}   added p50 "
-              f"{v50 - d50:+.3f} ms, p99 {v99 - d99:+.3f} ms (targets 0.6 / 3)")  # fmt: skip
+        print(
+            f"{'via gateway, ' + router:<26} {v50:>8.3f} {v99:>8.3f}   added p50 "
+            f"{v50 - d50:+.3f} ms, p99 {v99 - d99:+.3f} ms (targets 0.6 / 3)"
+        )
 
 
 def chunks(urls: list[str], quick: bool) -> None:
     streams = 16 if quick else 32
-    print(f"\n3. Added latency per streamed chunk ({streams} streams x 50 chunks, 5 ms apart, 8 at "
-          "a time; best of 3 windows per path, taken in turn)")  # fmt: skip
+    print(
+        f"\n3. Added latency per streamed chunk ({streams} streams x 50 chunks, 5 ms apart, 8 at "
+        "a time; best of 3 windows per path, taken in turn)"
+    )
     cpu: dict[str, list[float]] = {"round_robin": [], "cache_aware": []}
     with gateway(urls, "round_robin") as (rr, rp), gateway(urls, "cache_aware") as (ca, cp):
         pids = {rr: ("round_robin", rp), ca: ("cache_aware", cp)}
@@ -407,9 +439,11 @@ def chunks(urls: list[str], quick: bool) -> None:
     print(f"{'direct':<26} {d50:>8.3f} {d99:>8.3f} {'-':>21}")
     for router in ("round_robin", "cache_aware"):
         v50, v99 = best[router]
-        print(f"{'via gateway, ' + router:<26} {v50:>8.3f} {v99:>8.3f} "
-              f"{min(cpu[router]):>21.1f}   added p50 {v50 - d50:+.3f} ms, "
-              f"p99 {v99 - d99:+.3f} ms")  # fmt: skip
+        print(
+            f"{'via gateway, ' + router:<26} {v50:>8.3f} {v99:>8.3f} "
+            f"{min(cpu[router]):>21.1f}   added p50 {v50 - d50:+.3f} ms, "
+            f"p99 {v99 - d99:+.3f} ms"
+        )
 
 
 def soak(urls: list[str], quick: bool) -> None:
@@ -426,32 +460,38 @@ def soak(urls: list[str], quick: bool) -> None:
             marks.append((done, rss_mib(gpid)))
     print("  ".join(f"{k // 1000}k: {v:.1f} MiB" for k, v in marks))
     growth = marks[-1][1] - marks[0][1]
-    print(f"=> RSS after 10k requests {marks[0][1]:.1f} MiB, after {total // 1000}k "
-          f"{marks[-1][1]:.1f} MiB ({growth:+.1f} MiB)")  # fmt: skip
+    print(
+        f"=> RSS after 10k requests {marks[0][1]:.1f} MiB, after {total // 1000}k "
+        f"{marks[-1][1]:.1f} MiB ({growth:+.1f} MiB)"
+    )
 
 
 def workers(urls: list[str], quick: bool) -> None:
     n = 6000 if quick else 20000
-    print(f"\n5. Worker processes (SO_REUSEPORT): saturation ({n:,} requests, 64 connections) "
-          "and cache affinity (cache_aware, 16 prefixes)")
+    print(
+        f"\n5. Worker processes (SO_REUSEPORT): saturation ({n:,} requests, 64 connections) "
+        "and cache affinity (cache_aware, 16 prefixes)"
+    )
     print(f"{'workers':>7} {'req/s':>8} {'gateway us CPU/req':>19} {'prefix affinity':>16}")
     prefixes = [[7000 + 97 * k + j for j in range(256)] for k in range(16)]
     for w in (1, 2):
         with gateway(urls, "cache_aware", "--workers", str(w)) as (gurl, gpid):
             host = gurl.split("://")[1]
             data = body_for(host)
-            asyncio.run(closed_loop([gurl], 1000, 64, lambda i: data))
+            asyncio.run(closed_loop([gurl], 1000, 64, lambda i, d=data: d))
             pids = [gpid, *children(gpid)]
             c0 = sum(cpu_s(p) for p in pids)
-            wall = asyncio.run(closed_loop([gurl], n, 64, lambda i: data))
+            wall = asyncio.run(closed_loop([gurl], n, 64, lambda i, d=data: d))
             cpu = sum(cpu_s(p) for p in pids) - c0
             seen: dict[int, Counter[bytes]] = defaultdict(Counter)
-            bodies = [body_for(host, p + [1, 2, 3, 4]) for p in prefixes]
+            bodies = [body_for(host, [*p, 1, 2, 3, 4]) for p in prefixes]
 
-            def on_resp(i: int, c: Conn) -> None:
+            def on_resp(i: int, c: Conn, seen: dict[int, Counter[bytes]] = seen) -> None:
                 seen[i % 16][c.headers.get(b"x-fleetsched-backend", b"")] += 1
 
-            asyncio.run(closed_loop([gurl], 3200, 64, lambda i: bodies[i % 16], on_resp))
+            asyncio.run(
+                closed_loop([gurl], 3200, 64, lambda i, b=bodies: b[i % 16], on_resp)  # type: ignore[misc]
+            )
             affinity = sum(max(c.values()) for c in seen.values()) / sum(
                 sum(c.values()) for c in seen.values()
             )

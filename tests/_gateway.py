@@ -76,8 +76,12 @@ async def backend_app(
 @asynccontextmanager
 async def gateway(urls: list[str], **cfg: Any) -> AsyncIterator[tuple[Gateway, str]]:
     """A gateway in this event loop in front of ``urls``; ``cfg`` is the rest of its config."""
-    data: dict[str, Any] = {"backends": [{"url": u} for u in urls], "port": 0,
-                            "health": {"interval_s": 0.2, "timeout_s": 1.0}, **cfg}  # fmt: skip
+    data: dict[str, Any] = {
+        "backends": [{"url": u} for u in urls],
+        "port": 0,
+        "health": {"interval_s": 0.2, "timeout_s": 1.0},
+        **cfg,
+    }
     if cfg.get("backends") is not None:
         data["backends"] = cfg["backends"]
     config = config_from(data)
@@ -115,7 +119,9 @@ async def sse(resp: aiohttp.ClientResponse) -> list[tuple[float, Any]]:
 
 def text_of(events: list[tuple[float, Any]]) -> str:
     return "".join(
-        e["choices"][0].get("text", "") for _, e in events if isinstance(e, dict) and e.get("choices")
+        e["choices"][0].get("text", "")
+        for _, e in events
+        if isinstance(e, dict) and e.get("choices")
     )
 
 

@@ -32,8 +32,12 @@ def test_stream_chunks_arrive_in_order_as_the_engine_makes_them() -> None:
     async def go() -> None:
         # speedup 0.5: an A10G decode step of ~8 ms modelled takes ~16 ms of wall time
         async with emulators(1, speedup=0.5) as emus, gateway([emus[0][1]]) as (_, url):
-            body = {"prompt": list(range(100, 164)), "max_tokens": 24, "ignore_eos": True,
-                    "stream": True}  # fmt: skip
+            body = {
+                "prompt": list(range(100, 164)),
+                "max_tokens": 24,
+                "ignore_eos": True,
+                "stream": True,
+            }
             async with aiohttp.ClientSession() as s:
                 got = {}
                 for name, base in (("direct", emus[0][1]), ("gateway", url)):
@@ -66,17 +70,37 @@ def test_the_body_reaches_the_backend_byte_identical() -> None:
         return web.json_response({"choices": [{"text": "ok"}], "usage": {"completion_tokens": 1}})
 
     async def go() -> None:
-        odd = ('{ "model" : "Llama-3.1-8B",\n  "prompt":"héllo \\u00e9 wörld", "zzz_unknown": '
-               '[1, {"a": null}], "temperature": 0.70, "n": 3, "max_tokens": 5 }').encode()  # fmt: skip
-        async with backend_app(capture) as b, gateway([b]) as (_, url), aiohttp.ClientSession() as s:
-            async with s.post(url + "/v1/completions", data=odd,
-                              headers={"Content-Type": "application/json"}) as r:  # fmt: skip
+        odd = (
+            '{ "model" : "Llama-3.1-8B",\n  "prompt":"héllo \\u00e9 wörld", "zzz_unknown": '
+            '[1, {"a": null}], "temperature": 0.70, "n": 3, "max_tokens": 5 }'
+        ).encode()
+        async with (
+            backend_app(capture) as b,
+            gateway([b]) as (_, url),
+            aiohttp.ClientSession() as s,
+        ):
+            async with s.post(
+                url + "/v1/completions", data=odd, headers={"Content-Type": "application/json"}
+            ) as r:
                 assert r.status == 200
                 assert r.headers["x-fleetsched-backend"].startswith("127.0.0.1:")
                 assert (await r.json())["choices"][0]["text"] == "ok"
-            chat = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": [
-                {"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "x"}}]}],
-                "tools": [{"type": "function"}]}, indent=3).encode()  # fmt: skip
+            chat = json.dumps(
+                {
+                    "model": MODEL,
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": [
+                                {"type": "text", "text": "hi"},
+                                {"type": "image_url", "image_url": {"url": "x"}},
+                            ],
+                        }
+                    ],
+                    "tools": [{"type": "function"}],
+                },
+                indent=3,
+            ).encode()
             async with s.post(url + "/v1/chat/completions", data=chat) as r:
                 assert r.status == 200
         assert seen == [odd, chat]
@@ -98,8 +122,17 @@ def test_every_error_is_an_openai_error_body_with_its_status() -> None:
         return web.Response()
 
     async def fail(r: web.Request) -> web.Response:
-        return web.json_response({"error": {"message": "engine died", "type": "InternalServerError",
-                                            "param": None, "code": 500}}, status=500)  # fmt: skip
+        return web.json_response(
+            {
+                "error": {
+                    "message": "engine died",
+                    "type": "InternalServerError",
+                    "param": None,
+                    "code": 500,
+                }
+            },
+            status=500,
+        )
 
     async def go() -> None:
         async with (
@@ -111,11 +144,16 @@ def test_every_error_is_an_openai_error_body_with_its_status() -> None:
                 max_body_bytes=4096,
                 timeouts={"first_token_s": 0.3},
                 retries={"max_retries": 0},
-                backends=[{"url": emus[0][1]}, {"url": slow_url}, {"url": fail_url},
-                          {"url": "http://127.0.0.1:9", "models": ["dead"]}],
+                backends=[
+                    {"url": emus[0][1]},
+                    {"url": slow_url},
+                    {"url": fail_url},
+                    {"url": "http://127.0.0.1:9", "models": ["dead"]},
+                ],
             ) as (_, url),
             aiohttp.ClientSession() as s,
-        ):  # fmt: skip
+        ):
+
             async def post(path: str, data: Any, **kw: Any) -> tuple[int, dict[str, Any], Any]:
                 raw = data if isinstance(data, bytes) else json.dumps(data).encode()
                 async with s.post(url + path, data=raw, **kw) as r:
@@ -156,8 +194,9 @@ def test_every_error_is_an_openai_error_body_with_its_status() -> None:
             st, b, _ = await post("/v1/completions", {"model": "fails", "prompt": "x"})
             assert st == 500 and b["error"]["message"] == "engine died"
             # the emulator's own 400 (prompt too long) is passed on
-            st, b, _ = await post("/v1/completions", {"model": MODEL, "prompt": [1] * 500,
-                                                      "max_tokens": 10**9})  # fmt: skip
+            st, b, _ = await post(
+                "/v1/completions", {"model": MODEL, "prompt": [1] * 500, "max_tokens": 10**9}
+            )
             assert st == 400 and b["error"]["param"] == "max_tokens"
 
     run(go())
@@ -165,16 +204,15 @@ def test_every_error_is_an_openai_error_body_with_its_status() -> None:
 
 def test_no_healthy_backend_is_a_503_and_ready_says_so() -> None:
     async def go() -> None:
-        async with gateway(["http://127.0.0.1:9"], backends=[
-                {"url": "http://127.0.0.1:9", "models": [MODEL]}]) as (gw, url):  # fmt: skip
-            async with aiohttp.ClientSession() as s:
-                async with s.post(url + "/v1/completions", json={"prompt": "x"}) as r:
-                    assert r.status == 503 and r.headers["Retry-After"] == "1"
-                    _err(503, await r.json(), "ServiceUnavailableError")
-                async with s.get(url + "/ready") as r:
-                    assert r.status == 503
-                async with s.get(url + "/health") as r:
-                    assert r.status == 200
+        dead = [{"url": "http://127.0.0.1:9", "models": [MODEL]}]
+        async with gateway([], backends=dead) as (_, url), aiohttp.ClientSession() as s:
+            async with s.post(url + "/v1/completions", json={"prompt": "x"}) as r:
+                assert r.status == 503 and r.headers["Retry-After"] == "1"
+                _err(503, await r.json(), "ServiceUnavailableError")
+            async with s.get(url + "/ready") as r:
+                assert r.status == 503
+            async with s.get(url + "/health") as r:
+                assert r.status == 200
 
     run(go())
 
@@ -200,7 +238,9 @@ def test_requests_go_only_to_backends_serving_their_model() -> None:
                 ids = sorted(c["id"] for c in (await r.json())["data"])
             assert ids == ["m-a", "m-b", "shared"]
             for _ in range(6):
-                async with s.post(url + "/v1/completions", json={"model": "m-b", "prompt": "x"}) as r:
+                async with s.post(
+                    url + "/v1/completions", json={"model": "m-b", "prompt": "x"}
+                ) as r:
                     assert (await r.json())["choices"][0]["text"] == "b"
             assert hits == {"a": 0, "b": 6}
             for _ in range(6):
@@ -228,8 +268,10 @@ def test_the_gateway_never_contacts_what_a_request_names() -> None:
             host, port = url.split("://")[1].split(":")
             other_hp = other.split("://")[1]
             body = b'{"prompt": "x"}'
-            raw = (f"POST {other}/v1/completions HTTP/1.1\r\nHost: {other_hp}\r\n"
-                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body  # fmt: skip
+            raw = (
+                f"POST {other}/v1/completions HTTP/1.1\r\nHost: {other_hp}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            ).encode() + body
             reader, writer = await asyncio.open_connection(host, int(port))
             writer.write(raw)
             answer = await reader.read()
@@ -253,8 +295,12 @@ def test_a_client_disconnect_reaches_the_engine_within_100_ms() -> None:
                 real_abort(stream)
 
             emu.loop.abort = abort  # type: ignore[method-assign]
-            body = {"prompt": list(range(200)), "max_tokens": 5000, "ignore_eos": True,
-                    "stream": True}  # fmt: skip
+            body = {
+                "prompt": list(range(200)),
+                "max_tokens": 5000,
+                "ignore_eos": True,
+                "stream": True,
+            }
             async with aiohttp.ClientSession() as s:
                 r = await s.post(url + "/v1/completions", json=body)
                 n = 0
@@ -289,11 +335,14 @@ def test_a_failed_backend_is_retried_elsewhere_then_ejected_and_readmitted() -> 
         async with (
             backend_app(flaky) as f,
             backend_app(good) as g,
-            gateway([f, g], router={"name": "round_robin"},
-                    ejection={"consecutive_failures": 2, "min_ejection_s": 0.3},
-                    health={"interval_s": 0.1, "healthy_threshold": 2}) as (gw, url),
+            gateway(
+                [f, g],
+                router={"name": "round_robin"},
+                ejection={"consecutive_failures": 2, "min_ejection_s": 0.3},
+                health={"interval_s": 0.1, "healthy_threshold": 2},
+            ) as (gw, url),
             aiohttp.ClientSession() as s,
-        ):  # fmt: skip
+        ):
             texts = []
             for _ in range(6):
                 async with s.post(url + "/v1/completions", json={"prompt": "x"}) as r:
@@ -312,7 +361,15 @@ def test_a_failed_backend_is_retried_elsewhere_then_ejected_and_readmitted() -> 
             async with s.get(url + "/metrics") as r:
                 m = _metrics(await r.text())
             assert m[("fleetsched:gateway_ejections_total", (("backend", fb.name),))] == 1
-            assert m[("fleetsched:gateway_retries_total", (("backend", fb.name), ("reason", "status_503")))] == 2
+            assert (
+                m[
+                    (
+                        "fleetsched:gateway_retries_total",
+                        (("backend", fb.name), ("reason", "status_503")),
+                    )
+                ]
+                == 2
+            )
 
     run(go())
 
@@ -327,11 +384,15 @@ def test_serving_starts_with_a_backend_down_and_takes_it_when_it_comes_up() -> N
             late_port = sock.getsockname()[1]
             sock.close()
             late = f"http://127.0.0.1:{late_port}"
-            async with gateway([emus[0][1], late], health={"interval_s": 0.1}) as (gw, url), \
-                    aiohttp.ClientSession() as s:  # fmt: skip
+            async with (
+                gateway([emus[0][1], late], health={"interval_s": 0.1}) as (gw, url),
+                aiohttp.ClientSession() as s,
+            ):
                 async with s.get(url + "/ready") as r:
                     assert r.status == 200 and (await r.json())["healthy_backends"] == 1
-                async with s.post(url + "/v1/completions", json={"prompt": "hi", "max_tokens": 2}) as r:
+                async with s.post(
+                    url + "/v1/completions", json={"prompt": "hi", "max_tokens": 2}
+                ) as r:
                     assert r.status == 200
                 from fleetsched.emulator import start
 
@@ -362,12 +423,14 @@ def test_keepalive_comments_while_the_first_token_is_slow() -> None:
         return resp
 
     async def go() -> None:
-        async with backend_app(slow_first) as b, gateway([b], timeouts={"keepalive_s": 0.1}) as (_, url):
-            async with aiohttp.ClientSession() as s, s.post(
-                url + "/v1/completions", json={"prompt": "x", "stream": True}
-            ) as r:
-                assert r.status == 200
-                raw = await r.read()
+        async with (
+            backend_app(slow_first) as b,
+            gateway([b], timeouts={"keepalive_s": 0.1}) as (_, url),
+            aiohttp.ClientSession() as s,
+            s.post(url + "/v1/completions", json={"prompt": "x", "stream": True}) as r,
+        ):
+            assert r.status == 200
+            raw = await r.read()
         assert raw.count(b": keepalive\n\n") >= 2
         assert raw.index(b": keepalive") < raw.index(b"data: {")
         assert raw.endswith(b"data: [DONE]\n\n")
@@ -385,9 +448,10 @@ def test_an_idle_stream_ends_with_an_error_event() -> None:
 
     async def go() -> None:
         async with backend_app(stalls) as b, gateway([b], timeouts={"idle_s": 0.2}) as (gw, url):
-            async with aiohttp.ClientSession() as s, s.post(
-                url + "/v1/completions", json={"prompt": "x", "stream": True}
-            ) as r:
+            async with (
+                aiohttp.ClientSession() as s,
+                s.post(url + "/v1/completions", json={"prompt": "x", "stream": True}) as r,
+            ):
                 ev = await sse(r)
             assert text_of(ev) == " ba"
             assert "error" in ev[-2][1] and ev[-1][1] == "[DONE]"
@@ -408,11 +472,20 @@ def test_metrics_and_access_log(tmp_path: Any) -> None:
     log = tmp_path / "access.jsonl"
 
     async def go() -> None:
-        async with emulators(2) as emus, gateway(
-            [e[1] for e in emus], router={"name": "least_requests"}, access_log=str(log)
-        ) as (gw, url), aiohttp.ClientSession() as s:  # fmt: skip
+        async with (
+            emulators(2) as emus,
+            gateway(
+                [e[1] for e in emus], router={"name": "least_requests"}, access_log=str(log)
+            ) as (_gw, url),
+            aiohttp.ClientSession() as s,
+        ):
             for i in range(4):
-                body = {"model": MODEL, "prompt": [i + 1] * 20, "max_tokens": 3, "stream": i % 2 == 0}
+                body = {
+                    "model": MODEL,
+                    "prompt": [i + 1] * 20,
+                    "max_tokens": 3,
+                    "stream": i % 2 == 0,
+                }
                 async with s.post(url + "/v1/completions", json=body) as r:
                     await r.read()
             async with s.post(url + "/v1/completions", json={"prompt": 5}) as r:
@@ -422,13 +495,21 @@ def test_metrics_and_access_log(tmp_path: Any) -> None:
                 m = _metrics(await r.text())
             await asyncio.sleep(0.3)  # the log is flushed every 0.2 s
         p = "fleetsched:gateway_"
-        assert m[(p + "requests_total", (("model", MODEL), ("status", "200"), ("tenant", "default")))] == 4
-        assert m[(p + "requests_total", (("model", ""), ("status", "400"), ("tenant", "unknown")))] == 1
+        assert (
+            m[(p + "requests_total", (("model", MODEL), ("status", "200"), ("tenant", "default")))]
+            == 4
+        )
+        assert (
+            m[(p + "requests_total", (("model", ""), ("status", "400"), ("tenant", "unknown")))]
+            == 1
+        )
         assert m[(p + "errors_total", (("kind", "http_400"), ("tenant", "unknown")))] == 1
         assert m[(p + "ttft_seconds_count", (("model", MODEL),))] == 4
         assert m[(p + "e2e_seconds_count", (("model", MODEL),))] == 4
         decisions = {k[1]: v for k, v in m.items() if k[0] == p + "decisions_total"}
-        assert sum(decisions.values()) == 4 and all(dict(k)["policy"] == "least_requests" for k in decisions)
+        assert sum(decisions.values()) == 4 and all(
+            dict(k)["policy"] == "least_requests" for k in decisions
+        )
         for e in emus:
             name = e[1].split("://")[1]
             assert m[(p + "backend_inflight", (("backend", name),))] == 0
@@ -436,7 +517,9 @@ def test_metrics_and_access_log(tmp_path: Any) -> None:
         lines = [json.loads(x) for x in log.read_text().splitlines()]
         assert len(lines) == 5 and sorted(x["status"] for x in lines) == [200] * 4 + [400]
         ok = [x for x in lines if x["status"] == 200]
-        assert all(x["backend"] and x["policy"] == "least_requests" and x["ttft_ms"] > 0 for x in ok)
+        assert all(
+            x["backend"] and x["policy"] == "least_requests" and x["ttft_ms"] > 0 for x in ok
+        )
         assert sorted(x["completion_tokens"] for x in ok) == [3, 3, 3, 3]
 
     run(go())
@@ -444,9 +527,11 @@ def test_metrics_and_access_log(tmp_path: Any) -> None:
 
 def test_admin_api_needs_its_key_and_manages_backends() -> None:
     async def go() -> None:
-        async with emulators(2) as emus, gateway(
-            [emus[0][1]], admin_keys=[hash_key(ADMIN)]
-        ) as (gw, url), aiohttp.ClientSession() as s:  # fmt: skip
+        async with (
+            emulators(2) as emus,
+            gateway([emus[0][1]], admin_keys=[hash_key(ADMIN)]) as (gw, url),
+            aiohttp.ClientSession() as s,
+        ):
             async with s.get(url + "/admin/backends") as r:
                 assert r.status == 401
                 _err(401, await r.json(), "AuthenticationError")
@@ -454,8 +539,9 @@ def test_admin_api_needs_its_key_and_manages_backends() -> None:
             async with s.get(url + "/admin/backends", headers=auth) as r:
                 assert r.status == 401
             auth = {"Authorization": f"Bearer {ADMIN}"}
-            async with s.post(url + "/admin/backends", headers=auth,
-                              json={"url": emus[1][1], "name": "second"}) as r:  # fmt: skip
+            async with s.post(
+                url + "/admin/backends", headers=auth, json={"url": emus[1][1], "name": "second"}
+            ) as r:
                 assert r.status == 201 and (await r.json())["healthy"]
             async with s.get(url + "/admin/backends", headers=auth) as r:
                 names = [b["name"] for b in (await r.json())["data"]]
@@ -487,13 +573,24 @@ def test_reload_keeps_streams_and_accounting(tmp_path: Any) -> None:
             loop = asyncio.get_running_loop()
             ready: asyncio.Future[Any] = loop.create_future()
             stop = asyncio.Event()
-            task = asyncio.create_task(serve(c, config_path=str(cfg), stop=stop,
-                                             ready=lambda gw, p: ready.set_result((gw, p))))  # fmt: skip
+            task = asyncio.create_task(
+                serve(
+                    c,
+                    config_path=str(cfg),
+                    stop=stop,
+                    ready=lambda gw, p: ready.set_result((gw, p)),
+                )
+            )
             gw, port = await ready
             url = f"http://127.0.0.1:{port}"
             auth = {"Authorization": f"Bearer {ADMIN}"}
             async with aiohttp.ClientSession() as s:
-                body = {"prompt": list(range(64)), "max_tokens": 30, "ignore_eos": True, "stream": True}
+                body = {
+                    "prompt": list(range(64)),
+                    "max_tokens": 30,
+                    "ignore_eos": True,
+                    "stream": True,
+                }
                 stream = await s.post(url + "/v1/completions", json=body)
                 cfg.write_text(f"backends:\n  - url: {b}\nadmin_keys: ['{hash_key(ADMIN)}']\n")
                 async with s.post(url + "/admin/reload", headers=auth) as r:
@@ -504,7 +601,9 @@ def test_reload_keeps_streams_and_accounting(tmp_path: Any) -> None:
                 assert ev[-1][1] == "[DONE]"
                 assert await until(lambda: gw.registry.get(a.split("://")[1]) is None)
                 assert await until(lambda: bool(gw.registry.eligible(None)))
-                async with s.post(url + "/v1/completions", json={"prompt": "x", "max_tokens": 1}) as r:
+                async with s.post(
+                    url + "/v1/completions", json={"prompt": "x", "max_tokens": 1}
+                ) as r:
                     assert r.headers["x-fleetsched-backend"] == b.split("://")[1]
             stop.set()
             assert await task == 0
@@ -518,16 +617,20 @@ def test_cache_aware_routers_see_the_prefixes_the_gateway_sent(router: str) -> N
     index / the router's tree), so the engine's prefix cache serves them."""
 
     async def go() -> None:
-        async with emulators(3) as emus, gateway(
-            [e[1] for e in emus], router={"name": router}
-        ) as (gw, url), aiohttp.ClientSession() as s:  # fmt: skip
+        async with (
+            emulators(3) as emus,
+            gateway([e[1] for e in emus], router={"name": router}) as (_gw, url),
+            aiohttp.ClientSession() as s,
+        ):
             cached = []
             for k in range(2):
                 shared = [3000 + 7 * k + j for j in range(512)]
                 for tail in range(4):
                     body = {"prompt": shared + [tail + 1] * 16, "max_tokens": 2}
                     async with s.post(url + "/v1/completions", json=body) as r:
-                        cached.append((await r.json())["usage"]["prompt_tokens_details"]["cached_tokens"])
+                        cached.append(
+                            (await r.json())["usage"]["prompt_tokens_details"]["cached_tokens"]
+                        )
         # the first request of each prefix misses; the next three hit its 512 tokens
         assert sum(c >= 512 for c in cached) >= 5, cached
 
@@ -541,15 +644,24 @@ def test_every_router_that_makes_sense_live_runs_live() -> None:
     from fleetsched.policies.routing import ROUTERS
 
     async def go(router: str) -> None:
-        async with emulators(2) as emus, gateway(
-            [e[1] for e in emus], router={"name": router}, scrape={"interval_s": 0.05}
-        ) as (gw, url), aiohttp.ClientSession() as s:  # fmt: skip
+        async with (
+            emulators(2) as emus,
+            gateway([e[1] for e in emus], router={"name": router}, scrape={"interval_s": 0.05}) as (
+                gw,
+                url,
+            ),
+            aiohttp.ClientSession() as s,
+        ):
             await until(lambda: all(b.load is not None for b in gw.registry), timeout=3)
             for i in range(6):
-                body = {"prompt": list(range(300)) + [i] * 20, "max_tokens": 2,
-                        "stream": i % 2 == 0}  # fmt: skip
-                async with s.post(url + "/v1/completions", json=body,
-                                  headers={"x-session-id": f"s{i % 2}"}) as r:  # fmt: skip
+                body = {
+                    "prompt": list(range(300)) + [i] * 20,
+                    "max_tokens": 2,
+                    "stream": i % 2 == 0,
+                }
+                async with s.post(
+                    url + "/v1/completions", json=body, headers={"x-session-id": f"s{i % 2}"}
+                ) as r:
                     assert r.status == 200, (router, await r.text())
                     await r.read()
             assert all(b.inflight == 0 for b in gw.registry)

@@ -38,8 +38,12 @@ def test_sigterm_drains_every_stream_then_exits() -> None:
         async with emulators(2, speedup=2.0) as emus:
             urls = ",".join(e[1] for e in emus)
             async with started(gateway_process("--backends", urls)) as url:
-                body = {"prompt": list(range(32)), "max_tokens": 40, "ignore_eos": True,
-                        "stream": True}  # fmt: skip
+                body = {
+                    "prompt": list(range(32)),
+                    "max_tokens": 40,
+                    "ignore_eos": True,
+                    "stream": True,
+                }
                 async with aiohttp.ClientSession() as s:
                     resps = [await s.post(url + "/v1/completions", json=body) for _ in range(6)]
                     firsts = [await r.content.readany() for r in resps]
@@ -74,21 +78,36 @@ def test_failover_when_a_backend_is_killed_mid_load() -> None:
 
     async def go() -> list[dict[str, Any]]:
         with emulator_process("--speedup", "1") as a, emulator_process("--speedup", "1") as b:
-            async with gateway([a, b], router={"name": "round_robin"}, retries={"max_retries": 2},
-                               timeouts={"connect_s": 1.0}) as (gw, url):  # fmt: skip
+            async with gateway(
+                [a, b],
+                router={"name": "round_robin"},
+                retries={"max_retries": 2},
+                timeouts={"connect_s": 1.0},
+            ) as (gw, url):
                 killed_name = a.split("://")[1]
                 kill_at: list[float] = []
                 results: list[dict[str, Any]] = []
 
                 async def one(s: aiohttp.ClientSession, i: int) -> None:
-                    body = {"prompt": list(range(i, i + 64)), "max_tokens": 200, "ignore_eos": True,
-                            "stream": True}  # fmt: skip
+                    body = {
+                        "prompt": list(range(i, i + 64)),
+                        "max_tokens": 200,
+                        "ignore_eos": True,
+                        "stream": True,
+                    }
                     sent = time.monotonic()
                     async with s.post(url + "/v1/completions", json=body) as r:
                         ev = await sse(r)
                         backend = r.headers.get("x-fleetsched-backend")
-                    results.append({"sent": sent, "first": ev[0][0] if ev else None,
-                                    "backend": backend, "events": ev, "status": r.status})  # fmt: skip
+                    results.append(
+                        {
+                            "sent": sent,
+                            "first": ev[0][0] if ev else None,
+                            "backend": backend,
+                            "events": ev,
+                            "status": r.status,
+                        }
+                    )
 
                 async def killer() -> None:
                     await asyncio.sleep(1.0)
@@ -134,9 +153,12 @@ def test_two_workers_share_the_port() -> None:
             async with started(gateway_process("--backends", urls, "--workers", "2")) as url:
                 ok = 0
                 for _ in range(12):  # a new connection each: the kernel spreads them
-                    async with aiohttp.ClientSession() as s, s.post(
-                        url + "/v1/completions", json={"prompt": "hi", "max_tokens": 2}
-                    ) as r:
+                    async with (
+                        aiohttp.ClientSession() as s,
+                        s.post(
+                            url + "/v1/completions", json={"prompt": "hi", "max_tokens": 2}
+                        ) as r,
+                    ):
                         ok += r.status == 200
                 assert ok == 12
                 os.kill(url.pid, signal.SIGTERM)

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests._gateway import MODEL, backend_app, emulators, gateway, run, until
+from tests._gateway import backend_app, emulators, gateway, run, until
 
 from fleetsched.gateway import hash_key
 
@@ -30,17 +30,27 @@ def fixed(delay_s: float, tokens: int = 10) -> Any:
     async def h(r: web.Request) -> web.Response:
         await asyncio.sleep(delay_s)
         body = await r.json()
-        return web.json_response({"choices": [{"text": "x"}], "user": body.get("user"),
-                                  "usage": {"completion_tokens": tokens}})  # fmt: skip
+        return web.json_response(
+            {
+                "choices": [{"text": "x"}],
+                "user": body.get("user"),
+                "usage": {"completion_tokens": tokens},
+            }
+        )
 
     return h
 
 
 def test_api_keys_map_to_tenants() -> None:
     async def go() -> None:
-        async with backend_app(fixed(0)) as b, gateway([b], tenants=_tenants(a={}, b={})) as (
-            gw, url,
-        ), aiohttp.ClientSession() as s:  # fmt: skip
+        async with (
+            backend_app(fixed(0)) as b,
+            gateway([b], tenants=_tenants(a={}, b={})) as (
+                gw,
+                url,
+            ),
+            aiohttp.ClientSession() as s,
+        ):
             for headers, status in (
                 ({}, 401),
                 ({"Authorization": "Bearer nope"}, 401),
@@ -48,7 +58,9 @@ def test_api_keys_map_to_tenants() -> None:
                 (_auth("a"), 200),
                 (_auth("b"), 200),
             ):
-                async with s.post(url + "/v1/completions", json={"prompt": "x"}, headers=headers) as r:
+                async with s.post(
+                    url + "/v1/completions", json={"prompt": "x"}, headers=headers
+                ) as r:
                     assert r.status == status
                     if status == 401:
                         e = (await r.json())["error"]
@@ -60,15 +72,24 @@ def test_api_keys_map_to_tenants() -> None:
 
 def test_per_tenant_request_and_token_rate_limits() -> None:
     async def go() -> None:
-        tenants = _tenants(slow={"requests_per_s": 0.5, "request_burst": 1},
-                           thin={"tokens_per_s": 10, "token_burst": 100}, free={})  # fmt: skip
-        async with backend_app(fixed(0, tokens=1)) as b, gateway([b], tenants=tenants) as (
-            gw, url,
-        ), aiohttp.ClientSession() as s:  # fmt: skip
+        tenants = _tenants(
+            slow={"requests_per_s": 0.5, "request_burst": 1},
+            thin={"tokens_per_s": 10, "token_burst": 100},
+            free={},
+        )
+        async with (
+            backend_app(fixed(0, tokens=1)) as b,
+            gateway([b], tenants=tenants) as (
+                gw,
+                url,
+            ),
+            aiohttp.ClientSession() as s,
+        ):
 
             async def post(t: str, n: int) -> aiohttp.ClientResponse:
-                async with s.post(url + "/v1/completions", json={"prompt": [1] * n},
-                                  headers=_auth(t)) as r:  # fmt: skip
+                async with s.post(
+                    url + "/v1/completions", json={"prompt": [1] * n}, headers=_auth(t)
+                ) as r:
                     await r.read()
                     return r
 
@@ -87,9 +108,14 @@ def test_per_tenant_request_and_token_rate_limits() -> None:
 
 def test_overload_queues_then_429_when_full_and_503_when_the_wait_is_too_long() -> None:
     async def go() -> None:
-        async with backend_app(fixed(0.4)) as b, gateway(
-            [b], saturation={"max_inflight": 1}, queue={"max_size": 1, "timeout_s": 5}
-        ) as (gw, url), aiohttp.ClientSession() as s:  # fmt: skip
+        async with (
+            backend_app(fixed(0.4)) as b,
+            gateway([b], saturation={"max_inflight": 1}, queue={"max_size": 1, "timeout_s": 5}) as (
+                gw,
+                url,
+            ),
+            aiohttp.ClientSession() as s,
+        ):
 
             async def post() -> tuple[int, dict[str, Any], Any]:
                 async with s.post(url + "/v1/completions", json={"prompt": "x"}) as r:
@@ -103,9 +129,13 @@ def test_overload_queues_then_429_when_full_and_503_when_the_wait_is_too_long() 
             assert st3 == 429 and headers["Retry-After"] == "1"
             assert body["error"]["code"] == "queue_full"
             assert (await first)[0] == 200 and (await second)[0] == 200
-        async with backend_app(fixed(1.0)) as b, gateway(
-            [b], saturation={"max_inflight": 1}, queue={"max_size": 8, "timeout_s": 0.2}
-        ) as (gw, url), aiohttp.ClientSession() as s:  # fmt: skip
+        async with (
+            backend_app(fixed(1.0)) as b,
+            gateway(
+                [b], saturation={"max_inflight": 1}, queue={"max_size": 8, "timeout_s": 0.2}
+            ) as (gw, url),
+            aiohttp.ClientSession() as s,
+        ):
             first = asyncio.create_task(post())
             await until(lambda: gw.active == 1)
             st2, body, headers = await post()
@@ -125,23 +155,30 @@ def test_fair_queuing_gives_backlogged_tenants_their_weights_shares(ordering: st
 
     async def go(order: str) -> Counter[str]:
         tenants = _tenants(a={"weight": 2.0}, b={"weight": 1.0})
-        async with backend_app(fixed(0.004)) as b, gateway(
-            [b], tenants=tenants, saturation={"max_inflight": 1},
-            queue={"ordering": {"name": order}, "max_size": 1000, "timeout_s": 60},
-        ) as (_, url), aiohttp.ClientSession() as s:  # fmt: skip
+        async with (
+            backend_app(fixed(0.004)) as b,
+            gateway(
+                [b],
+                tenants=tenants,
+                saturation={"max_inflight": 1},
+                queue={"ordering": {"name": order}, "max_size": 1000, "timeout_s": 60},
+            ) as (_, url),
+            aiohttp.ClientSession() as s,
+        ):
             served: list[str] = []
 
             async def post(t: str) -> None:
-                async with s.post(url + "/v1/completions", json={"prompt": [1] * 32, "user": t},
-                                  headers=_auth(t)) as r:  # fmt: skip
+                async with s.post(
+                    url + "/v1/completions", json={"prompt": [1] * 32, "user": t}, headers=_auth(t)
+                ) as r:
                     assert r.status == 200
                     served.append(t)
 
             tasks = []
-            for i in range(45):  # a's requests arrive first, then b's: FCFS would favour a
+            for _ in range(45):  # a's requests arrive first, then b's: FCFS would favour a
                 tasks.append(asyncio.create_task(post("a")))
                 await asyncio.sleep(0)
-            for i in range(45):
+            for _ in range(45):
                 tasks.append(asyncio.create_task(post("b")))
                 await asyncio.sleep(0)
             await asyncio.gather(*tasks)
@@ -198,12 +235,19 @@ def test_inflight_accounting_returns_to_zero_after_any_mix(ops: list[str]) -> No
             backend_app(fixed(0.05), models=("queued",)) as q,
         ):
             backends = [{"url": e[1]} for e in emus] + [
-                {"url": h}, {"url": o}, {"url": q, "max_inflight": 1},
+                {"url": h},
+                {"url": o},
+                {"url": q, "max_inflight": 1},
                 {"url": "http://127.0.0.1:9", "models": ["dead"]},
-            ]  # fmt: skip
-            async with gateway([], backends=backends, router={"name": "least_requests"},
-                               timeouts={"first_token_s": 0.3}, retries={"max_retries": 1},
-                               ejection={"consecutive_failures": 100}) as (gw, url):  # fmt: skip
+            ]
+            async with gateway(
+                [],
+                backends=backends,
+                router={"name": "least_requests"},
+                timeouts={"first_token_s": 0.3},
+                retries={"max_retries": 1},
+                ejection={"consecutive_failures": 100},
+            ) as (gw, url):
                 counting = CountingRouter(gw.router)
                 gw.router = counting
                 async with aiohttp.ClientSession() as s:

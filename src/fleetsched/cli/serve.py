@@ -29,7 +29,9 @@ def serve(
     backends: Annotated[
         str | None, Opt(help="Comma-separated backend URLs (http://host:port).")
     ] = None,
-    config: Annotated[Path | None, Opt("--config", "-c", help="Gateway config file (YAML).")] = None,
+    config: Annotated[
+        Path | None, Opt("--config", "-c", help="Gateway config file (YAML).")
+    ] = None,
     router: Annotated[str | None, Opt(help="Routing policy (default: the config's).")] = None,
     host: Annotated[str | None, Opt(help="Address to listen on (default 127.0.0.1).")] = None,
     port: Annotated[int | None, Opt(help="Port (0 picks a free one; default 8080).")] = None,

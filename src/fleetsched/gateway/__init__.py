@@ -5,4 +5,12 @@ from fleetsched.gateway.app import Gateway
 from fleetsched.gateway.config import GatewayConfig, config_from, hash_key, load_gateway_config
 from fleetsched.gateway.server import run, serve
 
-__all__ = ["Gateway", "GatewayConfig", "config_from", "hash_key", "load_gateway_config", "run", "serve"]
+__all__ = [
+    "Gateway",
+    "GatewayConfig",
+    "config_from",
+    "hash_key",
+    "load_gateway_config",
+    "run",
+    "serve",
+]

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from fleetsched.api import tokenizer
 from fleetsched.api.errors import APIError, bad_request
 from fleetsched.core.hashing import block_hashes
 from fleetsched.core.request import Request
@@ -131,14 +130,20 @@ class Gateway:
         self.admin_keys = KeyRing({k: "admin" for k in cfg.admin_keys})
         now = time.monotonic()
         self.limits = {
-            name: TenantLimits(t.requests_per_s, t.request_burst, t.tokens_per_s, t.token_burst, now)
+            name: TenantLimits(
+                t.requests_per_s, t.request_burst, t.tokens_per_s, t.token_burst, now
+            )
             for name, t in cfg.tenants.items()
             if t.requests_per_s is not None or t.tokens_per_s is not None
         }
         self.service = TenantService()
         weights = {name: t.weight for name, t in cfg.tenants.items()}
         ordering = cfg.queue.ordering
-        context = {"tenant_weights": weights, "slo_classes": dict(cfg.slo_classes), "seed": cfg.seed}
+        context = {
+            "tenant_weights": weights,
+            "slo_classes": dict(cfg.slo_classes),
+            "seed": cfg.seed,
+        }
         make(ORDERING, "ordering policy", ordering.name, ordering.params, context)  # checks now
         self.queue = CentralQueue(
             partial(make, ORDERING, "ordering policy", ordering.name, ordering.params, context),
@@ -162,7 +167,9 @@ class Gateway:
         sat = cfg.saturation
         #: Whether any saturation bound is set (else nothing is ever saturated).
         self._bounded = (
-            sat.max_inflight is not None or sat.max_waiting is not None or sat.max_kv is not None
+            sat.max_inflight is not None
+            or sat.max_waiting is not None
+            or sat.max_kv is not None
             or any(bc.max_inflight is not None for bc in cfg.backends)
         )
         self._flusher: asyncio.TimerHandle | None = None
@@ -238,7 +245,9 @@ class Gateway:
                 return self._guard(self._admin(req, conn), conn)
             if any(p == req.path for _, p in self._routes):
                 allowed = ", ".join(m for m, p in self._routes if p == req.path)
-                raise APIError(405, f"method {req.method} not allowed on {req.path} (allowed: {allowed})")
+                raise APIError(
+                    405, f"method {req.method} not allowed on {req.path} (allowed: {allowed})"
+                )
             raise APIError(404, f"no route {req.method} {req.path}")
         if req.path in _GENERATE:
             try:
@@ -269,8 +278,13 @@ class Gateway:
         Metrics.inc(self.metrics.errors, ("unknown", kind))
         if self.log:
             self.log.write(
-                {"ts": round(time.time(), 3), "path": req.path, "status": e.status, "error": kind,
-                 "e2e_ms": round((time.perf_counter() - req.t0) * 1000, 3)}  # fmt: skip
+                {
+                    "ts": round(time.time(), 3),
+                    "path": req.path,
+                    "status": e.status,
+                    "error": kind,
+                    "e2e_ms": round((time.perf_counter() - req.t0) * 1000, 3),
+                }
             )
 
     def _health(self, req: HTTPRequest, conn: ClientConnection) -> None:
@@ -289,8 +303,11 @@ class Gateway:
         conn.send_json(200, _json({"object": "list", "data": self.registry.cards()}))
 
     def _metrics(self, req: HTTPRequest, conn: ClientConnection) -> None:
-        conn.send(200, b"content-type: text/plain; version=0.0.4; charset=utf-8\r\n",
-                  exposition(self.prom))  # fmt: skip
+        conn.send(
+            200,
+            b"content-type: text/plain; version=0.0.4; charset=utf-8\r\n",
+            exposition(self.prom),
+        )
 
     # ================================================================ generation
     def _authenticate(self, req: HTTPRequest) -> str | None:
@@ -298,11 +315,19 @@ class Gateway:
             return None
         return self.tenant_keys.authenticate(req.headers.get(b"authorization", b""))
 
-    def _generate(self, req: HTTPRequest, conn: ClientConnection, chat: bool) -> Coroutine[Any, Any, None]:
+    def _generate(
+        self, req: HTTPRequest, conn: ClientConnection, chat: bool
+    ) -> Coroutine[Any, Any, None]:
         keyed = self._authenticate(req)
         f = routing_fields(req.body, chat)
-        if f.model is not None and f.model not in self._known_models() and not self.registry.knows(f.model):
-            raise APIError(404, f"The model `{f.model}` does not exist.", "model", "model_not_found")
+        if (
+            f.model is not None
+            and f.model not in self._known_models()
+            and not self.registry.knows(f.model)
+        ):
+            raise APIError(
+                404, f"The model `{f.model}` does not exist.", "model", "model_not_found"
+            )
         tenant = keyed or f.user or "default"
         tcfg = self.cfg.tenants.get(tenant)
         now = time.monotonic()
@@ -311,7 +336,10 @@ class Gateway:
             try:
                 limits.admit(tenant, f.prompt_tokens, now)
             except APIError as e:
-                Metrics.inc(self.metrics.rate_limited, (self._label(tenant), "tokens" if "tokens/s" in e.message else "requests"))
+                Metrics.inc(
+                    self.metrics.rate_limited,
+                    (self._label(tenant), "tokens" if "tokens/s" in e.message else "requests"),
+                )
                 raise
         try:
             hashes = block_hashes(f.token_ids, self.block_tokens) if f.token_ids else ()
@@ -362,7 +390,9 @@ class Gateway:
         try:
             await forward(self, call)
         except APIError as e:
-            call.failure = call.failure or (e.code if isinstance(e.code, str) else f"http_{e.status}")
+            call.failure = call.failure or (
+                e.code if isinstance(e.code, str) else f"http_{e.status}"
+            )
             self._answer_error(call, e)
         except asyncio.CancelledError:
             call.failure = "client_disconnect"
@@ -396,7 +426,11 @@ class Gateway:
         now = time.perf_counter()
         m = self.metrics
         tenant = self._label(call.tenant)
-        model = call.model if call.model is not None and call.model in self._known_models() else (call.model and "other") or ""
+        model = (
+            call.model
+            if call.model is not None and call.model in self._known_models()
+            else (call.model and "other") or ""
+        )
         Metrics.inc(m.requests, (tenant, model, str(call.status)))
         if call.failure:
             Metrics.inc(m.errors, (tenant, call.failure))
@@ -455,7 +489,9 @@ class Gateway:
 
     def no_backend(self, call: Call) -> APIError:
         what = f" serving model {call.model!r}" if call.model is not None else ""
-        return APIError(503, f"no healthy backend{what}", None, "no_healthy_backend", {"retry-after": "1"})
+        return APIError(
+            503, f"no healthy backend{what}", None, "no_healthy_backend", {"retry-after": "1"}
+        )
 
     # ================================================================ routing
     def saturated(self, b: Backend) -> bool:
@@ -480,9 +516,7 @@ class Gateway:
             if views is None:
                 if len(self._static_views) > 256:
                     self._static_views.clear()
-                views = self._static_views[key] = [
-                    backend_view(b, model, 0.0, 0.0) for b in cands
-                ]
+                views = self._static_views[key] = [backend_view(b, model, 0.0, 0.0) for b in cands]
             return views
         now = time.monotonic()
         stale = self.stale_s
@@ -549,7 +583,9 @@ class Gateway:
         finally:
             wait = time.monotonic() - w.queued_at
             call.queue_wait_s += wait
-            Metrics.hist(self.metrics.queue_wait, self._label(call.tenant), WAIT_BUCKETS).observe(wait)
+            Metrics.hist(self.metrics.queue_wait, self._label(call.tenant), WAIT_BUCKETS).observe(
+                wait
+            )
         return b
 
     def pump(self) -> None:
@@ -620,7 +656,9 @@ class Gateway:
         model = body.get("model") if isinstance(body.get("model"), str) else None
         cands = self.registry.eligible(model)
         if not cands:
-            raise APIError(503, "no healthy backend", None, "no_healthy_backend", {"retry-after": "1"})
+            raise APIError(
+                503, "no healthy backend", None, "no_healthy_backend", {"retry-after": "1"}
+            )
         b = min(cands, key=lambda x: x.inflight)
         try:
             status, headers, data = await self._simple(b, req.path, req.body)
@@ -633,9 +671,11 @@ class Gateway:
         import aiohttp
 
         async with self.prober.session().post(
-            b.url + path, data=body, headers={"Content-Type": "application/json"},
+            b.url + path,
+            data=body,
+            headers={"Content-Type": "application/json"},
             timeout=aiohttp.ClientTimeout(total=self.cfg.timeouts.first_token_s),
-        ) as r:  # fmt: skip
+        ) as r:
             return r.status, list(r.headers.items()), await r.read()
 
     # ================================================================ admin
@@ -660,7 +700,12 @@ class Gateway:
             b = self._named(parts[2])
             self.remove_backend(b)
             conn.send_json(200, _json(self.backend_info(b)))
-        elif len(parts) == 4 and parts[:2] == ["admin", "backends"] and parts[3] == "drain" and req.method == "POST":
+        elif (
+            len(parts) == 4
+            and parts[:2] == ["admin", "backends"]
+            and parts[3] == "drain"
+            and req.method == "POST"
+        ):
             b = self._named(parts[2])
             self.registry.drain(b)
             conn.send_json(200, _json(self.backend_info(b)))
@@ -690,7 +735,9 @@ class Gateway:
             "requests": b.requests,
             "failures": b.failures,
             "ejections": b.ejections,
-            "load": None if load is None else {"running": load.running, "waiting": load.waiting, "kv": load.kv},
+            "load": None
+            if load is None
+            else {"running": load.running, "waiting": load.waiting, "kv": load.kv},
         }
 
     def add_backend(self, bc: BackendConfig) -> Backend:

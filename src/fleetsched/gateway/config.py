@@ -118,7 +118,7 @@ class TimeoutConfig(_Model):
 class RetryConfig(_Model):
     max_retries: int = Field(2, ge=0)
     """Further backends tried while no byte has reached the client."""
-    on_status: list[int] = [502, 503, 504]
+    on_status: list[int] = Field(default_factory=lambda: [502, 503, 504])
     """Upstream statuses that are retried (connection failures and timeouts always are)."""
 
 
@@ -157,7 +157,7 @@ class QueueConfig(_Model):
 
 
 class TenantConfig(_Model):
-    keys: list[str] = []
+    keys: list[str] = Field(default_factory=list)
     """API keys of the tenant, hashed: ``sha256:<hex digest>``."""
     weight: float = Field(1.0, gt=0)
     """Share in fair queuing (vtc, wfq)."""
@@ -186,7 +186,7 @@ class PrefixConfig(_Model):
 
 
 class GatewayConfig(_Model):
-    backends: list[BackendConfig] = []
+    backends: list[BackendConfig] = Field(default_factory=list)
     """The engines behind the gateway; only these are ever contacted."""
     router: PolicyRef = PolicyRef(name="round_robin")
     """A routing policy from the registry, the simulator's own object."""
@@ -207,12 +207,12 @@ class GatewayConfig(_Model):
     accounting is always on)."""
     saturation: SaturationConfig = SaturationConfig()
     queue: QueueConfig = QueueConfig()
-    tenants: dict[str, TenantConfig] = {}
+    tenants: dict[str, TenantConfig] = Field(default_factory=dict)
     """Tenants and their hashed API keys. With any key configured, every request needs one
     (``Authorization: Bearer KEY``); without, the tenant is the request's ``user`` field."""
-    admin_keys: list[str] = []
+    admin_keys: list[str] = Field(default_factory=list)
     """Hashed keys of the admin API (``/admin/*``); none: the admin API is off."""
-    slo_classes: dict[str, SLOClass] = {}
+    slo_classes: dict[str, SLOClass] = Field(default_factory=dict)
     """SLO classes for the ``edf`` ordering."""
     prefix: PrefixConfig = PrefixConfig()
     access_log: str | None = None
@@ -313,7 +313,9 @@ def config_from(data: dict[str, Any]) -> GatewayConfig:
     except ValidationError as e:
         first = e.errors()[0]
         msg = str(first["msg"]).removeprefix("Value error, ")
-        raise InputError(format_problem(tuple(first["loc"]), msg, None, None, e.error_count()))
+        raise InputError(
+            format_problem(tuple(first["loc"]), msg, None, None, e.error_count())
+        ) from None
     return check_config(cfg)
 
 

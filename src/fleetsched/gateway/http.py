@@ -108,8 +108,8 @@ class ClientConnection(asyncio.Protocol):
         "_t0",
         "_url",
         "app",
-        "closing",
         "close_after",
+        "closing",
         "conns",
         "idle_since",
         "loop",
@@ -207,8 +207,11 @@ class ClientConnection(asyncio.Protocol):
         limit = self.app.max_body_bytes
         if cl is not None and cl.isdigit() and int(cl) > limit:
             self._reject(
-                APIError(413, f"the request body ({int(cl):,} bytes) is larger than the "
-                         f"gateway's limit of {limit:,} bytes")  # fmt: skip
+                APIError(
+                    413,
+                    f"the request body ({int(cl):,} bytes) is larger than the "
+                    f"gateway's limit of {limit:,} bytes",
+                )
             )
             return
         if h.get(b"expect", b"").lower() == b"100-continue" and self.transport is not None:
@@ -220,8 +223,11 @@ class ClientConnection(asyncio.Protocol):
         self._body_size += len(body)
         if self._body_size > self.app.max_body_bytes:
             self._reject(
-                APIError(413, f"the request body is larger than the gateway's limit of "
-                         f"{self.app.max_body_bytes:,} bytes")  # fmt: skip
+                APIError(
+                    413,
+                    f"the request body is larger than the gateway's limit of "
+                    f"{self.app.max_body_bytes:,} bytes",
+                )
             )
             return
         self._body.append(body)
@@ -279,12 +285,12 @@ class ClientConnection(asyncio.Protocol):
         self._busy = True
         if self.transport is not None and not self.closing:
             self.transport.resume_reading()
-            extra = b"".join(
-                b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in e.headers.items()
-            )
+            extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in e.headers.items())
             body = e.json_bytes()
             self.transport.write(
-                self._head(e.status, JSON + extra) + b"content-length: %d\r\n\r\n" % len(body) + body
+                self._head(e.status, JSON + extra)
+                + b"content-length: %d\r\n\r\n" % len(body)
+                + body
             )
         self.loop.call_later(2.0, self.close)
 
@@ -391,4 +397,12 @@ def close_idle(conns: set[ClientConnection], timeout_s: float) -> int:
     return n
 
 
-__all__ = ["close_idle", "DATE", "JSON", "Application", "ClientConnection", "HTTPRequest", "status_line"]
+__all__ = [
+    "DATE",
+    "JSON",
+    "Application",
+    "ClientConnection",
+    "HTTPRequest",
+    "close_idle",
+    "status_line",
+]

@@ -45,13 +45,52 @@ P = "fleetsched:gateway_"
 
 #: vLLM's TTFT buckets (seconds), so gateway and engine histograms line up.
 TTFT_BUCKETS = (
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
-    10.0, 20.0, 40.0, 80.0, 160.0, 640.0,
-)  # fmt: skip
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+    160.0,
+    640.0,
+)
 E2E_BUCKETS = (
-    0.01, 0.05, 0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0,
-    50.0, 60.0, 120.0, 240.0, 480.0, 960.0,
-)  # fmt: skip
+    0.01,
+    0.05,
+    0.1,
+    0.3,
+    0.5,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    120.0,
+    240.0,
+    480.0,
+    960.0,
+)
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -130,10 +169,15 @@ class _Collector(Collector):
     def collect(self) -> Iterator[Any]:
         gw = self.gw
         m = gw.metrics
-        yield _counter("requests", "Requests answered, by tenant, model and HTTP status.",
-                       ["tenant", "model", "status"], m.requests)  # fmt: skip
-        yield _counter("errors", "Requests that failed, by tenant and kind.", ["tenant", "kind"],
-                       m.errors)  # fmt: skip
+        yield _counter(
+            "requests",
+            "Requests answered, by tenant, model and HTTP status.",
+            ["tenant", "model", "status"],
+            m.requests,
+        )
+        yield _counter(
+            "errors", "Requests that failed, by tenant and kind.", ["tenant", "kind"], m.errors
+        )
         yield _hists("ttft_seconds", "Time to first token as the client saw it.", "model", m.ttft)
         yield _hists("e2e_seconds", "Request latency as the client saw it.", "model", m.e2e)
         backends = list(gw.registry)
@@ -146,34 +190,61 @@ class _Collector(Collector):
                     g.add_metric([b.name], float(v))
             return g
 
-        yield gauge("backend_inflight", "Requests in flight to the backend (this process).",
-                    lambda b: b.inflight)  # fmt: skip
+        yield gauge(
+            "backend_inflight",
+            "Requests in flight to the backend (this process).",
+            lambda b: b.inflight,
+        )
         yield gauge("backend_healthy", "1 if active health checks pass.", lambda b: b.healthy)
-        yield gauge("backend_ejected", "1 if passive outlier detection took it out.",
-                    lambda b: b.ejected)  # fmt: skip
+        yield gauge(
+            "backend_ejected", "1 if passive outlier detection took it out.", lambda b: b.ejected
+        )
         yield gauge("backend_draining", "1 if it takes no new requests.", lambda b: b.draining)
-        yield gauge("backend_running", "Running requests, as last scraped.",
-                    lambda b: b.load.running if b.load else None)  # fmt: skip
-        yield gauge("backend_waiting", "Waiting requests, as last scraped.",
-                    lambda b: b.load.waiting if b.load else None)  # fmt: skip
-        yield gauge("backend_kv_usage", "KV-cache usage (0..1), as last scraped.",
-                    lambda b: b.load.kv if b.load else None)  # fmt: skip
-        yield gauge("upstream_connections", "Connections opened to the backend so far.",
-                    lambda b: b.pool.opened)  # fmt: skip
-        yield _counter("decisions", "Routing decisions, by policy and chosen backend.",
-                       ["policy", "backend"], m.decisions)  # fmt: skip
-        yield _counter("retries", "Requests retried on another backend, by the backend that "
-                       "failed and why.", ["backend", "reason"], m.retries)  # fmt: skip
+        yield gauge(
+            "backend_running",
+            "Running requests, as last scraped.",
+            lambda b: b.load.running if b.load else None,
+        )
+        yield gauge(
+            "backend_waiting",
+            "Waiting requests, as last scraped.",
+            lambda b: b.load.waiting if b.load else None,
+        )
+        yield gauge(
+            "backend_kv_usage",
+            "KV-cache usage (0..1), as last scraped.",
+            lambda b: b.load.kv if b.load else None,
+        )
+        yield gauge(
+            "upstream_connections",
+            "Connections opened to the backend so far.",
+            lambda b: b.pool.opened,
+        )
+        yield _counter(
+            "decisions",
+            "Routing decisions, by policy and chosen backend.",
+            ["policy", "backend"],
+            m.decisions,
+        )
+        yield _counter(
+            "retries",
+            "Requests retried on another backend, by the backend that failed and why.",
+            ["backend", "reason"],
+            m.retries,
+        )
         yield _counter("ejections", "Passive outlier ejections.", ["backend"], m.ejections)
-        q = GaugeMetricFamily(P + "queue_depth", "Requests waiting in the central queue.",
-                              labels=["tenant"])  # fmt: skip
+        q = GaugeMetricFamily(
+            P + "queue_depth", "Requests waiting in the central queue.", labels=["tenant"]
+        )
         for t, n in sorted(gw.queue.by_tenant.items()):
             q.add_metric([t], n)
         yield q
-        yield _hists("queue_wait_seconds", "Time spent in the central queue.", "tenant",
-                     m.queue_wait)  # fmt: skip
-        yield _counter("rate_limited", "Requests refused by a rate limit.", ["tenant", "limit"],
-                       m.rate_limited)  # fmt: skip
+        yield _hists(
+            "queue_wait_seconds", "Time spent in the central queue.", "tenant", m.queue_wait
+        )
+        yield _counter(
+            "rate_limited", "Requests refused by a rate limit.", ["tenant", "limit"], m.rate_limited
+        )
 
 
 def make_registry(gw: Gateway) -> CollectorRegistry:

@@ -44,8 +44,18 @@ STALE = 3  # a reused idle connection was closed before the request reached the 
 
 #: Hop-by-hop and recomputed headers, not copied from an upstream response.
 _DROP = frozenset(
-    (b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"date", b"server",
-     b"proxy-connection", b"te", b"trailer", b"upgrade")  # fmt: skip
+    (
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"content-length",
+        b"date",
+        b"server",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"upgrade",
+    )
 )
 #: Request headers passed on to the backend besides the body's (tracing and request ids).
 FORWARD_HEADERS = (b"accept", b"x-request-id", b"traceparent", b"tracestate", b"user-agent")
@@ -77,9 +87,11 @@ def response_headers(headers: list[tuple[bytes, bytes]], extra: bytes) -> bytes:
 def token_events(data: bytes) -> int:
     """SSE events in ``data`` that carry a token (non-empty ``text`` or ``content``)."""
     return (
-        data.count(b'"text":"') + data.count(b'"content":"')
-        - data.count(b'"text":""') - data.count(b'"content":""')
-    )  # fmt: skip
+        data.count(b'"text":"')
+        + data.count(b'"content":"')
+        - data.count(b'"text":""')
+        - data.count(b'"content":""')
+    )
 
 
 def sse_error(status: int, message: str) -> bytes:

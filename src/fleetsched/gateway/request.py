@@ -64,7 +64,9 @@ def _ids(v: list[Any], where: str) -> list[int]:
     # Each id is the backend's to check (range, vocabulary); here only what hashing needs:
     # a list of integers (the hash of a block fails on anything unhashable).
     if type(v[0]) is not int:
-        raise bad_request(f"'{where}' must hold integers (token ids), got {_type_name(v[0])} at 0", where)
+        raise bad_request(
+            f"'{where}' must hold integers (token ids), got {_type_name(v[0])} at 0", where
+        )
     return v
 
 
@@ -99,7 +101,9 @@ def _text(content: Any, where: str) -> str:
             for p in content
             if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
         )
-    raise bad_request(f"content must be a string or a list of parts, got {_type_name(content)}", where)
+    raise bad_request(
+        f"content must be a string or a list of parts, got {_type_name(content)}", where
+    )
 
 
 def _messages(v: Any) -> list[int]:
@@ -108,7 +112,9 @@ def _messages(v: Any) -> list[int]:
     msgs = []
     for i, m in enumerate(v):
         if not isinstance(m, dict):
-            raise bad_request(f"each message must be an object, got {_type_name(m)}", f"messages.{i}")
+            raise bad_request(
+                f"each message must be an object, got {_type_name(m)}", f"messages.{i}"
+            )
         role = m.get("role")
         if not isinstance(role, str):
             raise bad_request("'role' must be a string", f"messages.{i}.role")

@@ -45,6 +45,7 @@ async def serve(
     gw = Gateway(cfg, config_path=config_path)
     await gw.first_probes(min(cfg.health.timeout_s, 2.0))
     gw.start_background()
+
     def factory() -> ClientConnection:
         return ClientConnection(gw, gw.conns)
 
@@ -162,8 +163,11 @@ def _run_workers(cfg: GatewayConfig, config_path: str | None) -> int:
             if pipe.poll(60) and pipe.recv()[0] == "ready":
                 ok += 1
     if ok == cfg.workers:
-        print(f"fleetsched gateway: router {cfg.router.name}, {cfg.workers} worker processes "
-              f"(SO_REUSEPORT), {len(cfg.backends)} backends", flush=True)  # fmt: skip
+        print(
+            f"fleetsched gateway: router {cfg.router.name}, {cfg.workers} worker processes "
+            f"(SO_REUSEPORT), {len(cfg.backends)} backends",
+            flush=True,
+        )
         print(f"listening on http://{cfg.host}:{port}", flush=True)
     else:
         forward(signal.SIGTERM, None)

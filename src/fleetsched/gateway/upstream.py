@@ -13,6 +13,7 @@ it), as aiohttp and Envoy do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections import deque
 from typing import Protocol
@@ -65,10 +66,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -207,10 +206,8 @@ class Pool:
 
     def forget(self, conn: UpstreamConnection) -> None:
         """A connection closed: drop it if it was idle (rare: O(idle))."""
-        try:
+        with contextlib.suppress(ValueError):
             self._idle.remove(conn)
-        except ValueError:
-            pass
 
     @property
     def idle(self) -> int:

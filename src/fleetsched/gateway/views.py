@@ -32,7 +32,11 @@ if TYPE_CHECKING:
 #: Scraped signal -> Prometheus sample names, in the order they are tried (vLLM v1, vLLM's
 #: deprecated name, SGLang, llama.cpp).
 SIGNALS: dict[str, tuple[str, ...]] = {
-    "running": ("vllm:num_requests_running", "sglang:num_running_reqs", "llamacpp:requests_processing"),
+    "running": (
+        "vllm:num_requests_running",
+        "sglang:num_running_reqs",
+        "llamacpp:requests_processing",
+    ),
     "waiting": ("vllm:num_requests_waiting", "sglang:num_queue_reqs", "llamacpp:requests_deferred"),
     "kv": (
         "vllm:kv_cache_usage_perc",

@@ -76,10 +76,7 @@ class Backend:
             env = self.cfg.api_key_env
             if env and os.environ.get(env):
                 auth = b"authorization: Bearer " + os.environ[env].encode() + b"\r\n"
-            h = (
-                f"{method} {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n".encode()
-                + auth
-            )
+            h = f"{method} {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n".encode() + auth
             self.heads[key] = h
         return h
 
@@ -133,7 +130,9 @@ class Registry:
             pool=Pool(host, port, self.max_idle),
         )
         if cfg.models is not None:
-            b.set_models([{"id": m, "object": "model", "owned_by": "fleetsched"} for m in cfg.models])
+            b.set_models(
+                [{"id": m, "object": "model", "owned_by": "fleetsched"} for m in cfg.models]
+            )
         self._by_index.append(b)
         self._by_name[name] = b
         self.version += 1

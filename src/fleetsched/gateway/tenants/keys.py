@@ -40,9 +40,7 @@ class KeyRing:
     def authenticate(self, authorization: bytes) -> str:
         """The name of the key in an ``Authorization: Bearer KEY`` header, or a 401."""
         if not authorization:
-            raise _unauthorized(
-                "missing API key: send 'Authorization: Bearer YOUR_KEY'"
-            )
+            raise _unauthorized("missing API key: send 'Authorization: Bearer YOUR_KEY'")
         if authorization[:7].lower() != _BEARER:
             raise _unauthorized("the Authorization header must be 'Bearer YOUR_KEY'")
         name = self.lookup(authorization[7:].strip())
