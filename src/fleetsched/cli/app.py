@@ -62,8 +62,11 @@ def _register() -> None:
         emulate,
         fidelity,
         perf,
+        place,
+        plan,
         serve,
         simulate,
+        sweep,
         trace,
     )
 
