@@ -426,11 +426,10 @@ class Gateway:
         now = time.perf_counter()
         m = self.metrics
         tenant = self._label(call.tenant)
-        model = (
-            call.model
-            if call.model is not None and call.model in self._known_models()
-            else (call.model and "other") or ""
-        )
+        # models no backend serves are one label: a client cannot grow the label set
+        model = call.model or ""
+        if model and model not in self._known_models():
+            model = "other"
         Metrics.inc(m.requests, (tenant, model, str(call.status)))
         if call.failure:
             Metrics.inc(m.errors, (tenant, call.failure))
@@ -637,9 +636,6 @@ class Gateway:
     def count_retry(self, call: Call, b: Backend) -> None:
         call.retries += 1
         Metrics.inc(self.metrics.retries, (b.name, call.failure or "unknown"))
-
-    def pool_release(self, b: Backend, conn: Any) -> None:
-        b.pool.release(conn)
 
     def _backend_changed(self, b: Backend, state: bool) -> None:
         if state:

@@ -181,7 +181,7 @@ class Exchange:
 
     def on_complete(self) -> None:
         self._stop_timers()
-        self.gw.pool_release(self.b, self.conn)
+        self.b.pool.release(self.conn)
         call = self.call
         if self.streaming:
             if not call.data_sent:  # a 200 stream with an empty body
