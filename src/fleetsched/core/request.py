@@ -17,6 +17,13 @@ class Request:
     identical). Only full blocks are hashed. Loaders chain raw per-block ids with
     :func:`chain_hashes`.
 
+    ``output_block_hashes`` continue that chain over the full blocks of prompt + output that
+    follow the prompt's full blocks (the block that holds the prompt's last tokens and the first
+    output tokens, then output blocks), when the workload knows them: a multi-turn generator
+    knows the next turn's prompt, which repeats this answer. An engine caches these blocks as
+    the output fills them, so the next turn can hit them. Only used when ``block_hashes`` covers
+    every full prompt block.
+
     Compound workloads add optional parts:
 
     * ``prompt_chunks``: the prompt arrives in pieces (retrieval streaming), as
@@ -41,6 +48,7 @@ class Request:
     model: str | None = None
     deadline_s: float | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    output_block_hashes: tuple[int, ...] = ()
     prompt_chunks: tuple[tuple[float, int], ...] = ()
     task_class: str | None = None
     difficulty: float | None = None

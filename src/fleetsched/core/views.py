@@ -24,6 +24,10 @@ class RequestView:
     #: Task class and difficulty (0..1) a model router reads (None when the workload has none).
     task_class: str | None = None
     difficulty: float | None = None
+    #: When the request reached the router (the runtime's clock, seconds), or None. The
+    #: simulator passes simulated time, a gateway its monotonic clock; routers with timed
+    #: maintenance (``cache_aware``'s periodic eviction) read time only from here.
+    arrival_s: float | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -45,6 +49,9 @@ class InstanceView:
     #: Prompt tokens of this request already in this instance's prefix cache (0 if unknown).
     cached_prefix_tokens: int = 0
     lora_adapters: tuple[str, ...] = ()
+    #: Requests preempted on this instance so far (a cumulative counter, like vLLM's
+    #: ``vllm:num_preemptions_total``; 0 if unknown). A router compares it between calls.
+    preemptions: int = 0
 
     @property
     def outstanding(self) -> int:

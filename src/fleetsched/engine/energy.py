@@ -6,7 +6,7 @@ computes ``T`` tokens (chunks plus one per decoding request) gets ``c / T`` of i
 decoding request ``1 / T``. Decoders are charged lazily, like their tokens: the instance keeps
 ``e_dec``, the energy one decoding request has been charged since the start, and a request
 that decodes from ``e_dec = a`` to ``e_dec = b`` is charged ``b - a`` (``Instance``'s
-``_enter_decode`` / ``_leave_decode``). Swap-in and handover steps charge nothing extra: the
+``_enter_decode`` / ``_leave_decode``). Swap-in and handover copies charge nothing extra: the
 copy time is in the step's duration, shared like the rest.
 """
 
@@ -38,7 +38,7 @@ class EnergyMeter:
         """The step or run in flight ended at ``now``: meter it (call before it is applied)."""
         p = self.power
         plan = inst._plan
-        if plan or inst._swapin:  # one mixed step
+        if plan:  # one mixed step (prefill chunks, maybe decodes)
             nd, ctx, _ = inst._mix
             pf = 0
             pairs = 0.0

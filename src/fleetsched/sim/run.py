@@ -92,6 +92,7 @@ def simulate(
         judge=Judge(quality, scenario.seed),
         autoscaler=controller,
         stream_prompts=scenario.stream_prompts,
+        seed=scenario.seed,
     )
     if driver is not None:
         requests = driver.requests()
