@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import astuple
 
 import pytest
+from tests.test_streaming import Linear
 
 from fleetsched.core.config import EngineConfig
 from fleetsched.core.request import CallInfo, Request, chain_hashes
@@ -13,7 +14,6 @@ from fleetsched.engine.instance import Instance
 from fleetsched.policies.engine import RETENTION, make
 from fleetsched.policies.routing import make_router
 from fleetsched.sim.kernel import Simulator
-from tests.test_streaming import Linear
 
 
 def call(i: int, t: float, prompt: int, ids: list[int], gap: float | None, wf: int = 0) -> Request:
@@ -82,7 +82,7 @@ def test_workflow_retention_gives_up_the_least_valuable_pin() -> None:
     a = call(0, 0.0, 128, list(range(8)), gap=1.8)
     b = call(1, 0.0, 64, list(range(50, 54)), gap=0.2, wf=1)
     x = Request(2, 0.3, 112, 1, block_hashes=chain_hashes(list(range(100, 107))))
-    recs, inst = run([a, b, x], "workflow", blocks=18, slack=20.0)  # 6 free, 7 needed
+    _recs, inst = run([a, b, x], "workflow", blocks=18, slack=20.0)  # 6 free, 7 needed
     pins = inst.retention.pins
     assert pins.blocks == 4 and set(pins.held()) == set(chain_hashes(list(range(50, 54))))
 

@@ -90,9 +90,7 @@ def streamed(draw: st.DrawFn) -> list[Request]:
             off = 0.0 if j == 0 else off + g
             pieces.append((off, tok))
         prompt = sum(tok for _, tok in pieces)
-        out.append(
-            Request(i, t, prompt, draw(st.integers(1, 30)), prompt_chunks=tuple(pieces))
-        )
+        out.append(Request(i, t, prompt, draw(st.integers(1, 30)), prompt_chunks=tuple(pieces)))
     return out
 
 
@@ -121,3 +119,28 @@ def test_never_prefilled_beyond_what_has_arrived(reqs: list[Request], n: int, bl
     assert [astuple(r) for r in recs] == [
         astuple(r) for r in run(reqs, blocks=blocks, n=n, ff=False, check=False)
     ]
+
+
+def test_stream_stalled_preempts_the_stream_waiting_for_its_next_piece() -> None:
+    """10 blocks of 16 tokens. B streams 128 tokens (48 at 0 s, 80 at 5 s) and stalls after
+    its first piece holding 3 blocks; A (32 + 100 tokens) decodes beside it and needs a 9th
+    block... vLLM's newest-first preempts A, which then waits for B to finish; the stalled
+    stream goes first instead, and loses nothing: its blocks stay cached."""
+    from fleetsched.policies.engine.stream_stalled import StalledStreamVictim
+
+    def go(preemption):
+        cfg = EngineConfig(max_num_batched_tokens=64, max_num_seqs=8, num_gpu_blocks=10)
+        inst = Instance(0, 10, Linear(), cfg, preemption=preemption)
+        sim = Simulator([inst], make_router("round_robin"))
+        b = Request(0, 0.0, 128, 2, prompt_chunks=((0.0, 48), (5.0, 80)))
+        a = Request(1, 0.01, 32, 100)
+        return sorted(sim.run([b, a], check=True), key=lambda r: r.id)
+
+    b, a = go(StalledStreamVictim())
+    # A: B's 48-token step ends at 0.058; A's 32-token prefill (0.042 s) -> first token 0.1;
+    # 99 decode steps of 0.01 s -> 1.09. B: 64 + 16 tokens after 5 s (0.074 + 0.026 s) ->
+    # 5.1, one decode step -> 5.11: its preemption cost it nothing.
+    assert (a.first_token_s, a.finish_s, a.preemptions) == pytest.approx((0.1, 1.09, 0))
+    assert (b.finish_s, b.preemptions) == pytest.approx((5.11, 1))
+    b0, a0 = go(None)  # newest first
+    assert a0.preemptions == 1 and a0.finish_s > 5.11 and b0.finish_s == pytest.approx(5.11)

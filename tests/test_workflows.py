@@ -120,7 +120,7 @@ def test_bad_line_reports_its_line_number(tmp_path: Path) -> None:
 
 def test_cli_exits_2_with_one_line(tmp_path: Path, cli) -> None:
     p = _write(tmp_path, WF, {**WF, "calls": [{**WF["calls"][0], "parents": ["x"]}]})
-    code, out, err = cli("simulate", "--trace", str(p), "--instances", "1")
+    code, _out, err = cli("simulate", "--trace", str(p), "--instances", "1")
     assert code == 2
     assert err.strip().count("\n") == 0
     assert f"{p}:2: calls[0].parents: unknown call 'x'" in err
@@ -221,7 +221,11 @@ def workflows(draw: st.DrawFn) -> list[Workflow]:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(wfs=workflows(), instances=st.integers(1, 2), retain=st.sampled_from(["none", "ttl", "workflow"]))
+@given(
+    wfs=workflows(),
+    instances=st.integers(1, 2),
+    retain=st.sampled_from(["none", "ttl", "workflow"]),
+)
 def test_calls_never_start_before_parents_finish_plus_gap(
     wfs: list[Workflow], instances: int, retain: str
 ) -> None:

@@ -97,12 +97,12 @@ def summary_table(summary: Mapping[str, Any], title: str | None = "Summary") -> 
     if wf:
         table.add_section()
         e2e = wf.get("e2e_s") or {}
-        table.add_row(
-            "workflow E2E (s)", *(fmt_num(e2e.get(s), 2) for s in ("mean", "p50", "p99"))
-        )
+        table.add_row("workflow E2E (s)", *(fmt_num(e2e.get(s), 2) for s in ("mean", "p50", "p99")))
         done, total = fmt_int(wf.get("completed")), fmt_int(wf.get("workflows"))
         table.add_row("workflows (completed/all)", f"{done}/{total}", "", "")
-        table.add_row("workflow deadline attainment", fmt_pct(wf.get("deadline_attainment")), "", "")
+        table.add_row(
+            "workflow deadline attainment", fmt_pct(wf.get("deadline_attainment")), "", ""
+        )
     return table
 
 

@@ -44,7 +44,9 @@ class WorkflowRecord:
 
     @property
     def met_deadline(self) -> bool:
-        return self.finished and not math.isnan(self.deadline_s) and self.finish_s <= self.deadline_s
+        return (
+            self.finished and not math.isnan(self.deadline_s) and self.finish_s <= self.deadline_s
+        )
 
 
 def _block(recs: list[WorkflowRecord], duration_s: float) -> dict[str, Any]:

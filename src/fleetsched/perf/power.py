@@ -47,7 +47,9 @@ def tdp_w(gpu: GPU) -> float:
     try:
         return TDP_W[gpu.name]
     except KeyError:
-        raise InputError(f"no power figure for GPU {gpu.name!r} (known: {', '.join(TDP_W)})") from None
+        raise InputError(
+            f"no power figure for GPU {gpu.name!r} (known: {', '.join(TDP_W)})"
+        ) from None
 
 
 class StepPower:

@@ -123,15 +123,13 @@ def simulate(
     wf_records = driver.finish() if driver is not None else []
     if driver is not None:
         summary["workflows"] = summarize_workflows(wf_records)
-    return SimResult(
-        records, summary, stats, wall, workflows=wf_records, autoscaler=controller
-    )
+    return SimResult(records, summary, stats, wall, workflows=wf_records, autoscaler=controller)
 
 
 def fleet_energy_j(instances: list[Any], duration_s: float) -> float:
     """Joules the fleet drew over the run: every step's energy plus idle power between steps
     (``perf/power.py``); NaN when the run has no duration."""
-    if not duration_s == duration_s:  # NaN
+    if duration_s != duration_s:  # NaN
         return math.nan
     total = 0.0
     for inst in instances:

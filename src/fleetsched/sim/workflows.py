@@ -148,7 +148,11 @@ class WorkflowDriver:
         )
         self._next_id += n
         self._active[wf.id] = a
-        return [self._release(a, i, wf.arrival_s + c.gap_s) for i, c in enumerate(calls) if not c.parents]
+        return [
+            self._release(a, i, wf.arrival_s + c.gap_s)
+            for i, c in enumerate(calls)
+            if not c.parents
+        ]
 
     def _release(self, a: _Active, i: int, t: float) -> Request:
         wf = a.wf
@@ -174,6 +178,7 @@ class WorkflowDriver:
             prompt_tokens=prompt,
             output_tokens=c.output_tokens,
             block_hashes=chain[: prompt // bt],
+            output_block_hashes=chain[prompt // bt :],  # a child's prompt repeats its output
             hash_block_tokens=bt,
             tenant=wf.tenant,
             priority=wf.priority,

@@ -27,9 +27,10 @@ Model
 
 Randomness: one ``numpy.random.Generator(PCG64(seed))`` whose spawned children feed separate
 streams (arrivals, prompt lengths, output lengths, turns, tenants, system prompts, think
-times, task classes, difficulties, piece gaps). Equal seeds give identical workloads, and changing e.g. the output distribution leaves
-the arrival times unchanged (common random numbers across scenarios). Draws are buffered in
-chunks, so the stream is lazy and memory stays bounded for any ``num_requests``.
+times, task classes, difficulties, piece gaps). Equal seeds give identical workloads, and
+changing e.g. the output distribution leaves the arrival times unchanged (common random
+numbers across scenarios). Draws are buffered in chunks, so the stream is lazy and memory
+stays bounded for any ``num_requests``.
 """
 
 from __future__ import annotations
@@ -211,9 +212,7 @@ def generate(cfg: SyntheticConfig, seed: int = 0) -> Iterator[Request]:
     think_mean = cfg.sessions.think_time_s
     think = _Draws(lambda n: streams[6].exponential(think_mean, n))
     extras = _extras(cfg, streams[7:])
-    return _stream(
-        cfg, arrivals, prompt_len, output_len, turns, tenant_idx, sys_idx, think, extras
-    )
+    return _stream(cfg, arrivals, prompt_len, output_len, turns, tenant_idx, sys_idx, think, extras)
 
 
 def _extras(

@@ -54,7 +54,9 @@ def check_quality(table: QualityTable, where: str = "quality") -> None:
     for task, row in table.items():
         for model, q in row.items():
             if isinstance(q, bool) or not isinstance(q, int | float) or not 0 <= q <= 1:
-                raise InputError(f"expected a probability in [0, 1], got {q!r}", f"{where}.{task}.{model}")
+                raise InputError(
+                    f"expected a probability in [0, 1], got {q!r}", f"{where}.{task}.{model}"
+                )
 
 
 def quality(table: QualityTable, task: str | None, model: str, difficulty: float | None) -> float:

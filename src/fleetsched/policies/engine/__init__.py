@@ -32,6 +32,7 @@ from fleetsched.policies.engine.priority import PriorityQueue
 from fleetsched.policies.engine.retention_ttl import TTLRetention
 from fleetsched.policies.engine.retention_workflow import WorkflowRetention
 from fleetsched.policies.engine.sjf import SJFQueue
+from fleetsched.policies.engine.stream_stalled import StalledStreamVictim
 from fleetsched.policies.engine.urgency import UrgencyQueue
 from fleetsched.policies.engine.vtc import VTCQueue
 from fleetsched.policies.engine.wfq import WFQQueue
@@ -58,6 +59,7 @@ PREEMPTION: dict[str, Callable[..., PreemptionPolicy]] = {
     "lowest_priority": LowestPriorityVictim,
     "most_slack": MostSlackVictim,
     "colocate": ColocateVictim,
+    "stream_stalled": StalledStreamVictim,
 }
 #: KV retention across tool gaps; ``none`` (no retention object): vLLM's LRU decides alone.
 RETENTION: dict[str, Callable[..., RetentionPolicy | None]] = {

@@ -32,7 +32,7 @@ class Pin:
 class Pins:
     """The pins of one engine, by value (for giving up) and by expiry (for expiring)."""
 
-    __slots__ = ("_by_value", "_by_expiry", "_by_workflow", "_ctr", "blocks", "engine", "pinned")
+    __slots__ = ("_by_expiry", "_by_value", "_by_workflow", "_ctr", "blocks", "engine", "pinned")
 
     def __init__(self) -> None:
         self.engine: Instance | None = None

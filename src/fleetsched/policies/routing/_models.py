@@ -27,7 +27,6 @@ from functools import cache
 from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.errors import InputError
 from fleetsched.perf import build_step_model, get_gpu, get_model
-from fleetsched.policies.routing._util import UniformStream
 
 #: Output length assumed for a request without a prediction.
 EXPECTED_OUTPUT_TOKENS = 256
@@ -103,10 +102,3 @@ def size_b(model: str) -> float:
 def cost(req: RequestView, model: str, out: int) -> float:
     """Cost proxy of ``req`` on ``model`` (see the module docstring)."""
     return (req.prompt_tokens + out) * size_b(model)
-
-
-def pick(views: Sequence[InstanceView], keys: Sequence, rng: UniformStream) -> InstanceView:
-    """The view with the smallest key; ties at random from ``rng``."""
-    lo = min(keys)
-    ties = [v for v, k in zip(views, keys, strict=True) if k == lo]
-    return ties[0] if len(ties) == 1 else ties[rng.index(len(ties))]

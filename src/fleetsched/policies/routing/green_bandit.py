@@ -33,8 +33,8 @@ import numpy as np
 
 from fleetsched.core.views import InstanceView, Outcome, RequestView
 from fleetsched.errors import InputError
-from fleetsched.policies.routing._models import by_model, expected_output, pick, predicted_latency_s
-from fleetsched.policies.routing._util import UniformStream, healthy
+from fleetsched.policies.routing._models import by_model, expected_output, predicted_latency_s
+from fleetsched.policies.routing._util import UniformStream, healthy, pick_min
 from fleetsched.policies.routing.ledger import Ledger
 from fleetsched.workload.tasks import DEFAULT_QUALITY
 
@@ -116,7 +116,7 @@ class GreenBandit:
         cands = feasible[model]
         led = self.ledger
         led.grow(max(v.index for v in cands) + 1)
-        v = pick(cands, [led.requests[v.index] for v in cands], self._rng)
+        v = pick_min(cands, [led.requests[v.index] for v in cands], self._rng)
         led.dispatch(req, v.index)
         self._pending[req.id] = (model, x)
         if len(self._pending) > _MAX_PENDING:

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from fleetsched.core.views import InstanceView, RequestView
-from fleetsched.policies.routing._models import by_model, pick
-from fleetsched.policies.routing._util import UniformStream, healthy
+from fleetsched.policies.routing._models import by_model
+from fleetsched.policies.routing._util import UniformStream, healthy, pick_min
 from fleetsched.policies.routing.ledger import Ledger
 from fleetsched.workload.tasks import DEFAULT_QUALITY
 from fleetsched.workload.tasks import quality as success
@@ -46,7 +46,7 @@ class QualityFirst:
             cands = groups[model]
         led = self.ledger
         led.grow(max(v.index for v in cands) + 1)
-        v = pick(cands, [led.requests[v.index] for v in cands], self._rng)
+        v = pick_min(cands, [led.requests[v.index] for v in cands], self._rng)
         led.dispatch(req, v.index)
         return v.index
 

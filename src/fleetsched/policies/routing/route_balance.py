@@ -38,8 +38,8 @@ from collections.abc import Mapping, Sequence
 from fleetsched.core.request import BLOCK_TOKENS
 from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.errors import InputError
-from fleetsched.policies.routing._models import cost, expected_output, pick, predicted_latency_s
-from fleetsched.policies.routing._util import UniformStream, healthy
+from fleetsched.policies.routing._models import cost, expected_output, predicted_latency_s
+from fleetsched.policies.routing._util import UniformStream, healthy, pick_min
 from fleetsched.policies.routing.ledger import Ledger
 from fleetsched.workload.tasks import DEFAULT_QUALITY
 from fleetsched.workload.tasks import quality as success
@@ -64,7 +64,9 @@ class RouteBalance:
     ) -> None:
         ws = (w_quality, w_cost, w_latency, w_balance)
         if quality_norm not in ("raw", "minmax"):
-            raise InputError(f"route_balance: quality_norm must be raw or minmax, got {quality_norm!r}")
+            raise InputError(
+                f"route_balance: quality_norm must be raw or minmax, got {quality_norm!r}"
+            )
         self.quality_norm = quality_norm
         if any(w < 0 for w in ws) or sum(ws) <= 0:
             raise InputError("route_balance: weights must be >= 0 and not all 0")
@@ -113,7 +115,7 @@ class RouteBalance:
         scores = self.scores(req, cands)
         led = self.ledger
         keys = [(-s, led.requests[v.index]) for s, v in zip(scores, cands, strict=True)]
-        v = pick(cands, keys, self._rng)
+        v = pick_min(cands, keys, self._rng)
         led.dispatch(req, v.index)
         return v.index
 

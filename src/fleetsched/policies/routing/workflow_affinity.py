@@ -33,8 +33,7 @@ from collections.abc import Sequence
 
 from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.errors import InputError
-from fleetsched.policies.routing._models import pick
-from fleetsched.policies.routing._util import UniformStream, by_index, healthy
+from fleetsched.policies.routing._util import UniformStream, by_index, healthy, pick_min
 from fleetsched.policies.routing.ledger import Ledger
 
 
@@ -51,8 +50,7 @@ class WorkflowAffinity:
     ):
         if request_tokens < 0 or reuse_weight < 0 or max_sessions < 1:
             raise InputError(
-                "workflow_affinity: request_tokens and reuse_weight must be >= 0, "
-                "max_sessions >= 1"
+                "workflow_affinity: request_tokens and reuse_weight must be >= 0, max_sessions >= 1"
             )
         self.request_tokens = request_tokens
         self.reuse_weight = reuse_weight
@@ -93,7 +91,7 @@ class WorkflowAffinity:
         if pin is not None and pin[2] > 0 and here is not None and here.healthy:
             v = here  # workflow-atomic: a call of it is in flight there
         else:
-            v = pick(cands, self.costs(req, cands), self._rng)
+            v = pick_min(cands, self.costs(req, cands), self._rng)
         if sid is not None:
             pins = self._pins
             if pin is None or pin[0] != v.index:
