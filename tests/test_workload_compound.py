@@ -73,3 +73,17 @@ def test_generator_adds_pieces_and_tasks_without_changing_the_rest() -> None:
         assert r.task_class in ("code", "math") and 0 <= r.difficulty <= 1  # type: ignore[operator]
     share = sum(r.task_class == "code" for r in b) / len(b)
     assert 0.65 < share < 0.85  # weight 3 of 4
+
+
+def test_cli_simulates_a_streamed_task_trace_and_rejects_a_bad_line(tmp_path: Path, cli) -> None:
+    good = {**BASE, "prompt_chunks": [[0, 60], [0.5, 40]], "task_class": "code", "difficulty": 0.3}
+    p = tmp_path / "t.jsonl"
+    p.write_text(json.dumps(good) + "\n" + json.dumps({**good, "id": 1, "arrival_s": 0.1}) + "\n")
+    code, out, err = cli("simulate", "--trace", str(p), "--instances", "1")
+    assert code == 0, err
+    assert "2/2" in out
+    bad = {**good, "id": 2, "arrival_s": 0.2, "prompt_chunks": [[0, 60], [0.5, 30]]}
+    p.write_text(p.read_text() + json.dumps(bad) + "\n")
+    code, _out, err = cli("simulate", "--trace", str(p), "--instances", "1")
+    assert code == 2 and err.strip().count("\n") == 0
+    assert f"{p}:3: prompt_chunks: pieces sum to 90 tokens" in err

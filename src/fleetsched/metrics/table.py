@@ -93,6 +93,15 @@ def summary_table(summary: Mapping[str, Any], title: str | None = "Summary") -> 
     )
     for label, value in scalars:
         table.add_row(label, value, "", "")
+    acc = _num(summary.get("accuracy"))
+    if math.isfinite(acc):  # multi-model workloads: judged answers and metered energy
+        table.add_row("accuracy (judged)", fmt_pct(acc), "", "")
+        table.add_row(
+            "energy per request (J)", fmt_num(summary.get("energy_per_request_j"), 1), "", ""
+        )
+        table.add_row(
+            "fleet energy (kJ)", fmt_num(_num(summary.get("fleet_energy_j")) / 1e3, 1), "", ""
+        )
     wf = summary.get("workflows")
     if wf:
         table.add_section()
@@ -147,6 +156,8 @@ COMPARE_COLUMNS: dict[str, Column] = {
     "wf_e2e_p50": Column("wf E2E\np50", "workflows.e2e_s", "p50", "ms"),
     "wf_e2e_p99": Column("wf E2E\np99", "workflows.e2e_s", "p99", "ms"),
     "wf_deadline": Column("wf dl\natt.", "workflows.deadline_attainment", None, "pct"),
+    "accuracy": Column("accu-\nracy", "accuracy", None, "pct"),
+    "energy": Column("J /\nreq", "energy_per_request_j", None, "num"),
 }
 
 #: Columns shown by default: fit in 80 columns with ten routers.
