@@ -26,7 +26,8 @@ Other optional hooks a runtime looks for with ``getattr``:
 * ``on_outcome(req, index, outcome)``: after ``on_finish`` of a request that completed, what
   became of it (:class:`~fleetsched.core.views.Outcome`: judged correctness, energy, output
   tokens, latency) -- the partial feedback a learning router trains on (see
-  ``green_bandit``). A gateway sends it when its feedback endpoint hears back.
+  ``green_bandit``). The simulator sends it (its judge and energy meter); the gateway has no
+  source of correctness or energy and never calls it.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ Deliberate differences: energy is normalised by the running minimum and maximum 
 (GreenServ uses bounds profiled offline per dataset); no semantic-cluster feature (there is
 no query text); within the chosen model, the instance is the one with the fewest requests the
 router sent and has not seen finish, ties at random (GreenServ serves one instance per
-model). Router-side state only: a gateway can run it with a feedback endpoint.
+model). Router-side state only: the gateway runs it, but without outcome feedback it keeps
+its prior (every arm equal).
 """
 
 from __future__ import annotations
