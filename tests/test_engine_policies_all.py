@@ -111,7 +111,13 @@ def test_parameter_variants_under_random_workloads(seed, variant, a, p, mode, bl
 def test_registry_names() -> None:
     assert set(ORDERING) == {"fcfs", "priority", "sjf", "edf", "vtc", "wfq", "colocate", "urgency"}
     assert set(ADMISSION) == {"aggressive", "conservative", "past_future", "colocate"}
-    assert set(PREEMPTION) == {"newest", "lowest_priority", "most_slack", "colocate"}
+    assert set(PREEMPTION) == {
+        "newest",
+        "lowest_priority",
+        "most_slack",
+        "colocate",
+        "stream_stalled",
+    }
 
 
 def test_make_passes_context_and_params() -> None:
