@@ -78,6 +78,7 @@ def parse_load(text: str, t: float, inflight: int) -> Load | None:
     if not keep:
         return None
     values: dict[str, float] = {}
+    series: dict[str, int] = {}
     blocks = 0
     for fam in text_string_to_metric_families("\n".join(keep) + "\n"):
         for s in fam.samples:
@@ -87,11 +88,14 @@ def parse_load(text: str, t: float, inflight: int) -> Load | None:
                     blocks = int(nb)
                 continue
             values[s.name] = values.get(s.name, 0.0) + float(s.value)
+            series[s.name] = series.get(s.name, 0) + 1
     got: dict[str, float] = {}
     for key, names in SIGNALS.items():
         for n in names:
             if n in values:
-                got[key] = values[n]
+                # One series per engine of a data-parallel server: requests add up, the KV
+                # use is the engines' mean.
+                got[key] = values[n] / series[n] if key == "kv" else values[n]
                 break
     if not got:
         return None
@@ -178,6 +182,8 @@ def backend_view(
         total_blocks=total,
         inflight_tokens=b.inflight_tokens,
         cached_prefix_tokens=cached_blocks * block_tokens,
+        # a cumulative counter: the last scraped value, however old
+        preemptions=int(load.preemptions) if load is not None else 0,
     )
 
 
