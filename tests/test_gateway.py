@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from contextlib import AsyncExitStack
 from typing import Any
@@ -608,9 +610,10 @@ def test_reload_keeps_streams_and_accounting(tmp_path: Any) -> None:
                 }
                 stream = await s.post(url + "/v1/completions", json=body)
                 cfg.write_text(f"backends:\n  - url: {b}\nadmin_keys: ['{hash_key(ADMIN)}']\n")
-                async with s.post(url + "/admin/reload", headers=auth) as r:
-                    res = await r.json()
-                assert res["added"] == [b.split("://")[1]] and res["removed"] == [a.split("://")[1]]
+                os.kill(os.getpid(), signal.SIGHUP)  # the gateway's handler in this loop
+                assert await until(lambda: gw.registry.get(b.split("://")[1]) is not None)
+                old = gw.registry.get(a.split("://")[1])
+                assert old is not None and old.draining and old.inflight == 1
                 ev = await sse(stream)
                 assert len([e for _, e in ev if isinstance(e, dict) and e["choices"]]) == 30
                 assert ev[-1][1] == "[DONE]"
@@ -620,6 +623,13 @@ def test_reload_keeps_streams_and_accounting(tmp_path: Any) -> None:
                     url + "/v1/completions", json={"prompt": "x", "max_tokens": 1}
                 ) as r:
                     assert r.headers["x-fleetsched-backend"] == b.split("://")[1]
+                # the admin API reloads the same way
+                cfg.write_text(
+                    f"backends:\n  - url: {a}\n  - url: {b}\nadmin_keys: ['{hash_key(ADMIN)}']\n"
+                )
+                async with s.post(url + "/admin/reload", headers=auth) as r:
+                    res = await r.json()
+                assert res["added"] == [a.split("://")[1]] and res["removed"] == []
             stop.set()
             assert await task == 0
 

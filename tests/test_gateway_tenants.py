@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
@@ -192,21 +193,29 @@ def test_fair_queuing_gives_backlogged_tenants_their_weights_shares(ordering: st
 
 
 class CountingRouter:
-    """Wraps the gateway's router and counts, per backend, routes minus finishes."""
+    """Wraps the gateway's router and counts, per backend, routes minus finishes, and first
+    tokens (never more than one per route)."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.needs_views = inner.needs_views
         self.needs_prefix = inner.needs_prefix
         self.open: Counter[int] = Counter()
+        self.first: Counter[int] = Counter()
+        self.routes = 0
 
     def route(self, req: Any, views: Any) -> int:
         i = self.inner.route(req, views)
-        self.open[i] += 1
+        self.open[req.id] += 1
+        self.routes += 1
         return i
 
+    def on_first_token(self, req: Any, index: int) -> None:
+        self.first[req.id] += 1
+        self.inner.on_first_token(req, index)
+
     def on_finish(self, req: Any, index: int) -> None:
-        self.open[index] -= 1
+        self.open[req.id] -= 1
         self.inner.on_finish(req, index)
 
 
@@ -218,7 +227,8 @@ OPS = ("stream", "whole", "bad_request", "timeout", "refused", "disconnect", "re
 def test_inflight_accounting_returns_to_zero_after_any_mix(ops: list[str]) -> None:
     """Whatever mix of successes, errors, timeouts, refused connections, client disconnects,
     retries and queued requests runs at once, afterwards every backend's in-flight count and
-    prompt tokens are 0, the router saw as many finishes as routes, nothing is queued."""
+    prompt tokens are 0, the router saw a finish for every route, and its own ledger
+    (``kv_overlap``'s: requests, prefill tokens, active blocks) is empty; nothing is queued."""
 
     async def hang(r: web.Request) -> web.Response:
         await asyncio.sleep(30)
@@ -234,22 +244,30 @@ def test_inflight_accounting_returns_to_zero_after_any_mix(ops: list[str]) -> No
             backend_app(overloaded, models=("busy",)) as o,
             backend_app(fixed(0.05), models=("queued",)) as q,
         ):
+            # "dead" answers its first health check, then its process goes away: requests
+            # find its port closed (the next probe is a minute away)
+            dying = AsyncExitStack()
+            d = await dying.enter_async_context(backend_app(fixed(0), models=("dead",)))
             backends = [{"url": e[1]} for e in emus] + [
                 {"url": h},
                 {"url": o},
                 {"url": q, "max_inflight": 1},
-                {"url": "http://127.0.0.1:9", "models": ["dead"]},
+                {"url": d},
             ]
             async with gateway(
                 [],
                 backends=backends,
-                router={"name": "least_requests"},
+                router={"name": "kv_overlap"},
+                health={"interval_s": 60},
                 timeouts={"first_token_s": 0.3},
                 retries={"max_retries": 1},
                 ejection={"consecutive_failures": 100},
             ) as (gw, url):
+                await dying.aclose()
+                ledger = gw.router.ledger
                 counting = CountingRouter(gw.router)
                 gw.router = counting
+                gw._first_token_hook = counting.on_first_token
                 async with aiohttp.ClientSession() as s:
 
                     async def one(op: str) -> None:
@@ -281,6 +299,16 @@ def test_inflight_accounting_returns_to_zero_after_any_mix(ops: list[str]) -> No
                 for b in gw.registry:
                     assert b.inflight == 0 and b.inflight_tokens == 0, b.name
                 assert all(v == 0 for v in counting.open.values()), counting.open
+                assert all(v == 1 for v in counting.first.values()), counting.first
+                assert len(ledger) == 0 and counting.routes >= len(ops)
+                for xs in (ledger.requests, ledger.prefill_tokens, ledger.active_tokens):
+                    assert not any(xs), (xs, ops)
+                assert not ledger._owners
+                kinds = {k for _, k in gw.metrics.errors}
+                if "refused" in ops:  # the path was taken, not answered 503 before routing
+                    assert "connect_refused" in kinds, kinds
+                if "timeout" in ops:
+                    assert "timeout" in kinds, kinds
                 assert gw.queue.size == 0
 
     run(go())
