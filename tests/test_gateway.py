@@ -834,3 +834,37 @@ def test_scraped_signals_of_vllm_sglang_and_llamacpp() -> None:
                     assert (await r.json())["choices"][0]["text"] == "llamacpp"
 
     run(go())
+
+
+def test_first_token_is_the_first_output_chunk_reasoning_included() -> None:
+    """A chat stream's role-only first chunk is not its first token; a reasoning model's
+    first reasoning chunk is: the router hears ``on_first_token`` then, once."""
+    gap = 0.25
+
+    async def reasoning(r: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(r)
+        for delta in (
+            {"role": "assistant", "content": ""},
+            {"reasoning_content": "Let me"},
+            {"content": "Hi"},
+        ):
+            ev = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]}
+            await resp.write(b"data: " + json.dumps(ev, separators=(",", ":")).encode() + b"\n\n")
+            await asyncio.sleep(gap)
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    async def go() -> None:
+        async with backend_app(reasoning) as b, gateway([b]) as (gw, url):
+            seen: list[float] = []
+            gw._first_token_hook = lambda req, index: seen.append(time.perf_counter())
+            body = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
+            async with aiohttp.ClientSession() as s:
+                t0 = time.perf_counter()
+                async with s.post(url + "/v1/chat/completions", json=body) as r:
+                    await r.read()
+            assert len(seen) == 1
+            assert gap * 0.8 <= seen[0] - t0 < gap * 1.8  # the reasoning chunk, not the role's
+
+    run(go())
