@@ -664,37 +664,41 @@ def test_cache_aware_routers_see_the_prefixes_the_gateway_sent(router: str) -> N
 
 def test_every_router_that_makes_sense_live_runs_live() -> None:
     """Each registered router but pd_disagg (it needs engine-side KV handover) routes real
-    requests through the gateway, with its accounting back to zero after."""
+    requests through the gateway (two emulators, shared by the routers' gateways in turn),
+    with the gateway's accounting and the router's own ledger back to zero after."""
     from fleetsched.gateway.config import NOT_LIVE
     from fleetsched.policies.routing import ROUTERS
 
-    async def go(router: str) -> None:
-        async with (
-            emulators(2) as emus,
-            gateway([e[1] for e in emus], router={"name": router}, scrape={"interval_s": 0.05}) as (
-                gw,
-                url,
-            ),
-            aiohttp.ClientSession() as s,
-        ):
-            await until(lambda: all(b.load is not None for b in gw.registry), timeout=3)
-            for i in range(6):
-                body = {
-                    "prompt": list(range(300)) + [i] * 20,
-                    "max_tokens": 2,
-                    "stream": i % 2 == 0,
-                }
-                async with s.post(
-                    url + "/v1/completions", json=body, headers={"x-session-id": f"s{i % 2}"}
-                ) as r:
-                    assert r.status == 200, (router, await r.text())
-                    await r.read()
-            assert all(b.inflight == 0 for b in gw.registry)
-
     live = [r for r in ROUTERS if r not in NOT_LIVE]
     assert set(ROUTERS) - set(live) == {"pd_disagg"}
-    for router in live:
-        run(go(router))
+
+    async def go() -> None:
+        async with emulators(2) as emus, aiohttp.ClientSession() as s:
+            for router in live:
+                async with gateway(
+                    [e[1] for e in emus], router={"name": router}, scrape={"interval_s": 0.05}
+                ) as (gw, url):
+                    await until(lambda: all(b.load is not None for b in gw.registry), timeout=3)
+                    for i in range(6):
+                        body = {
+                            "prompt": list(range(300)) + [i] * 20,
+                            "max_tokens": 2,
+                            "stream": i % 2 == 0,
+                        }
+                        async with s.post(
+                            url + "/v1/completions",
+                            json=body,
+                            headers={"x-session-id": f"s{i % 2}"},
+                        ) as r:
+                            assert r.status == 200, (router, await r.text())
+                            await r.read()
+                    assert all(b.inflight == 0 for b in gw.registry), router
+                    ledger = getattr(gw.router, "ledger", None)
+                    if ledger is not None:
+                        assert len(ledger) == 0 and not any(ledger.requests), router
+                        assert sum(ledger.routed) == 6, router
+
+    run(go(), timeout=120)
 
 
 def test_cache_aware_evicts_its_tree_on_the_gateways_clock() -> None:
