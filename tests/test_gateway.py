@@ -791,6 +791,14 @@ def test_scraped_signals_of_vllm_sglang_and_llamacpp() -> None:
         got = parse_load(_exposition(kind, 4, 1, 0.5), 0.0, 0)
         assert got is not None and (got.running, got.waiting, got.kv) == (4, 1, 0.5), kind
     assert parse_load("# TYPE other gauge\nother 1\n", 0.0, 0) is None
+    odd = parse_load(
+        'vllm:num_requests_running{model_name="a b}"} 2 1700000000000\n'  # a timestamp
+        "vllm:num_requests_running_other 9\n"  # another metric with the same prefix
+        "vllm:kv_cache_usage_perc NaN\n",
+        0.0,
+        0,
+    )
+    assert odd is not None and (odd.running, odd.kv) == (2, 0.0)
     # data-parallel engines: one series per engine; requests add up, KV use is their mean
     two = _exposition("vllm", 3, 2, 0.2) + _exposition("vllm", 1, 0, 0.6).replace(
         'engine="0"', 'engine="1"'
