@@ -47,10 +47,11 @@ async def emulators(n: int, **kw: Any) -> AsyncIterator[list[tuple[Emulator, str
 async def backend_app(
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     models: tuple[str, ...] = (MODEL,),
-    metrics: str | None = None,
+    metrics: str | Callable[[], str] | None = None,
 ) -> AsyncIterator[str]:
     """A tiny aiohttp backend: ``handler`` answers the generation endpoints; /health and
-    /v1/models answer as vLLM's do; /metrics, when given, is that Prometheus text."""
+    /v1/models answer as vLLM's do; /metrics, when given, is that Prometheus text (or what
+    that function returns at each scrape)."""
 
     async def health(r: web.Request) -> web.Response:
         return web.Response()
@@ -66,7 +67,8 @@ async def backend_app(
     if metrics is not None:
 
         async def exposition(r: web.Request) -> web.Response:
-            return web.Response(text=metrics, content_type="text/plain")
+            text = metrics() if callable(metrics) else metrics
+            return web.Response(text=text, content_type="text/plain")
 
         app.router.add_get("/metrics", exposition)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)

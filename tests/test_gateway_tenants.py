@@ -148,6 +148,53 @@ def test_overload_queues_then_429_when_full_and_503_when_the_wait_is_too_long() 
     run(go())
 
 
+def test_backends_saturated_by_their_scraped_signals_hold_requests_in_the_queue() -> None:
+    """Saturation read from the engines' own metrics: one backend with more requests waiting
+    than ``max_waiting``, the other with its KV cache at ``max_kv``. A request waits in the
+    central queue (503 ``queue_timeout`` when it waits too long), and is released to the
+    first backend whose next scrape shows room."""
+    state = {"waiting": 9}
+
+    def vllm() -> str:
+        return (
+            f"vllm:num_requests_running 4\nvllm:num_requests_waiting {state['waiting']}\n"
+            "vllm:kv_cache_usage_perc 0.3\n"
+        )
+
+    def answer(name: str) -> Any:
+        async def h(r: web.Request) -> web.Response:
+            return web.json_response({"choices": [{"text": name}]})
+
+        return h
+
+    async def go() -> None:
+        async with (
+            backend_app(answer("queued"), metrics=vllm) as a,
+            backend_app(answer("full"), metrics="sglang:token_usage 0.95\n") as b,
+            gateway(
+                [a, b],
+                scrape={"interval_s": 0.05},
+                saturation={"max_waiting": 5, "max_kv": 0.9},
+                queue={"timeout_s": 0.3},
+            ) as (gw, url),
+            aiohttp.ClientSession() as s,
+        ):
+            assert await until(lambda: all(x.load is not None for x in gw.registry))
+            async with s.post(url + "/v1/completions", json={"prompt": "x"}) as r:
+                assert r.status == 503 and (await r.json())["error"]["code"] == "queue_timeout"
+            gw.queue.timeout_s = 10.0
+            pending = asyncio.create_task(s.post(url + "/v1/completions", json={"prompt": "x"}))
+            assert await until(lambda: gw.queue.size == 1)
+            await asyncio.sleep(0.2)  # scrapes come and go: still saturated, still waiting
+            assert gw.queue.size == 1 and not pending.done()
+            state["waiting"] = 0
+            r = await asyncio.wait_for(pending, 5)
+            assert r.status == 200 and (await r.json())["choices"][0]["text"] == "queued"
+            r.release()
+
+    run(go())
+
+
 @pytest.mark.parametrize("ordering", ["wfq", "vtc"])
 def test_fair_queuing_gives_backlogged_tenants_their_weights_shares(ordering: str) -> None:
     """Two tenants, weights 2 and 1, each with 45 identical requests waiting for one backend
