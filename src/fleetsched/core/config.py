@@ -196,6 +196,38 @@ class PerfConfig(_Model):
         return self.model_dump(exclude_none=True)
 
 
+class KVCompressionConfig(_Model):
+    """Non-uniform per-head KV-cache compression (Tangram, docs/perf.md): each KV head keeps its
+    own share of the tokens, ``ratio`` on average; ``layout`` is how the engine pages it."""
+
+    ratio: float = Field(gt=0, le=1, allow_inf_nan=False)
+    """Mean share of each token's KV that the heads keep (Tangram's --compression-ratio)."""
+    layout: Literal["paged", "tangram"] = "paged"
+    """paged: a layer's heads share pages, reclaimed after prefill; tangram: Tangram's fix."""
+    over_allocation: float | None = Field(None, ge=1, allow_inf_nan=False)
+    """Pages held per kept token of the mean head (null: the layout's, 2.76 or 1.0645)."""
+    reclaim_fraction: float | None = Field(None, ge=0, lt=1, allow_inf_nan=False)
+    """Share of a compute-bound prefill spent reclaiming pages (null: the layout's, 0.25 or 0)."""
+
+
+class PrecisionConfig(_Model):
+    """Numeric precision of an instance group (docs/perf.md, "Precision and KV compression"):
+    bytes of weights and KV cache, the tensor-core peak the GEMMs run at. bf16 everywhere (the
+    default) is the model as released."""
+
+    weight_dtype: Literal["bf16", "fp8", "int8", "int4"] = "bf16"
+    """Transformer-layer weights (embedding and LM head stay bf16); int4: group 128."""
+    activation_dtype: Literal["bf16", "fp8", "int8", "int4"] = "bf16"
+    """GEMM inputs: bf16 = weight-only quantisation; else W8A8, W4A8, W4A4 (COMET)."""
+    kv_dtype: Literal["bf16", "fp8", "int4"] = "bf16"
+    """KV cache: 2, 1 or 0.5 bytes per value (+ an fp16 scale and zero per int4 head vector)."""
+    kv_dequant_overhead: float | None = Field(None, ge=0, allow_inf_nan=False)
+    """Extra time of a quantised KV read, as a share of its bytes' time (null: 0.45 for fp8 on
+    FP8 tensor cores, else 1.0)."""
+    kv_compression: KVCompressionConfig | None = None
+    """Per-head KV compression (null: none)."""
+
+
 class InstanceGroup(_Model):
     name: str = "main"
     """Group name; instances are named <name>-0, <name>-1, ..."""
@@ -213,6 +245,8 @@ class InstanceGroup(_Model):
     """Engine knobs of every instance."""
     profile: str | None = Field(None, description="fitted step-time profile YAML")
     perf: PerfConfig = PerfConfig()
+    precision: PrecisionConfig = PrecisionConfig()
+    """Weight, activation and KV-cache precision, and KV compression."""
 
     @model_validator(mode="after")
     def _perf_or_profile(self) -> InstanceGroup:

@@ -74,7 +74,7 @@ class Instance:
         model: str = "",
         gpu: str = "",
         role: str = "mixed",
-        kv_bytes_per_token: int = 0,
+        kv_bytes_per_token: float = 0,
         host_link_bytes_s: float = 25e9,
         ordering: WaitingQueue | None = None,
         admission: AdmissionPolicy | None = None,

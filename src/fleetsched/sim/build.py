@@ -7,6 +7,8 @@ from typing import Any
 from fleetsched.core.config import InstanceGroup, PoliciesConfig, PolicyRef, SLOClass
 from fleetsched.engine.instance import Instance
 from fleetsched.perf import (
+    KVCompression,
+    Precision,
     build_step_model,
     default_activation_reserve_bytes,
     get_gpu,
@@ -15,6 +17,19 @@ from fleetsched.perf import (
 )
 from fleetsched.perf.roofline import kv_bytes_per_token_per_gpu
 from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION, make
+
+
+def group_precision(g: InstanceGroup) -> Precision:
+    """The perf-level :class:`Precision` of ``g``'s ``precision`` section."""
+    p = g.precision
+    c = p.kv_compression
+    return Precision(
+        weight_dtype=p.weight_dtype,
+        activation_dtype=p.activation_dtype,
+        kv_dtype=p.kv_dtype,
+        kv_dequant_overhead=p.kv_dequant_overhead,
+        kv_compression=None if c is None else KVCompression(**c.model_dump()),
+    )
 
 
 def group_kv_blocks(g: InstanceGroup) -> int:
@@ -26,8 +41,22 @@ def group_kv_blocks(g: InstanceGroup) -> int:
     model = get_model(g.model)
     reserve = default_activation_reserve_bytes(model, g.tp, e.max_num_batched_tokens)
     return kv_capacity_blocks(
-        get_gpu(g.gpu), model, g.tp, e.gpu_memory_utilization, e.block_tokens, reserve
+        get_gpu(g.gpu),
+        model,
+        g.tp,
+        e.gpu_memory_utilization,
+        e.block_tokens,
+        reserve,
+        group_precision(g),
     )
+
+
+def group_kv_bytes_per_token(g: InstanceGroup) -> float:
+    """Bytes of KV one token of context holds on each GPU of ``g`` (what a swap or a KV
+    transfer moves): at the group's KV dtype, times its compression's memory fraction."""
+    q = group_precision(g)
+    kv = kv_bytes_per_token_per_gpu(get_model(g.model), g.tp, q.kv_dtype)
+    return kv if q.kv_compression is None else kv * q.kv_memory_fraction
 
 
 def build_instances(
@@ -43,7 +72,9 @@ def build_instances(
     instances: list[Instance] = []
     for g in groups:
         gpu, model = get_gpu(g.gpu), get_model(g.model)
-        step_model = build_step_model(g.gpu, g.model, g.tp, g.profile, **g.perf.knobs())
+        step_model = build_step_model(
+            g.gpu, g.model, g.tp, g.profile, group_precision(g), **g.perf.knobs()
+        )
         e = g.engine
         blocks = group_kv_blocks(g)
         for j in range(g.count):
@@ -65,7 +96,7 @@ def build_instances(
                     model=model.name,
                     gpu=gpu.name,
                     role=g.role,
-                    kv_bytes_per_token=kv_bytes_per_token_per_gpu(model, g.tp),
+                    kv_bytes_per_token=group_kv_bytes_per_token(g),
                     host_link_bytes_s=e.host_link_gbps * 1e9,
                     ordering=policy(ORDERING, "ordering", policies.ordering),
                     admission=policy(ADMISSION, "admission", policies.admission),

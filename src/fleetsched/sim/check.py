@@ -22,7 +22,7 @@ from fleetsched.perf.roofline import check_tp
 from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION
 from fleetsched.policies.params import build_policy, check_params
 from fleetsched.policies.routing import ROUTERS
-from fleetsched.sim.build import group_kv_blocks
+from fleetsched.sim.build import group_kv_blocks, group_precision
 from fleetsched.workload import FORMATS, load_trace
 
 #: Scenario field under ``policies`` -> (registry, what the error calls it).
@@ -95,6 +95,10 @@ def _group_problems(i: int, g: InstanceGroup) -> list[Problem]:
     if g.tp > gpu.gpus_per_node:
         msg = f"tp={g.tp} needs more GPUs than one {gpu.name} node has ({gpu.gpus_per_node})"
         return [((*base, "tp"), msg)]
+    try:
+        group_precision(g).check_gpu(gpu)
+    except InputError as e:
+        return [((*base, "precision", "activation_dtype"), e.message)]
     try:
         check_tp(model, g.tp)
         group_kv_blocks(g)
