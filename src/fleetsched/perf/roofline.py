@@ -58,6 +58,7 @@ everywhere and no compression, is the formula above unchanged):
 
     W_layers = layer parameters * bytes of weight_dtype (the embedding and LM head stay bf16)
     F        = peak(activation_dtype) * compute_efficiency      for the layers' GEMMs
+    pad      = compute_half_tokens * bytes of weight_dtype / 2  for the layers' GEMMs
     F_attn   = peak(fp8 if kv_dtype is fp8 and the GPU has FP8 tensor cores else bf16)
                * compute_efficiency                              for prefill and decode attention
     decode   = decode_ctx_sum * m * max(kv_bytes(kv_dtype) * (1 + kv_dequant_overhead) / BW,
@@ -68,7 +69,6 @@ where ``m`` is the KV compression's memory fraction (1 without) and ``f`` its re
 (:mod:`fleetsched.perf.kv_compression`); ``reclaim`` is ``f`` of a compute-bound prefill's time.
 """
 
-
 from __future__ import annotations
 
 import math
@@ -77,8 +77,8 @@ from typing import Any
 import numpy as np
 
 from fleetsched.errors import InputError
-from fleetsched.perf.calibration import PerfParams, calibrated_params
 from fleetsched.perf import precision as _precision
+from fleetsched.perf.calibration import PerfParams, calibrated_params
 from fleetsched.perf.hardware import GPU, GiB
 from fleetsched.perf.models import ModelSpec
 from fleetsched.perf.precision import DEFAULT_PRECISION, Precision, embedding_params, weight_bytes
@@ -190,7 +190,6 @@ class RooflineModel:
     __slots__ = (
         "_attn_flop_s",
         "_ctx_s",
-        "_reclaim_s",
         "_expert_weights_s",
         "_experts",
         "_experts_per_token",
@@ -200,6 +199,8 @@ class RooflineModel:
         "_layer_flop_s",
         "_layer_weights_s",
         "_pad",
+        "_pad_layers",
+        "_reclaim_s",
         "_token_s",
         "gpu",
         "model",
@@ -231,7 +232,9 @@ class RooflineModel:
         attn_flops = gpu.peak(q.attention_dtype(gpu)) * p.compute_efficiency
         bw = gpu.mem_bw_bytes_s * p.bandwidth_efficiency  # per GPU
         dtype = model.dtype_bytes
-        wdtype = dtype if q.weight_dtype == "bf16" else float(_precision.WEIGHT_BYTES[q.weight_dtype])
+        wdtype = (
+            dtype if q.weight_dtype == "bf16" else float(_precision.WEIGHT_BYTES[q.weight_dtype])
+        )
         L = model.num_layers
         table = model.vocab_size * model.hidden_size  # embedding table == LM head, parameters
         tables = embedding_params(model)
@@ -244,6 +247,9 @@ class RooflineModel:
         self._head_weights_s = table * dtype / tp / bw
         self._head_flop_s = 2 * table / tp / flops
         self._pad = p.compute_half_tokens
+        # Small-GEMM padding is a cost per weight staged through the tensor cores: a kernel
+        # reading fewer bytes per weight pads proportionally less (docs/perf.md).
+        self._pad_layers = p.compute_half_tokens * (wdtype / dtype)
         attn_flops_per_pair = 4 * L * model.num_heads * model.head_dim
         self._attn_flop_s = attn_flops_per_pair / tp / attn_flops
         kv_read_s = kv_bytes_per_token_per_gpu(model, tp, q.kv_dtype) / bw
@@ -296,7 +302,7 @@ class RooflineModel:
         if self._expert_weights_s:  # mixture of experts: the experts the tokens can touch
             touched = min(self._experts, tokens * self._experts_per_token) / self._experts
             weights += self._expert_weights_s * touched
-        flops = (tokens + self._pad) * self._layer_flop_s
+        flops = (tokens + self._pad_layers) * self._layer_flop_s
         head = (sampled + self._pad) * self._head_flop_s
         if head < self._head_weights_s:
             head = self._head_weights_s
