@@ -295,6 +295,18 @@ class RooflineModel:
         compression)."""
         return kv_bytes_per_token_per_gpu(self.model, self.tp, self.precision.kv_dtype)
 
+    def linear_time_s(self, tokens: int) -> float:
+        """Seconds of one forward pass's transformer-layer GEMMs (QKV, O, gate-up, down of
+        every layer; no LM head) over ``tokens`` tokens: the ``gemm`` term of the formula, at
+        the model's precision (for comparing kernels across precisions)."""
+        weights = self._layer_weights_s
+        if self._expert_weights_s:
+            touched = min(self._experts, tokens * self._experts_per_token) / self._experts
+            weights += self._expert_weights_s * touched
+        flops = (tokens + self._pad_layers) * self._layer_flop_s
+        kernels = GEMMS_PER_LAYER * self.model.num_layers * self.params.gemm_latency_s
+        return kernels + max(weights, flops)
+
     def _base(self, tokens: float, sampled: float, pairs: float) -> float:
         """Everything but the decode-attention term: the one formula of both methods (keep
         its operation order fixed). ``max`` is spelled as conditionals for speed."""
