@@ -369,3 +369,19 @@ def test_list_numerics_and_gpu_peaks(cli) -> None:
     assert (rows["T4"]["int4_tops"], rows["T4"]["mem_bw_tb_s"]) == (260, 0.32)
     code, out, _ = cli("list", "numerics", columns=160)
     assert code == 0 and "tangram" in out and "kv_dequant_overhead" in out
+
+
+def test_linear_time_is_the_perf_check_gemm_of_the_layers() -> None:
+    # The layers' GEMMs as `fleetsched perf check` models them: 4 x 32 kernels, the layers'
+    # bytes and 2 FLOPs per parameter per token.
+    from fleetsched.perf.roofline import gemm_time_s
+
+    m = RooflineModel(H100, L8B)
+    for t in (1, 300, 4_096):
+        want = gemm_time_s(t, LAYER_PARAMS * 2, 2 * LAYER_PARAMS, 128, H100, m.params)
+        assert m.linear_time_s(t) == pytest.approx(float(want), rel=1e-12)
+    w4a4 = RooflineModel(A100, L8B, precision=Precision("int4", "int4"))
+    # Batch 1 reads the int4 weights: 6,979,588,096 x 17/32 B at A100's BW, plus 128 launches.
+    assert w4a4.linear_time_s(1) == pytest.approx(
+        LAYER_PARAMS * 17 / 32 / BW_A100 + 128 * 6.40e-6, rel=1e-12
+    )

@@ -228,6 +228,23 @@ class PrecisionConfig(_Model):
     """Per-head KV compression (null: none)."""
 
 
+class OffloadConfig(_Model):
+    """CPU offload with hybrid attention (APEX, docs/perf.md): KV that does not fit on the GPU
+    is kept in host memory and its decode attention runs on the CPU. Dispatch with the ``apex``
+    admission policy; without it, requests spill to the host whenever it has room."""
+
+    host_kv_gib: float = Field(gt=0, allow_inf_nan=False)
+    """Host memory for KV cache per GPU, GiB (at most the GPU's host share in the catalog)."""
+    host_mem_gb_s: float | None = Field(None, gt=0, allow_inf_nan=False)
+    """Host memory bandwidth per GPU, GB/s (null: the catalog's host share)."""
+    host_cpu_tflops: float | None = Field(None, gt=0, allow_inf_nan=False)
+    """Host FP32 vector peak per GPU, TFLOPS (null: the catalog's host share)."""
+    bandwidth_efficiency: float = Field(0.5, gt=0, le=1, allow_inf_nan=False)
+    """Share of the host bandwidth CPU attention reaches."""
+    overlap: bool = True
+    """CPU attention runs in parallel with the GPU step (APEX); false: the GPU waits for it."""
+
+
 class InstanceGroup(_Model):
     name: str = "main"
     """Group name; instances are named <name>-0, <name>-1, ..."""
@@ -247,6 +264,8 @@ class InstanceGroup(_Model):
     perf: PerfConfig = PerfConfig()
     precision: PrecisionConfig = PrecisionConfig()
     """Weight, activation and KV-cache precision, and KV compression."""
+    offload: OffloadConfig | None = None
+    """KV cache in host memory with CPU attention (null: none)."""
 
     @model_validator(mode="after")
     def _perf_or_profile(self) -> InstanceGroup:

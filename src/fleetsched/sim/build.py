@@ -15,7 +15,10 @@ from fleetsched.perf import (
     get_model,
     kv_capacity_blocks,
 )
-from fleetsched.perf.roofline import kv_bytes_per_token_per_gpu
+from fleetsched.perf.hardware import GiB
+from fleetsched.perf.offload import HybridStepModel, host_attention
+from fleetsched.perf.roofline import kv_bytes_per_token_per_gpu, kv_heads_per_gpu
+from fleetsched.perf.step_model import StepTimeModel
 from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION, make
 
 
@@ -33,7 +36,45 @@ def group_precision(g: InstanceGroup) -> Precision:
 
 
 def group_kv_blocks(g: InstanceGroup) -> int:
-    """KV-cache blocks of each instance of ``g`` (vLLM's "# GPU blocks"): the engine's
+    """KV-cache blocks of each instance of ``g``: its GPU blocks (:func:`group_gpu_kv_blocks`)
+    plus, with CPU offload, the host blocks (:func:`group_host_kv_blocks`)."""
+    return group_gpu_kv_blocks(g) + group_host_kv_blocks(g)
+
+
+def group_host_kv_blocks(g: InstanceGroup) -> int:
+    """Blocks of KV cache ``g``'s ``offload.host_kv_gib`` holds (0 without offload)."""
+    if g.offload is None:
+        return 0
+    per_block = group_kv_bytes_per_token(g) * g.engine.block_tokens
+    return int(g.offload.host_kv_gib * GiB // per_block)
+
+
+def group_step_model(g: InstanceGroup) -> StepTimeModel:
+    """The step-time model of ``g``'s instances: the GPU's (roofline or profile), wrapped in
+    CPU attention over host KV when ``offload`` is set."""
+    inner = build_step_model(g.gpu, g.model, g.tp, g.profile, group_precision(g), **g.perf.knobs())
+    o = g.offload
+    if o is None:
+        return inner
+    gpu, model = get_gpu(g.gpu), get_model(g.model)
+    host = host_attention(
+        layers=model.num_layers,
+        heads=model.num_heads // g.tp,
+        kv_heads=kv_heads_per_gpu(model, g.tp),
+        head_dim=model.head_dim,
+        kv_bytes_per_token=group_kv_bytes_per_token(g),
+        dtype_bytes=model.dtype_bytes,
+        host_mem_bw_bytes_s=(o.host_mem_gb_s or 0) * 1e9 or gpu.host_mem_bw_bytes_s,
+        host_cpu_flops=(o.host_cpu_tflops or 0) * 1e12 or gpu.host_cpu_flops,
+        host_link_bw_bytes_s=gpu.host_link_bw_bytes_s,
+        bandwidth_efficiency=o.bandwidth_efficiency,
+    )
+    gpu_tokens = group_gpu_kv_blocks(g) * g.engine.block_tokens
+    return HybridStepModel(inner, gpu_tokens, host, o.overlap)
+
+
+def group_gpu_kv_blocks(g: InstanceGroup) -> int:
+    """KV-cache blocks on each instance's GPUs (vLLM's "# GPU blocks"): the engine's
     ``num_gpu_blocks`` if set, else what fits beside the weights and activations."""
     e = g.engine
     if e.num_gpu_blocks:
@@ -72,9 +113,7 @@ def build_instances(
     instances: list[Instance] = []
     for g in groups:
         gpu, model = get_gpu(g.gpu), get_model(g.model)
-        step_model = build_step_model(
-            g.gpu, g.model, g.tp, g.profile, group_precision(g), **g.perf.knobs()
-        )
+        step_model = group_step_model(g)
         e = g.engine
         blocks = group_kv_blocks(g)
         for j in range(g.count):

@@ -17,7 +17,8 @@ from typing import Any
 
 from fleetsched.core.config import InstanceGroup, Problem, Scenario, format_problem
 from fleetsched.errors import InputError
-from fleetsched.perf import build_step_model, get_gpu, get_model
+from fleetsched.perf import GPU, build_step_model, get_gpu, get_model
+from fleetsched.perf.hardware import GiB
 from fleetsched.perf.roofline import check_tp
 from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION
 from fleetsched.policies.params import build_policy, check_params
@@ -109,7 +110,29 @@ def _group_problems(i: int, g: InstanceGroup) -> list[Problem]:
             build_step_model(g.gpu, g.model, g.tp, g.profile)
         except InputError as e:
             out.append(((*base, "profile"), str(e)))
+    if g.offload is not None:
+        out += _offload_problems(base, g, gpu)
     return out
+
+
+def _offload_problems(base: tuple[str | int, ...], g: InstanceGroup, gpu: GPU) -> list[Problem]:
+    o = g.offload
+    assert o is not None
+    where = (*base, "offload")
+    if not (o.host_mem_gb_s or gpu.host_mem_bw_bytes_s):
+        return [((*where, "host_mem_gb_s"), f"no host is catalogued for {gpu.name}: set it")]
+    if not (o.host_cpu_tflops or gpu.host_cpu_flops):
+        return [((*where, "host_cpu_tflops"), f"no host is catalogued for {gpu.name}: set it")]
+    share = gpu.host_mem_bytes / GiB
+    if share and o.host_kv_gib > share:
+        return [
+            (
+                (*where, "host_kv_gib"),
+                f"{o.host_kv_gib:g} GiB is more than {gpu.name}'s host memory share "
+                f"({share:g} GiB per GPU)",
+            )
+        ]
+    return []
 
 
 def _workload_problems(s: Scenario) -> list[Problem]:

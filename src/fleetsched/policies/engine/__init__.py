@@ -12,6 +12,7 @@ from typing import Any
 
 from fleetsched.errors import InputError
 from fleetsched.policies.engine.aggressive import AggressiveAdmission
+from fleetsched.policies.engine.apex import APEXAdmission
 from fleetsched.policies.engine.base import AdmissionPolicy, PreemptionPolicy, WaitingQueue
 from fleetsched.policies.engine.colocate_admission import ColocateAdmission
 from fleetsched.policies.engine.colocate_order import ColocateQueue
@@ -43,6 +44,7 @@ ADMISSION: dict[str, Callable[..., AdmissionPolicy]] = {
     "conservative": ConservativeAdmission,
     "past_future": PastFutureAdmission,
     "colocate": ColocateAdmission,
+    "apex": APEXAdmission,
 }
 PREEMPTION: dict[str, Callable[..., PreemptionPolicy]] = {
     "newest": NewestVictim,
