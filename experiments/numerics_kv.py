@@ -238,7 +238,7 @@ def main() -> None:
     )
     # (c) capacity and fleet cost
     rows = []
-    for (trace, gpu, section, _), c in zip(cap_jobs[:4], caps[:4], strict=True):
+    for (_, gpu, section, _), c in zip(cap_jobs[:4], caps[:4], strict=True):
         label = "fp8 KV" if section else "bf16 KV"
         s = c["at_capacity"]
         n = math.ceil(a.fleet_rate / c["capacity_rate"])
@@ -310,8 +310,7 @@ def main() -> None:
         + f"\n\n(c) capacity per GPU ({slo}), ShareGPT, Llama-3.1-8B\n\n"
         + t_c
         + f"\n\n(d) KV compression, 1 x A100-80GB, multi-turn chat: saturated at "
-        f"{a.saturate_chat:g} sessions/s and capacity ({slo})\n\n"
-        + t_d
+        f"{a.saturate_chat:g} sessions/s and capacity ({slo})\n\n" + t_d
     )
     save("numerics_kv", data, table)
 

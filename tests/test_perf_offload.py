@@ -171,7 +171,10 @@ def test_bad_offload_names_the_field(offload: str, message: str) -> None:
 
 
 def test_offload_needs_a_host_where_none_is_catalogued() -> None:
-    text = "workload: {synthetic: {num_requests: 1}}\ncluster: [{gpu: H200, offload: {host_kv_gib: 8}}]"
+    text = (
+        "workload: {synthetic: {num_requests: 1}}\n"
+        "cluster: [{gpu: H200, offload: {host_kv_gib: 8}}]"
+    )
     (loc, msg), *_ = scenario_problems(parse_scenario(text), workload=False)
     assert loc == ("cluster", 0, "offload", "host_mem_gb_s") and "no host is catalogued" in msg
     ok = text.replace("host_kv_gib: 8", "host_kv_gib: 8, host_mem_gb_s: 100, host_cpu_tflops: 2")

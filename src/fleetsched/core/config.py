@@ -147,6 +147,13 @@ class EngineConfig(_Model):
     preemption_mode: Literal["recompute", "swap"] = "recompute"
     """What preemption does with the victim's KV: drop and recompute it, or swap it to host."""
     host_link_gbps: float = Field(25.0, gt=0, description="swap bandwidth, GB/s")
+    context_switch: Literal["vllm", "fastswitch"] = "vllm"
+    """How swaps move KV: vLLM's per-block copies that stall the step, or FastSwitch's block
+    groups copied beside compute, host copies reused (docs/simulator.md)."""
+    swap_copy_latency_s: float = Field(0.0, ge=0, allow_inf_nan=False)
+    """Fixed time of each host-GPU copy (vLLM: 2 x layers copies per block); 0: bandwidth only."""
+    swap_group_tokens: int = Field(1024, ge=1)
+    """fastswitch: tokens per block group copied as one unit."""
     num_gpu_blocks: int | None = Field(None, ge=1, description="override computed KV capacity")
     preemptible_prefill: bool = Field(
         False, description="a long prefill yields mid-step to a more urgent arrival (FlowPrefill)"

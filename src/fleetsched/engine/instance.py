@@ -31,6 +31,7 @@ import numpy as np
 
 from fleetsched.core.config import EngineConfig
 from fleetsched.core.views import InstanceView
+from fleetsched.engine.context_switch import ContextSwitch
 from fleetsched.engine.kv_cache import KVCache
 from fleetsched.engine.sequence import DECODE, DONE, PREFILL, WAITING, Seq
 from fleetsched.perf import StepTimeModel
@@ -82,6 +83,7 @@ class Instance:
         fast_forward: bool = True,
         max_run_steps: int = 512,
         on_finish: Callable[[Seq, float], None] | None = None,
+        context_switch: ContextSwitch | None = None,
     ) -> None:
         cfg = engine or EngineConfig()
         if cfg.max_num_batched_tokens < cfg.max_num_seqs:
@@ -95,6 +97,9 @@ class Instance:
         self.step_model = step_model
         self.kv_bytes_per_token = kv_bytes_per_token
         self.host_link_bytes_s = host_link_bytes_s
+        #: Swap cost model (None: bytes over ``host_link_bytes_s``, added to the step).
+        self.switch = context_switch
+        self._overlap = context_switch is not None and context_switch.overlap
         self.waiting: WaitingQueue = ordering if ordering is not None else FCFSQueue()
         self.admission: AdmissionPolicy = admission or AggressiveAdmission()
         self.preemption: PreemptionPolicy = preemption or NewestVictim()
@@ -233,13 +238,13 @@ class Instance:
         done = chunk
         end = self._ends[0]
         for d in range(0, chunk, g):
-            t = (
-                self._start
-                + extra
-                + self.step_model.step_time(
-                    other_tokens + d, other_pairs + d * (victim.computed + (d + 1) / 2), nd, ctx_sum
-                )
+            step = self.step_model.step_time(
+                other_tokens + d, other_pairs + d * (victim.computed + (d + 1) / 2), nd, ctx_sum
             )
+            if self._overlap:
+                t = self._start + self._with_switch(step, extra)
+            else:
+                t = self._start + extra + step
             if t >= now:
                 done, end = d, t
                 break
@@ -486,18 +491,36 @@ class Instance:
         seq.state = WAITING
         if swap:
             seq.swapped = True
-            self._switch_cost(blocks)
+            self._switch_cost(blocks, seq, out=True)
         else:
             self.stats.recomputed_tokens += seq.computed
             seq.computed = 0
             seq.target = seq.req.prompt_tokens + seq.generated
         self.waiting.push_front(seq)
 
-    def _switch_cost(self, blocks: int) -> None:
+    def _switch_cost(self, blocks: int, seq: Seq | None = None, out: bool = False) -> None:
+        """Account a swap of ``blocks`` blocks of ``seq`` to (``out``) or from host memory."""
+        sw = self.switch
+        if sw is None:
+            dt = blocks * self.bt * self.kv_bytes_per_token / self.host_link_bytes_s
+        else:
+            if sw.reuse and seq is not None:  # host copies stay valid (FastSwitch)
+                if out:
+                    blocks -= min(seq.host_blocks, blocks)
+                    seq.host_blocks += blocks
+                else:  # the partly filled last block will change; the full ones will not
+                    seq.host_blocks = seq.computed // self.bt
+            dt = sw.cost_s(blocks)
         self.stats.swapped_blocks += blocks
-        dt = blocks * self.bt * self.kv_bytes_per_token / self.host_link_bytes_s
         self.stats.switch_s += dt
         self._extra_s += dt
+
+    def _with_switch(self, step_s: float, extra_s: float) -> float:
+        """A step's time with ``extra_s`` of swapping: added (the step waits for it, as vLLM),
+        or overlapped with the step's compute (FastSwitch)."""
+        if self._overlap:
+            return step_s if step_s > extra_s else extra_s
+        return step_s + extra_s
 
     # ------------------------------------------------------------------ scheduling
     def _schedule(self, now: float, allow_yield: bool = True) -> float | None:
@@ -602,7 +625,8 @@ class Instance:
             pairs += chunk * (seq.computed + (chunk + 1) / 2)
             self._plan.append((seq, chunk))
         ctx_sum = self.base_sum + nd * (self.dstep + 1)
-        dt = self.step_model.step_time(pf_tokens, pairs, nd, ctx_sum) + self._extra_s
+        step_s = self.step_model.step_time(pf_tokens, pairs, nd, ctx_sum)
+        dt = self._with_switch(step_s, self._extra_s)
         self._mix = (nd, ctx_sum, self._extra_s)
         end = now + dt
         self._start = now
@@ -665,7 +689,7 @@ class Instance:
                 if seq.transferred:
                     seq.transferred = False
                 else:
-                    self._switch_cost(nb)
+                    self._switch_cost(nb, seq)
                 self._run(seq)
                 self._swapin.append(seq)
                 if force:
@@ -751,6 +775,10 @@ class Instance:
         """Tokens of ``seq`` whose KV is computed (as of the last applied step)."""
         return seq.base + self.dstep if seq.state == DECODE else seq.computed
 
+    def decode_steps(self, seq: Seq) -> int:
+        """Decode steps ``seq`` has taken since it last started decoding (0 if not decoding)."""
+        return self.dstep - seq.entry if seq.state == DECODE else 0
+
     def generated_tokens(self, seq: Seq) -> int:
         """Output tokens ``seq`` has produced so far."""
         if seq.state == DECODE:
@@ -814,7 +842,7 @@ class Instance:
         base = self.base_sum + nd * (dstep + 1)
         if k <= 8:
             model = self.step_model
-            t = now + (model.step_time(0, 0.0, nd, base) + self._extra_s)
+            t = now + self._with_switch(model.step_time(0, 0.0, nd, base), self._extra_s)
             ends = [t]
             for j in range(1, k):
                 t = t + model.step_time(0, 0.0, nd, base + nd * j)
@@ -822,7 +850,7 @@ class Instance:
         else:
             ctx = base + nd * np.arange(k, dtype=np.int64)
             dts = self.step_model.decode_step_times(nd, ctx)
-            dts[0] += self._extra_s
+            dts[0] = self._with_switch(dts[0], self._extra_s)
             ends = np.cumsum(np.concatenate(([now], dts)))[1:].tolist()
         self._start = now
         self.stats.runs += 1

@@ -40,6 +40,7 @@ class Seq:
     epoch: int = 0  # bumped when leaving DECODE (invalidates finish-heap entries)
     swapped: bool = False  # waiting with its KV elsewhere (host memory or in transfer)
     transferred: bool = False  # KV arrives from another instance: resume without host cost
+    host_blocks: int = 0  # blocks whose copy in host memory is current (FastSwitch reuse)
     admitted_once: bool = False
     yield_to: Seq | None = None  # a more urgent request this prefill yielded to
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fleetsched.core.config import InstanceGroup, PoliciesConfig, PolicyRef, SLOClass
+from fleetsched.engine.context_switch import ContextSwitch, context_switch
 from fleetsched.engine.instance import Instance
 from fleetsched.perf import (
     KVCompression,
@@ -73,6 +74,23 @@ def group_step_model(g: InstanceGroup) -> StepTimeModel:
     return HybridStepModel(inner, gpu_tokens, host, o.overlap)
 
 
+def group_context_switch(g: InstanceGroup) -> ContextSwitch | None:
+    """The swap cost model of ``g``'s instances; None (bytes over the link, added to the step)
+    for vLLM without a per-copy latency, the engine's original model."""
+    e = g.engine
+    if e.context_switch == "vllm" and not e.swap_copy_latency_s:
+        return None
+    return context_switch(
+        e.context_switch,
+        kv_bytes_per_token=group_kv_bytes_per_token(g),
+        block_tokens=e.block_tokens,
+        layers=get_model(g.model).num_layers,
+        link_bytes_s=e.host_link_gbps * 1e9,
+        copy_latency_s=e.swap_copy_latency_s,
+        group_tokens=e.swap_group_tokens,
+    )
+
+
 def group_gpu_kv_blocks(g: InstanceGroup) -> int:
     """KV-cache blocks on each instance's GPUs (vLLM's "# GPU blocks"): the engine's
     ``num_gpu_blocks`` if set, else what fits beside the weights and activations."""
@@ -116,6 +134,7 @@ def build_instances(
         step_model = group_step_model(g)
         e = g.engine
         blocks = group_kv_blocks(g)
+        switch = group_context_switch(g)
         for j in range(g.count):
             i = len(instances)
             ctx = {"slo_classes": slo_classes or {}, "seed": seed * 1_000_003 + i}
@@ -141,6 +160,7 @@ def build_instances(
                     admission=policy(ADMISSION, "admission", policies.admission),
                     preemption=policy(PREEMPTION, "preemption", policies.preemption),
                     fast_forward=fast_forward,
+                    context_switch=switch,
                 )
             )
     return instances

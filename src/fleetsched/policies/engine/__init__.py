@@ -27,6 +27,7 @@ from fleetsched.policies.engine.past_future import PastFutureAdmission
 from fleetsched.policies.engine.priority import PriorityQueue
 from fleetsched.policies.engine.sjf import SJFQueue
 from fleetsched.policies.engine.vtc import VTCQueue
+from fleetsched.policies.engine.vtc_preempt import VTCVictim
 from fleetsched.policies.engine.wfq import WFQQueue
 from fleetsched.policies.params import build_policy
 
@@ -51,6 +52,7 @@ PREEMPTION: dict[str, Callable[..., PreemptionPolicy]] = {
     "lowest_priority": LowestPriorityVictim,
     "most_slack": MostSlackVictim,
     "colocate": ColocateVictim,
+    "vtc": VTCVictim,
 }
 
 
