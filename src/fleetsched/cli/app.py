@@ -55,7 +55,19 @@ def print_error(message: str) -> None:
 
 def _register() -> None:
     # Imported for their side effect of adding commands to ``app``.
-    from fleetsched.cli import catalog, compare, perf, simulate, trace  # noqa: F401
+    from fleetsched.cli import (  # noqa: F401
+        bench,
+        catalog,
+        compare,
+        emulate,
+        fidelity,
+        perf,
+        place,
+        plan,
+        simulate,
+        sweep,
+        trace,
+    )
 
 
 def main() -> None:
