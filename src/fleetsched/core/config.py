@@ -69,6 +69,8 @@ class TenantConfig(_Model):
     """Priority of its requests (larger = more important)."""
     slo_class: str = "default"
     """SLO class of its requests (a key of ``slo_classes``)."""
+    deterministic: bool = False
+    """Its requests need deterministic outputs (served as ``engine.determinism`` says)."""
 
 
 class SessionConfig(_Model):
@@ -128,6 +130,23 @@ class WorkloadConfig(_Model):
         return self
 
 
+class DeterminismConfig(_Model):
+    """How an engine serves requests that need deterministic output (LLM-42, docs/simulator.md):
+    not at all (``none``), without dynamic batching, with batch-invariant kernels for every
+    step, or with LLM-42's verified speculation."""
+
+    mode: Literal["none", "no_batching", "batch_invariant", "llm42"] = "none"
+    """none | no_batching | batch_invariant | llm42."""
+    batch_invariant_overhead: float = Field(0.45, ge=0, allow_inf_nan=False)
+    """batch_invariant: extra share of every step's time (SGLang's deterministic mode, ~0.45)."""
+    window: int = Field(32, ge=1)
+    """llm42: tokens decoded between verifications of a request."""
+    group: int = Field(8, ge=1)
+    """llm42: windows per fixed-shape verification pass."""
+    mismatch_rate: float = Field(0.05, ge=0, le=1, allow_inf_nan=False)
+    """llm42: share of verified windows with a mismatch (rolled back and decoded again)."""
+
+
 class EngineConfig(_Model):
     """Engine knobs, named as vLLM names them."""
 
@@ -154,6 +173,8 @@ class EngineConfig(_Model):
     """Fixed time of each host-GPU copy (vLLM: 2 x layers copies per block); 0: bandwidth only."""
     swap_group_tokens: int = Field(1024, ge=1)
     """fastswitch: tokens per block group copied as one unit."""
+    determinism: DeterminismConfig = DeterminismConfig()
+    """How requests that need deterministic output are served."""
     num_gpu_blocks: int | None = Field(None, ge=1, description="override computed KV capacity")
     preemptible_prefill: bool = Field(
         False, description="a long prefill yields mid-step to a more urgent arrival (FlowPrefill)"
@@ -530,9 +551,7 @@ def apply_overrides(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
             at = raw_path if where == raw_path else f"{raw_path}: {where}"
             if isinstance(node, list):
                 if not key.isdigit() or int(key) >= len(node):
-                    raise InputError(
-                        f"{at}: no item {key!r} (the list has {len(node)} items)"
-                    )
+                    raise InputError(f"{at}: no item {key!r} (the list has {len(node)} items)")
                 idx: Any = int(key)
             elif isinstance(node, dict):
                 if key not in node and not _is_open_mapping(keys[:depth]):

@@ -32,6 +32,7 @@ import numpy as np
 from fleetsched.core.config import EngineConfig
 from fleetsched.core.views import InstanceView
 from fleetsched.engine.context_switch import ContextSwitch
+from fleetsched.engine.determinism import DetBatch, DeterminismCost
 from fleetsched.engine.kv_cache import KVCache
 from fleetsched.engine.sequence import DECODE, DONE, PREFILL, WAITING, Seq
 from fleetsched.perf import StepTimeModel
@@ -85,6 +86,7 @@ class Instance:
         max_run_steps: int = 512,
         on_finish: Callable[[Seq, float], None] | None = None,
         context_switch: ContextSwitch | None = None,
+        determinism: DeterminismCost | None = None,
     ) -> None:
         cfg = engine or EngineConfig()
         if cfg.max_num_batched_tokens < cfg.max_num_seqs:
@@ -101,6 +103,11 @@ class Instance:
         #: Swap cost model (None: bytes over ``host_link_bytes_s``, added to the step).
         self.switch = context_switch
         self._overlap = context_switch is not None and context_switch.overlap
+        #: How deterministic requests are served (None: not enforced); ``ndet`` and
+        #: ``det_base_sum`` track its decoders as ``ndec`` and ``base_sum`` track all.
+        self.determinism = determinism
+        self.ndet = 0
+        self.det_base_sum = 0
         self.waiting: WaitingQueue = ordering if ordering is not None else FCFSQueue()
         self.admission: AdmissionPolicy = admission or AggressiveAdmission()
         self.preemption: PreemptionPolicy = preemption or NewestVictim()
@@ -239,9 +246,14 @@ class Instance:
         g = self.cfg.prefill_yield_tokens
         done = chunk
         end = self._ends[0]
+        others = [(s, c) for i, (s, c) in enumerate(self._plan) if i != idx]
         for d in range(0, chunk, g):
-            step = self.step_model.step_time(
-                other_tokens + d, other_pairs + d * (victim.computed + (d + 1) / 2), nd, ctx_sum
+            step = self._step_time(
+                other_tokens + d,
+                other_pairs + d * (victim.computed + (d + 1) / 2),
+                nd,
+                ctx_sum,
+                [*others, (victim, d)],
             )
             if self._overlap:
                 t = self._start + self._with_switch(step, extra)
@@ -468,6 +480,9 @@ class Instance:
         self.cnt[b % self.bt] += 1
         self.base_sum += b
         self.ndec += 1
+        if seq.req.deterministic:
+            self.ndet += 1
+            self.det_base_sum += b
         finish_at = seq.req.prompt_tokens + seq.req.output_tokens - 1 - b
         self._order += 1
         heapq.heappush(self._finish_heap, (finish_at, self._order, seq.epoch, seq))
@@ -481,6 +496,9 @@ class Instance:
         self.cnt[b % self.bt] -= 1
         self.base_sum -= b
         self.ndec -= 1
+        if seq.req.deterministic:
+            self.ndet -= 1
+            self.det_base_sum -= b
         seq.epoch += 1
 
     def _release(self, seq: Seq, blocks: int) -> None:
@@ -550,6 +568,31 @@ class Instance:
         self.stats.swapped_blocks += blocks
         self.stats.switch_s += dt
         self._extra_s += dt
+
+    def _step_time(
+        self,
+        pf: int,
+        pairs: float,
+        nd: int,
+        ctx: int,
+        plan: list[tuple[Seq, int]] | tuple[()] = (),
+        j: int = 0,
+    ) -> float:
+        """Seconds of the step ``j`` steps from now over these totals; with a determinism mode,
+        its deterministic part (the decoders counted in ``ndet``, their chunks in ``plan``) is
+        served as the mode says (:mod:`fleetsched.engine.determinism`)."""
+        d = self.determinism
+        if d is None:
+            return self.step_model.step_time(pf, pairs, nd, ctx)
+        n = self.ndet
+        det = DetBatch(
+            n,
+            self.det_base_sum + n * (self.dstep + 1 + j),
+            tuple(
+                (c, c * (s.computed + (c + 1) / 2)) for s, c in plan if s.req.deterministic and c
+            ),
+        )
+        return d.step_time(pf, pairs, nd, ctx, det)
 
     def _with_switch(self, step_s: float, extra_s: float) -> float:
         """A step's time with ``extra_s`` of swapping: added (the step waits for it, as vLLM),
@@ -662,7 +705,7 @@ class Instance:
             pairs += chunk * (seq.computed + (chunk + 1) / 2)
             self._plan.append((seq, chunk))
         ctx_sum = self.base_sum + nd * (self.dstep + 1)
-        step_s = self.step_model.step_time(pf_tokens, pairs, nd, ctx_sum)
+        step_s = self._step_time(pf_tokens, pairs, nd, ctx_sum, self._plan)
         dt = self._with_switch(step_s, self._extra_s)
         self._mix = (nd, ctx_sum, self._extra_s)
         end = now + dt
@@ -881,16 +924,26 @@ class Instance:
                     j = min(q * bt + t, kmax - 1)
                 k = j + 1
         base = self.base_sum + nd * (dstep + 1)
+        det = self.determinism
         if k <= 8:
-            model = self.step_model
-            t = now + self._with_switch(model.step_time(0, 0.0, nd, base), self._extra_s)
+            if det is None:
+                model = self.step_model
+                steps = [model.step_time(0, 0.0, nd, base + nd * j) for j in range(k)]
+            else:
+                steps = [self._step_time(0, 0.0, nd, base + nd * j, j=j) for j in range(k)]
+            t = now + self._with_switch(steps[0], self._extra_s)
             ends = [t]
-            for j in range(1, k):
-                t = t + model.step_time(0, 0.0, nd, base + nd * j)
+            for step in steps[1:]:
+                t = t + step
                 ends.append(t)
         else:
             ctx = base + nd * np.arange(k, dtype=np.int64)
-            dts = self.step_model.decode_step_times(nd, ctx)
+            if det is None:
+                dts = self.step_model.decode_step_times(nd, ctx)
+            else:
+                nt = self.ndet
+                det_ctx = self.det_base_sum + nt * (dstep + 1) + nt * np.arange(k, dtype=np.int64)
+                dts = det.decode_step_times(nd, ctx, nt, det_ctx)
             dts[0] = self._with_switch(dts[0], self._extra_s)
             ends = np.cumsum(np.concatenate(([now], dts)))[1:].tolist()
         self._start = now
@@ -922,3 +975,5 @@ class Instance:
             private += blocks - len(seq.held)
         self.kv.check(referenced, private)
         assert self.ndec == sum(1 for s in self.running.values() if s.state == DECODE)
+        dets = [s for s in self.running.values() if s.state == DECODE and s.req.deterministic]
+        assert self.ndet == len(dets) and self.det_base_sum == sum(s.base for s in dets)

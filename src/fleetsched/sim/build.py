@@ -7,6 +7,7 @@ from typing import Any
 
 from fleetsched.core.config import InstanceGroup, PoliciesConfig, PolicyRef, SLOClass
 from fleetsched.engine.context_switch import ContextSwitch, context_switch
+from fleetsched.engine.determinism import DeterminismCost
 from fleetsched.engine.instance import Instance
 from fleetsched.perf import (
     KVCompression,
@@ -137,6 +138,17 @@ def instance_factory(
     blocks = group_kv_blocks(g)
     switch = group_context_switch(g)
     kv_bytes = group_kv_bytes_per_token(g)
+    det = e.determinism
+    determinism = None
+    if det.mode != "none":
+        determinism = DeterminismCost(
+            det.mode,
+            step_model,
+            batch_invariant_overhead=det.batch_invariant_overhead,
+            window=det.window,
+            group=det.group,
+            mismatch_rate=det.mismatch_rate,
+        )
 
     def make(i: int, name: str) -> Instance:
         ctx = {"slo_classes": slo_classes or {}, "seed": seed * 1_000_003 + i}
@@ -160,6 +172,7 @@ def instance_factory(
             preemption=policy(PREEMPTION, "preemption", policies.preemption),
             fast_forward=fast_forward,
             context_switch=switch,
+            determinism=determinism,
         )
 
     return make

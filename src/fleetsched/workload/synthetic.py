@@ -270,6 +270,7 @@ def _stream(
             session_id=f"s{s.uid}" if multi_turn else None,
             slo_class=tenant.slo_class,
             model=model,
+            deterministic=tenant.deterministic,
         )
         s.turns_left -= 1
         if s.turns_left > 0:
