@@ -9,8 +9,9 @@ capacity knobs (issue 19, item 1).
     bf16, W4A16 (weight-only, TensorRT-LLM's int4 mode) and W4A8KV4 (QServe).
 (c) Is KV quantisation cheaper than another GPU? bf16 vs fp8 KV: the highest Poisson rate one
     instance serves with >= 90 % of requests within TTFT <= 2 s and TPOT <= 100 ms (bisection,
-    ``sweep.capacity_search``; the ``plan`` command is not on main yet) and the GPUs a fleet
-    needs for a target rate. H100 runs fp8 attention (dequant overhead 0.45), A100 dequantises
+    ``sweep.capacity_search``) and the GPUs a fleet needs for a target rate; the ``plan``
+    command answers the same for a fleet (README, ``scenarios/sharegpt_60rps_*``). H100 runs
+    fp8 attention (dequant overhead 0.45), A100 dequantises
     in the kernel (overhead 1.0).
 (d) Tangram (Kim et al., arXiv:2606.06302) claims up to 2.6x end-to-end throughput over full KV
     for multi-turn serving with non-uniform compression on its layout: full KV vs ``paged`` vs

@@ -367,8 +367,11 @@ def test_list_numerics_and_gpu_peaks(cli) -> None:
     assert (rows["H100-SXM"]["fp8_tflops"], rows["H100-SXM"]["int4_tops"]) == (1979, 0)
     assert (rows["A100-80GB"]["int8_tops"], rows["A100-80GB"]["int4_tops"]) == (624, 1248)
     assert (rows["T4"]["int4_tops"], rows["T4"]["mem_bw_tb_s"]) == (260, 0.32)
+    assert (rows["T4"]["host_mem_bw_gb_s"], rows["H200"]["host_mem_bw_gb_s"]) == (35.2, 0)
     code, out, _ = cli("list", "numerics", columns=160)
     assert code == 0 and "tangram" in out and "kv_dequant_overhead" in out
+    for knob in ("fastswitch", "llm42", "batch_invariant", "no_batching", "host_kv_gib"):
+        assert knob in out, knob
 
 
 def test_linear_time_is_the_perf_check_gemm_of_the_layers() -> None:

@@ -14,6 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from fleetsched.cli.app import app, console
+from fleetsched.engine.context_switch import CONTEXT_SWITCHES
+from fleetsched.engine.determinism import DETERMINISM_MODES
 from fleetsched.errors import InputError
 from fleetsched.perf.hardware import GPU_ALIASES, GPUS, GiB
 from fleetsched.perf.kv_compression import KV_LAYOUTS
@@ -63,6 +65,9 @@ def gpus(as_json: JsonOpt = False) -> None:
             "fp8_tflops": g.fp8_flops / 1e12,
             "int8_tops": g.int8_ops / 1e12,
             "int4_tops": g.int4_ops / 1e12,
+            "host_mem_bw_gb_s": g.host_mem_bw_bytes_s / 1e9,
+            "host_cpu_tflops": g.host_cpu_flops / 1e12,
+            "host_mem_gib": g.host_mem_bytes / GiB,
             "interconnect_gb_s": g.interconnect_bw_bytes_s / 1e9,
             "host_link_gb_s": g.host_link_bw_bytes_s / 1e9,
             "gpus_per_node": g.gpus_per_node,
@@ -81,6 +86,7 @@ def gpus(as_json: JsonOpt = False) -> None:
         "INT4\nTOPS",
         "GPU link\nGB/s",
         "GPUs\n/node",
+        "host\nGB/s",
     ):
         t.add_column(header, justify="right")
     for r in rows:
@@ -92,10 +98,12 @@ def gpus(as_json: JsonOpt = False) -> None:
             *(f"{r[k]:,.0f}" if r[k] else "-" for k in ("fp8_tflops", "int8_tops", "int4_tops")),
             f"{r['interconnect_gb_s']:.0f}",
             str(r["gpus_per_node"]),
+            f"{r['host_mem_bw_gb_s']:.0f}" if r["host_mem_bw_gb_s"] else "-",
         )
     t.caption = (
         "dense tensor-core peaks ('-': none; T4's BF16 column is FP16); GPU link: GPU-to-GPU "
-        "bandwidth per direction (NVLink, Infinity Fabric or PCIe)"
+        "bandwidth per direction (NVLink, Infinity Fabric or PCIe); host: one GPU's share of "
+        "its server's DRAM bandwidth, for CPU offload"
     )
     t.caption_justify = "left"
     _emit(rows, t, as_json)
@@ -163,8 +171,14 @@ def numerics(as_json: JsonOpt = False) -> None:
         }
         for x in KV_LAYOUTS.values()
     ]
+    engine = [
+        {"knob": "engine.context_switch", "values": list(CONTEXT_SWITCHES)},
+        {"knob": "engine.determinism.mode", "values": list(DETERMINISM_MODES)},
+        {"knob": "offload.host_kv_gib", "values": ["GiB of host KV per GPU (APEX)"]},
+    ]
     if as_json:
-        typer.echo(json.dumps({"dtypes": dtypes, "kv_layouts": layouts}, indent=2))
+        out = {"dtypes": dtypes, "kv_layouts": layouts, "engine": engine}
+        typer.echo(json.dumps(out, indent=2))
         return
     t = Table(title="Precisions (cluster[].precision)", title_justify="left")
     for header in ("dtype", "weights /\nactivations", "KV", "bytes /\nweight", "bytes /\nKV value"):
@@ -202,6 +216,14 @@ def numerics(as_json: JsonOpt = False) -> None:
             r["about"],
         )
     t.caption = "memory per token = min(1, ratio x over-allocation) of the uncompressed KV"
+    t.caption_justify = "left"
+    console.print(t)
+    t = Table(title="Engine knobs (cluster[].engine, cluster[].offload)", title_justify="left")
+    t.add_column("knob", no_wrap=True)
+    t.add_column("values")
+    for r in engine:
+        t.add_row(r["knob"], ", ".join(r["values"]))
+    t.caption = "docs/simulator.md (context switches, determinism), docs/perf.md (CPU offload)"
     t.caption_justify = "left"
     console.print(t)
 
