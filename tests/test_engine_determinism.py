@@ -182,3 +182,18 @@ def test_scenario_marks_tenant_requests_and_builds_the_mode() -> None:
     assert inst.determinism.window == 16
     plain = parse_scenario("workload: {synthetic: {num_requests: 1}}\n")
     assert build_instances(plain.cluster, plain.policies)[0].determinism is None
+
+
+def test_scenario_checks_the_numerics_engine_knobs() -> None:
+    from fleetsched.sim.check import scenario_problems
+
+    text = (
+        "workload: {synthetic: {num_requests: 1}}\n"
+        "cluster: [{gpu: T4, model: Llama-2-7B, offload: {host_kv_gib: 8},\n"
+        "  engine: {gpu_memory_utilization: 0.95, max_num_batched_tokens: 2048,\n"
+        "           context_switch: fastswitch, swap_group_tokens: 8,\n"
+        "           determinism: {mode: llm42}}}]\n"
+    )
+    problems = dict(scenario_problems(parse_scenario(text), workload=False))
+    assert "at least one block" in problems[("cluster", 0, "engine", "swap_group_tokens")]
+    assert "CPU offload" in problems[("cluster", 0, "engine", "determinism", "mode")]

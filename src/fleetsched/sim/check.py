@@ -112,6 +112,13 @@ def _group_problems(i: int, g: InstanceGroup) -> list[Problem]:
             out.append(((*base, "profile"), str(e)))
     if g.offload is not None:
         out += _offload_problems(base, g, gpu)
+    e = g.engine
+    if e.context_switch == "fastswitch" and e.swap_group_tokens < e.block_tokens:
+        msg = f"a block group must hold at least one block ({e.block_tokens} tokens)"
+        out.append(((*base, "engine", "swap_group_tokens"), msg))
+    if g.offload is not None and e.determinism.mode != "none":
+        msg = "determinism modes are not modelled together with CPU offload"
+        out.append(((*base, "engine", "determinism", "mode"), msg))
     return out
 
 
