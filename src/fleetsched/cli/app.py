@@ -64,6 +64,7 @@ def _register() -> None:
         perf,
         place,
         plan,
+        serve,
         simulate,
         sweep,
         trace,

@@ -5,8 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fleetsched.core.config import InstanceGroup, PoliciesConfig, PolicyRef, SLOClass
+from fleetsched.core.config import (
+    EngineConfig,
+    InstanceGroup,
+    PoliciesConfig,
+    PolicyRef,
+    SLOClass,
+)
 from fleetsched.engine.context_switch import ContextSwitch, context_switch
+from fleetsched.engine.defaults import resolve_engine_config
 from fleetsched.engine.determinism import DeterminismCost
 from fleetsched.engine.instance import Instance
 from fleetsched.perf import (
@@ -26,6 +33,11 @@ from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION
 from fleetsched.policies.engine import make as make_policy
 
 
+def group_engine(g: InstanceGroup, where: str = "engine") -> EngineConfig:
+    """``g``'s engine knobs with every unset one as vLLM sets it for the group's GPU and model."""
+    return resolve_engine_config(g.engine, get_gpu(g.gpu), get_model(g.model), where)
+
+
 def group_precision(g: InstanceGroup) -> Precision:
     """The perf-level :class:`Precision` of ``g``'s ``precision`` section."""
     p = g.precision
@@ -39,10 +51,12 @@ def group_precision(g: InstanceGroup) -> Precision:
     )
 
 
-def group_kv_blocks(g: InstanceGroup) -> int:
+def group_kv_blocks(g: InstanceGroup, e: EngineConfig | None = None) -> int:
     """KV-cache blocks of each instance of ``g``: its GPU blocks (:func:`group_gpu_kv_blocks`)
-    plus, with CPU offload, the host blocks (:func:`group_host_kv_blocks`)."""
-    return group_gpu_kv_blocks(g) + group_host_kv_blocks(g)
+    plus, with CPU offload, the host blocks (:func:`group_host_kv_blocks`). ``e`` is ``g``'s
+    resolved engine config (:func:`group_engine`), computed when not given."""
+    e = e or group_engine(g)
+    return group_gpu_kv_blocks(g, e) + group_host_kv_blocks(g)
 
 
 def group_host_kv_blocks(g: InstanceGroup) -> int:
@@ -53,9 +67,9 @@ def group_host_kv_blocks(g: InstanceGroup) -> int:
     return int(g.offload.host_kv_gib * GiB // per_block)
 
 
-def group_step_model(g: InstanceGroup) -> StepTimeModel:
+def group_step_model(g: InstanceGroup, e: EngineConfig | None = None) -> StepTimeModel:
     """The step-time model of ``g``'s instances: the GPU's (roofline or profile), wrapped in
-    CPU attention over host KV when ``offload`` is set."""
+    CPU attention over host KV when ``offload`` is set (``e`` as in :func:`group_kv_blocks`)."""
     inner = build_step_model(g.gpu, g.model, g.tp, g.profile, group_precision(g), **g.perf.knobs())
     o = g.offload
     if o is None:
@@ -73,7 +87,7 @@ def group_step_model(g: InstanceGroup) -> StepTimeModel:
         host_link_bw_bytes_s=gpu.host_link_bw_bytes_s,
         bandwidth_efficiency=o.bandwidth_efficiency,
     )
-    gpu_tokens = group_gpu_kv_blocks(g) * g.engine.block_tokens
+    gpu_tokens = group_gpu_kv_blocks(g, e or group_engine(g)) * g.engine.block_tokens
     return HybridStepModel(inner, gpu_tokens, host, o.overlap)
 
 
@@ -94,10 +108,11 @@ def group_context_switch(g: InstanceGroup) -> ContextSwitch | None:
     )
 
 
-def group_gpu_kv_blocks(g: InstanceGroup) -> int:
+def group_gpu_kv_blocks(g: InstanceGroup, e: EngineConfig | None = None) -> int:
     """KV-cache blocks on each instance's GPUs (vLLM's "# GPU blocks"): the engine's
-    ``num_gpu_blocks`` if set, else what fits beside the weights and activations."""
-    e = g.engine
+    ``num_gpu_blocks`` if set, else what fits beside the weights and activations (``e`` as in
+    :func:`group_kv_blocks`)."""
+    e = e or group_engine(g)
     if e.num_gpu_blocks:
         return e.num_gpu_blocks
     model = get_model(g.model)
@@ -128,14 +143,15 @@ def instance_factory(
     fast_forward: bool = True,
     slo_classes: dict[str, SLOClass] | None = None,
     seed: int = 0,
+    where: str = "engine",
 ) -> Callable[[int, str], Instance]:
     """``make(index, name)`` -> a new engine of group ``g`` (the step model and KV size are
     computed once); engine policies get the scenario context (SLO classes, a per-instance
     seed) when their factories accept it."""
     gpu, model = get_gpu(g.gpu), get_model(g.model)
-    step_model = group_step_model(g)
-    e = g.engine
-    blocks = group_kv_blocks(g)
+    e = group_engine(g, where)
+    step_model = group_step_model(g, e)
+    blocks = group_kv_blocks(g, e)
     switch = group_context_switch(g)
     kv_bytes = group_kv_bytes_per_token(g)
     det = e.determinism
@@ -186,11 +202,17 @@ def build_instances(
     slo_classes: dict[str, SLOClass] | None = None,
     seed: int = 0,
 ) -> list[Instance]:
-    """One engine per instance of each group, indexed in order."""
+    """One engine per instance of each group, indexed in order. Engine knobs left unset
+    take vLLM's values for the group's GPU and model (:mod:`fleetsched.engine.defaults`)."""
     instances: list[Instance] = []
-    for g in groups:
+    for gi, g in enumerate(groups):
         make = instance_factory(
-            g, policies, fast_forward=fast_forward, slo_classes=slo_classes, seed=seed
+            g,
+            policies,
+            fast_forward=fast_forward,
+            slo_classes=slo_classes,
+            seed=seed,
+            where=f"cluster.{gi}.engine",
         )
         for j in range(g.count):
             instances.append(make(len(instances), f"{g.name}-{j}"))

@@ -67,6 +67,7 @@ def simulate(
         view_refresh_s=scenario.view_refresh_s,
         kv_link_bytes_s=scenario.kv_link_gb_s * 1e9,
         autoscaler=controller,
+        seed=scenario.seed,
     )
     if requests is None:
         from fleetsched.workload import build_workload
