@@ -1,4 +1,4 @@
-"""Numerics (a)-(d): KV quantisation, weight/activation quantisation and KV compression as
+"""Numerics (a): KV quantisation, weight/activation quantisation and KV compression as
 capacity knobs (issue 19, item 1).
 
 (a) What each precision does to one GPU, analytically: KV blocks, a decode step and a prefill

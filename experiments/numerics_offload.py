@@ -1,4 +1,4 @@
-"""Numerics (e): CPU offload with hybrid attention — APEX vs GPU-only vLLM (issue 19, item 2).
+"""Numerics (b): CPU offload with hybrid attention — APEX vs GPU-only vLLM (issue 19, item 2).
 
 APEX (Fan et al., arXiv:2506.03296) keeps KV that does not fit on the GPU in host memory and
 runs its decode attention on the CPU in parallel with the GPU step, dispatching only what the

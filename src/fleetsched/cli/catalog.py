@@ -54,8 +54,7 @@ def _emit(rows: list[dict[str, Any]], table: Table, as_json: bool) -> None:
 
 @list_app.command("gpus")
 def gpus(as_json: JsonOpt = False) -> None:
-    """GPUs of the hardware catalog: memory, bandwidth, dense BF16/FP8/INT8/INT4 peaks, links,
-    node size."""
+    """GPUs of the hardware catalog: memory, bandwidth, dense peaks by dtype, links, hosts."""
     rows = [
         {
             "name": g.name,
@@ -148,8 +147,7 @@ def models(as_json: JsonOpt = False) -> None:
 
 @list_app.command("numerics")
 def numerics(as_json: JsonOpt = False) -> None:
-    """Precisions (cluster[].precision: weight_dtype, activation_dtype, kv_dtype) and KV
-    compression layouts (precision.kv_compression.layout), with their bytes and defaults."""
+    """Precisions, KV compression layouts and the engine's numerics knobs, with their bytes."""
     dtypes = [
         {
             "dtype": d,
