@@ -266,3 +266,33 @@ def test_a_pressured_case_swaps_and_fast_forward_still_agrees(kind: str) -> None
     assert [_key(r) for r in a] == [_key(r) for r in b]
     assert sum(i.stats.preemptions for i in ia) > 0 and sum(i.stats.swapped_blocks for i in ia) > 0
     assert all(r.generated_tokens == 80 for r in a)
+
+
+def test_vllm_switch_without_copy_latency_is_the_default_swap_model() -> None:
+    # The context-switch path (vLLM's per-block copies at 0 s each) and the engine's default
+    # (bytes over the link) move the same blocks at the same times: blocks out of a victim as
+    # it holds them, blocks in for the tokens it had computed (a swapped-in request decodes in
+    # the step that brings its KV back).
+    reqs = [Request(i, 0.001 * i, 200, 80, tenant=f"t{i % 3}") for i in range(30)]
+    cfg = EngineConfig(max_num_batched_tokens=128, max_num_seqs=8, preemption_mode="swap")
+    sw = context_switch(
+        "vllm", kv_bytes_per_token=4096, block_tokens=16, layers=4, link_bytes_s=1e9
+    )
+    runs = []
+    for switch in (None, sw):
+        inst = Instance(
+            0,
+            30,
+            PROF,
+            cfg,
+            kv_bytes_per_token=4096,
+            host_link_bytes_s=1e9,
+            context_switch=switch,
+        )
+        recs = Simulator([inst], make_router("round_robin")).run(reqs, check=True)
+        runs.append(([_key(r) for r in recs], vars_of(inst.stats)))
+    (recs_a, stats_a), (recs_b, stats_b) = runs
+    assert recs_a == recs_b
+    # per block x blocks against bytes / link: equal up to rounding
+    assert stats_b.pop("switch_s") == pytest.approx(stats_a.pop("switch_s"), rel=1e-12)
+    assert stats_a == stats_b and stats_a["swapped_blocks"] > 0
