@@ -106,7 +106,9 @@ def test_never_prefilled_beyond_what_has_arrived(reqs: list[Request], n: int, bl
     def probe(sim, inst) -> None:
         for seq in list(inst.running.values()):
             if seq.req.prompt_chunks and seq.state != 2:  # not decoding yet
-                assert seq.computed <= _arrived(seq.req, sim.now)
+                arrived = _arrived(seq.req, sim.now)
+                if arrived < seq.req.prompt_tokens:  # (a recompute past the prompt is fine)
+                    assert seq.computed <= arrived
                 seen.append(seq.computed)
 
     recs = run(reqs, blocks=blocks, n=n, probe=probe)

@@ -49,6 +49,8 @@ class Request:
     deadline_s: float | None = None
     extra: dict[str, object] = field(default_factory=dict)
     output_block_hashes: tuple[int, ...] = ()
+    #: Its output must not depend on what it is batched with (see ``engine.determinism``).
+    deterministic: bool = False
     prompt_chunks: tuple[tuple[float, int], ...] = ()
     task_class: str | None = None
     difficulty: float | None = None

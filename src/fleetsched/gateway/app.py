@@ -391,6 +391,7 @@ class Gateway:
             deadline_s=None,
             task_class=task_class,
             difficulty=difficulty,
+            arrival_s=now,  # the gateway's monotonic clock (cache_aware's timed eviction)
         )
         hdrs = req.headers
         fwd = b"".join(n + b": " + hdrs[n] + b"\r\n" for n in FORWARD_HEADERS if n in hdrs)

@@ -334,6 +334,7 @@ def _stream(
             model=model,
             output_block_hashes=tuple(chain[n_blocks:n_known]),
             **(extras(prompt) if extras is not None else {}),
+            deterministic=tenant.deterministic,
         )
         s.turns_left -= 1
         if s.turns_left > 0:

@@ -12,6 +12,7 @@ from typing import Any
 
 from fleetsched.errors import InputError
 from fleetsched.policies.engine.aggressive import AggressiveAdmission
+from fleetsched.policies.engine.apex import APEXAdmission
 from fleetsched.policies.engine.base import (
     AdmissionPolicy,
     PreemptionPolicy,
@@ -35,6 +36,7 @@ from fleetsched.policies.engine.sjf import SJFQueue
 from fleetsched.policies.engine.stream_stalled import StalledStreamVictim
 from fleetsched.policies.engine.urgency import UrgencyQueue
 from fleetsched.policies.engine.vtc import VTCQueue
+from fleetsched.policies.engine.vtc_preempt import VTCVictim
 from fleetsched.policies.engine.wfq import WFQQueue
 from fleetsched.policies.params import build_policy
 
@@ -53,12 +55,14 @@ ADMISSION: dict[str, Callable[..., AdmissionPolicy]] = {
     "conservative": ConservativeAdmission,
     "past_future": PastFutureAdmission,
     "colocate": ColocateAdmission,
+    "apex": APEXAdmission,
 }
 PREEMPTION: dict[str, Callable[..., PreemptionPolicy]] = {
     "newest": NewestVictim,
     "lowest_priority": LowestPriorityVictim,
     "most_slack": MostSlackVictim,
     "colocate": ColocateVictim,
+    "vtc": VTCVictim,
     "stream_stalled": StalledStreamVictim,
 }
 #: KV retention across tool gaps; ``none`` (no retention object): vLLM's LRU decides alone.
