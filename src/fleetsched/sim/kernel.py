@@ -12,6 +12,8 @@ Mechanics the router only decides on live here:
 - **Prefill/decode disaggregation**: an instance with role ``prefill`` hands a request over
   after its first token; the router's ``pick_decode`` (or least-loaded) names a decode
   instance and the KV moves over the link (bytes / ``kv_link_bytes_s``).
+- **Sampling** (``sampler=Sampler(interval_s)``, off by default): a timed action every
+  interval records each instance's queue, running batch and KV use (``sim/sampler.py``).
 - **Live migration** (Llumnix): every ``router.migration_interval_s`` the router's
   ``plan_migrations(views)`` names (source, destination) pairs; the source's cheapest decoding
   request is copied while it keeps decoding (stage 1: its KV / link bandwidth), then stopped
@@ -35,9 +37,10 @@ from fleetsched.engine.sequence import DECODE, Seq
 from fleetsched.errors import InputError
 from fleetsched.metrics.records import RequestRecord
 from fleetsched.policies.routing.base import RoutingPolicy
+from fleetsched.sim.sampler import Sampler
 
 #: Timed-action kinds (heap entries with instance index -1).
-_REFRESH, _MIGRATE_TICK, _MIGRATE_STOP, _ATTACH = range(4)
+_REFRESH, _MIGRATE_TICK, _MIGRATE_STOP, _ATTACH, _SAMPLE = range(5)
 
 
 def request_view(req: Request) -> RequestView:
@@ -88,6 +91,7 @@ class Simulator:
         *,
         view_refresh_s: float = 0.0,
         kv_link_bytes_s: float = 25e9,
+        sampler: Sampler | None = None,
     ) -> None:
         if not instances:
             raise InputError("a simulation needs at least one instance")
@@ -95,6 +99,7 @@ class Simulator:
         self.router = router
         self.view_refresh_s = view_refresh_s
         self.kv_link_bytes_s = kv_link_bytes_s
+        self.sampler = sampler
         self.records: list[RequestRecord] = []
         self.stats = KernelStats()
         self.now = 0.0
@@ -221,6 +226,12 @@ class Simulator:
             self._migrate(t)
             if self._work_left():
                 self._push_action(t + self.router.migration_interval_s, _MIGRATE_TICK)
+        elif kind == _SAMPLE:
+            sampler, (t0, k) = self.sampler, payload
+            assert sampler is not None
+            sampler.sample(t, self.instances)
+            if self._work_left():  # sample k+1 at t0 + (k+1) x interval, no drift
+                self._push_action(t0 + (k + 1) * sampler.interval_s, _SAMPLE, (t0, k + 1))
         elif kind == _MIGRATE_STOP:
             seq, src = payload
             inst = self.instances[src]
@@ -284,6 +295,8 @@ class Simulator:
                 self._push_action(t0, _REFRESH)
             if getattr(router, "plan_migrations", None) is not None:
                 self._push_action(t0 + router.migration_interval_s, _MIGRATE_TICK)
+            if self.sampler is not None:
+                self._push_action(t0, _SAMPLE, (t0, 0))
         last_arrival = -math.inf
         while True:
             if nxt is not None and (not heap or nxt.arrival_s <= heap[0][0]):

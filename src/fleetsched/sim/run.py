@@ -11,10 +11,12 @@ from fleetsched.core.config import Scenario
 from fleetsched.core.request import Request
 from fleetsched.engine.instance import EngineStats
 from fleetsched.metrics.records import RequestRecord
+from fleetsched.metrics.timeseries import InstanceSeries
 from fleetsched.metrics.summary import summarize
 from fleetsched.policies.routing import make_router
 from fleetsched.sim.build import build_instances
 from fleetsched.sim.kernel import Simulator
+from fleetsched.sim.sampler import Sampler
 
 
 @dataclass(slots=True)
@@ -23,6 +25,8 @@ class SimResult:
     summary: dict[str, Any]
     engine_stats: list[EngineStats] = field(default_factory=list)
     wall_s: float = 0.0
+    #: Per-instance queue, running and KV use over time, when sampling was asked for.
+    timeseries: InstanceSeries | None = None
 
 
 def simulate(
@@ -31,8 +35,14 @@ def simulate(
     requests: Iterable[Request] | None = None,
     fast_forward: bool = True,
     progress: Callable[[int, float], None] | None = None,
+    sample_interval_s: float | None = None,
 ) -> SimResult:
-    """Simulate ``scenario`` (or ``requests`` instead of its workload) and summarise it."""
+    """Simulate ``scenario`` (or ``requests`` instead of its workload) and summarise it.
+
+    ``sample_interval_s`` records every instance's queue, running batch and KV use at that
+    interval of simulated time (``SimResult.timeseries``); off by default.
+    """
+    sampler = Sampler(sample_interval_s) if sample_interval_s is not None else None
     t0 = time.perf_counter()
     instances = build_instances(
         scenario.cluster,
@@ -49,6 +59,7 @@ def simulate(
         router,
         view_refresh_s=scenario.view_refresh_s,
         kv_link_bytes_s=scenario.kv_link_gb_s * 1e9,
+        sampler=sampler,
     )
     if requests is None:
         from fleetsched.workload import build_workload
@@ -64,4 +75,5 @@ def simulate(
     summary["rejected"] = sum(s.rejected for s in stats)
     summary["migration_downtime_s"] = sim.stats.migration_downtime_s
     summary["kv_transfers"] = sim.stats.kv_transfers
-    return SimResult(records, summary, stats, wall)
+    series = sampler.series() if sampler is not None else None
+    return SimResult(records, summary, stats, wall, series)
