@@ -107,16 +107,29 @@ _FORMATTERS = {
 }
 
 
-def compare_table(summaries: Mapping[str, Mapping[str, Any]], title: str = "Comparison") -> Table:
-    """One row per policy (the mapping's keys, in the mapping's order)."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("policy", no_wrap=True, min_width=16)
-    for header, *_ in _COMPARE_COLUMNS:
-        table.add_column(header, justify="right")
+def compare_rows(
+    summaries: Mapping[str, Mapping[str, Any]],
+) -> tuple[list[str], list[list[str]]]:
+    """Headers and formatted cells of the comparison table (one row per summary, named by
+    its key first); the terminal table and the HTML report both show these."""
+    headers = ["policy", *(header for header, *_ in _COMPARE_COLUMNS)]
+    rows = []
     for name, s in summaries.items():
-        cells = []
+        cells = [str(name)]
         for _, key, stat, kind in _COMPARE_COLUMNS:
             value = _dist(s, key, stat) if stat else s.get(key)
             cells.append(_FORMATTERS[kind](value))
-        table.add_row(str(name), *cells)
+        rows.append(cells)
+    return headers, rows
+
+
+def compare_table(summaries: Mapping[str, Mapping[str, Any]], title: str = "Comparison") -> Table:
+    """One row per policy (the mapping's keys, in the mapping's order)."""
+    table = Table(title=title, title_justify="left")
+    headers, rows = compare_rows(summaries)
+    table.add_column(headers[0], no_wrap=True, min_width=16)
+    for header in headers[1:]:
+        table.add_column(header, justify="right")
+    for cells in rows:
+        table.add_row(*cells)
     return table

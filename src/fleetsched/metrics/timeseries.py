@@ -92,7 +92,8 @@ def _pyarrow(p: Path):  # type: ignore[no-untyped-def]
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise InputError("Parquet needs pyarrow: pip install 'fleetsched[parquet]'", str(p)) from None
+        hint = "Parquet needs pyarrow: pip install 'fleetsched[parquet]'"
+        raise InputError(hint, str(p)) from None
     return pa, pq
 
 

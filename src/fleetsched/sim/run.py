@@ -11,8 +11,8 @@ from fleetsched.core.config import Scenario
 from fleetsched.core.request import Request
 from fleetsched.engine.instance import EngineStats
 from fleetsched.metrics.records import RequestRecord
-from fleetsched.metrics.timeseries import InstanceSeries
 from fleetsched.metrics.summary import summarize
+from fleetsched.metrics.timeseries import InstanceSeries
 from fleetsched.policies.routing import make_router
 from fleetsched.sim.build import build_instances
 from fleetsched.sim.kernel import Simulator

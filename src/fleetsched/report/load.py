@@ -1,0 +1,306 @@
+"""Read a report's inputs: the files ``simulate``, ``compare``, ``sweep``, ``plan``, ``bench``
+and ``fidelity`` write, or folders of them. The kind of each file is told by its content.
+
+JSON (the exact contracts are in ``docs/report.md``):
+
+- a **summary** (has ``requests`` and ``ttft_s``; ``simulate`` and ``bench``): one run;
+- a **comparison** (an object whose values are all summaries; ``compare --summary-json``):
+  one run per key, named by it;
+- a **sweep** (has a ``points`` list of ``{"params", "summary"}``);
+- a **plan** (has ``slo`` and a ``candidates`` list);
+- a **fidelity** pair (has ``fidelity: {"sim", "live"}``).
+
+CSV or Parquet: **per-request records** (the ``--requests-out`` columns) or a **time series**
+(``--timeseries-out``: ``t_s, instance, queue_len, running, kv_utilization``). A records or
+time-series file belongs to the run named like the file (``round_robin.csv``,
+``round_robin.requests.csv`` or ``round_robin.timeseries.csv`` belong to run
+``round_robin``); when only one run came from summaries, files that match no name belong to
+it. Records without a summary make a run of their own, summarised without SLO targets.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fleetsched.errors import InputError
+from fleetsched.metrics.io import read_records
+from fleetsched.metrics.records import RECORD_FIELDS
+from fleetsched.metrics.summary import summarize
+from fleetsched.metrics.timeseries import InstanceSeries, is_series_header, read_series
+from fleetsched.report.data import (
+    Fidelity,
+    Plan,
+    PlanCandidate,
+    ReportData,
+    Run,
+    Sweep,
+    SweepPoint,
+    request_columns,
+)
+
+SUFFIXES = (".json", ".csv", ".parquet")
+_RECORD_REQUIRED = set(RECORD_FIELDS[:7])  # id .. arrival_s: the fields without a default
+
+
+def is_summary(d: Any) -> bool:
+    return isinstance(d, dict) and "requests" in d and isinstance(d.get("ttft_s"), dict)
+
+
+def expand(paths: Iterable[str | Path]) -> list[Path]:
+    """Files of ``paths``, a folder standing for its own .json/.csv/.parquet files (sorted)."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in SUFFIXES and f.is_file())
+            if not found:
+                raise InputError("no .json, .csv or .parquet file in this folder", str(p))
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise InputError("no such file or folder", str(p))
+    return out
+
+
+def _read_json(p: Path) -> Any:
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror}", str(p)) from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"invalid JSON: {e.msg}", f"{p}:{e.lineno}") from None
+
+
+def _header(p: Path) -> list[str]:
+    if p.suffix.lower() == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise InputError(
+                "Parquet needs pyarrow: pip install 'fleetsched[parquet]'", str(p)
+            ) from None
+        try:
+            return list(pq.read_schema(p).names)
+        except (OSError, ValueError) as e:
+            raise InputError(f"cannot read Parquet: {e}", str(p)) from None
+    try:
+        with p.open(newline="", encoding="utf-8") as f:
+            return next(csv.reader(f), [])
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror}", str(p)) from None
+    except UnicodeDecodeError:
+        raise InputError("not a UTF-8 text file", str(p)) from None
+
+
+def file_label(p: Path) -> str:
+    """``out/round_robin.requests.csv`` -> ``round_robin``."""
+    stem = p.stem
+    for tail in (".requests", ".timeseries"):
+        stem = stem.removesuffix(tail)
+    return stem
+
+
+def _dig(d: dict[str, Any], *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)  # type: ignore[assignment]
+    return d
+
+
+def _need(cond: bool, msg: str, where: str) -> None:
+    if not cond:
+        raise InputError(msg, where)
+
+
+def parse_sweep(d: dict[str, Any], where: str, name: str) -> Sweep:
+    points = []
+    for i, pt in enumerate(d["points"]):
+        at = f"{where}: points[{i}]"
+        _need(isinstance(pt, dict), "a sweep point must be an object", at)
+        params, summary = pt.get("params"), pt.get("summary")
+        _need(isinstance(params, dict), "params: expected an object of field -> value", at)
+        _need(
+            summary is None or is_summary(summary),
+            "summary: expected a fleetsched summary (or null for a failed point)",
+            at,
+        )
+        cost = pt.get("cost_per_hour")
+        _need(cost is None or isinstance(cost, int | float), "cost_per_hour: not a number", at)
+        err = pt.get("error")
+        points.append(SweepPoint(dict(params), summary, None if err is None else str(err), cost))
+    return Sweep(str(d.get("name") or name), points)
+
+
+def _candidate(c: Any, at: str) -> PlanCandidate:
+    _need(isinstance(c, dict), "a plan candidate must be an object", at)
+    for key, kind in (("gpu", str), ("tp", int), ("replicas", int), ("cost_per_hour", int | float)):
+        _need(isinstance(c.get(key), kind), f"{key}: missing or of the wrong type", at)
+    _need(isinstance(c.get("meets_slo"), bool), "meets_slo: expected true or false", at)
+    _need(is_summary(c.get("summary")), "summary: expected a fleetsched summary", at)
+    return PlanCandidate(
+        c["gpu"], c["tp"], c["replicas"], float(c["cost_per_hour"]), c["meets_slo"], c["summary"]
+    )
+
+
+def parse_plan(d: dict[str, Any], where: str, name: str) -> Plan:
+    slo = d["slo"]
+    _need(
+        isinstance(slo, dict) and all(isinstance(v, int | float) for v in slo.values()) and slo,
+        'slo: expected an object of summary metric path -> bound, e.g. {"ttft_s.p99": 2.0}',
+        where,
+    )
+    cands = [_candidate(c, f"{where}: candidates[{i}]") for i, c in enumerate(d["candidates"])]
+    for path in slo:
+        _need(
+            all(isinstance(_dig(c.summary, *path.split(".")), int | float) for c in cands),
+            f"slo: {path!r} is not a number in every candidate's summary",
+            where,
+        )
+    choice = None
+    if d.get("choice") is not None:
+        ch = d["choice"]
+        _need(isinstance(ch, dict), "choice: expected an object {gpu, tp, replicas}", where)
+        key = (ch.get("gpu"), ch.get("tp"), ch.get("replicas"))
+        match = [c for c in cands if (c.gpu, c.tp, c.replicas) == key]
+        _need(bool(match), f"choice: {key} is not one of the candidates", where)
+        choice = match[0]
+    return Plan(str(d.get("name") or name), {k: float(v) for k, v in slo.items()}, cands, choice)
+
+
+def _fidelity_side(d: Any, side: str, base: Path, where: str) -> Run:
+    at = f"{where}: fidelity.{side}"
+    _need(isinstance(d, dict) and is_summary(d.get("summary")), "expected {summary, requests}", at)
+    run = Run(side, d["summary"], sources=[where])
+    if d.get("requests") is not None:
+        _need(isinstance(d["requests"], str), "requests: expected a file path", at)
+        p = Path(d["requests"])
+        p = p if p.is_absolute() else base / p
+        run.requests = request_columns(read_records(p))
+        run.sources.append(str(p))
+    return run
+
+
+def parse_fidelity(d: dict[str, Any], p: Path, name: str) -> Fidelity:
+    f = d["fidelity"]
+    _need(isinstance(f, dict), "fidelity: expected an object {sim, live}", str(p))
+    sim = _fidelity_side(f.get("sim"), "sim", p.parent, str(p))
+    live = _fidelity_side(f.get("live"), "live", p.parent, str(p))
+    target = f.get("target")
+    return Fidelity(str(f.get("name") or name), sim, live, None if target is None else str(target))
+
+
+def _run_label(summary: dict[str, Any], stem: str) -> str:
+    router = _dig(summary, "scenario", "policies", "router", "name")
+    return router if isinstance(router, str) else stem
+
+
+def load(paths: Sequence[str | Path], title: str | None = None) -> ReportData:
+    """Read every input (see the module doc) into one :class:`ReportData`."""
+    data = ReportData()
+    records_files: list[Path] = []
+    series_files: list[Path] = []
+    for p in expand(paths):
+        where = str(p)
+        if p.suffix.lower() == ".json":
+            d = _read_json(p)
+            if isinstance(d, dict) and "fidelity" in d:
+                data.fidelity.append(parse_fidelity(d, p, p.stem))
+            elif isinstance(d, dict) and isinstance(d.get("candidates"), list) and "slo" in d:
+                data.plans.append(parse_plan(d, where, p.stem))
+            elif isinstance(d, dict) and isinstance(d.get("points"), list):
+                data.sweeps.append(parse_sweep(d, where, p.stem))
+            elif is_summary(d):
+                data.runs.append(Run(_run_label(d, p.stem), d, sources=[where]))
+            elif isinstance(d, dict) and d and all(is_summary(v) for v in d.values()):
+                data.runs.extend(Run(str(k), v, sources=[where]) for k, v in d.items())
+            else:
+                keys = ", ".join(list(d)[:8]) if isinstance(d, dict) else type(d).__name__
+                raise InputError(
+                    "not a fleetsched summary, comparison, sweep, plan or fidelity file"
+                    f" (top level: {keys})",
+                    where,
+                )
+            continue
+        cols = _header(p)
+        if is_series_header(cols):
+            series_files.append(p)
+        elif set(cols) >= _RECORD_REQUIRED:
+            records_files.append(p)
+        else:
+            raise InputError(
+                "neither per-request records (id, tenant, ..., arrival_s, ...) nor a time"
+                f" series (t_s, instance, queue_len, running, kv_utilization): columns are"
+                f" {', '.join(cols[:8]) or 'none'}",
+                where,
+            )
+    _unique_labels(data.runs)
+    from_summaries = len(data.runs)
+    for p in records_files:
+        run = _owner(data.runs, p, from_summaries, "requests")
+        recs = read_records(p)
+        if run is None:
+            s = summarize(recs)
+            data.runs.append(Run(file_label(p), s, request_columns(recs), sources=[str(p)]))
+        else:
+            run.requests = request_columns(recs)
+            run.sources.append(str(p))
+    for p in series_files:
+        run = _owner(data.runs, p, from_summaries, "series")
+        if run is None:
+            names = ", ".join(r.label for r in data.runs) or "none"
+            raise InputError(
+                f"this time series belongs to no run (runs: {names}); name it"
+                " <run>.timeseries.csv or give the run's summary or records too",
+                str(p),
+            )
+        run.series = _checked_series(read_series(p), run, p)
+        run.sources.append(str(p))
+    if title:
+        data.title = title
+    if not (data.runs or data.sweeps or data.plans or data.fidelity):
+        raise InputError("nothing to report")
+    return data
+
+
+def _unique_labels(runs: list[Run]) -> None:
+    seen: dict[str, int] = {}
+    for r in runs:
+        seen[r.label] = seen.get(r.label, 0) + 1
+    for r in runs:
+        if seen[r.label] > 1:
+            r.label = f"{r.label} ({Path(r.sources[0]).stem})"
+    counts: dict[str, int] = {}
+    for r in runs:  # still equal (same file stem in two folders): number them
+        n = counts[r.label] = counts.get(r.label, 0) + 1
+        if n > 1:
+            r.label = f"{r.label} #{n}"
+
+
+def _owner(runs: list[Run], p: Path, from_summaries: int, what: str) -> Run | None:
+    label = file_label(p)
+    named = [r for r in runs if r.label == label]
+    if named:
+        run = named[0]
+    elif from_summaries == 1:
+        run = runs[0]
+    else:
+        return None
+    if getattr(run, what) is not None:
+        raise InputError(f"run {run.label!r} already has {what} from {run.sources[-1]}", str(p))
+    return run
+
+
+def _checked_series(s: InstanceSeries, run: Run, p: Path) -> InstanceSeries:
+    per = run.summary.get("per_instance_requests")
+    if isinstance(per, list) and per and len(per) != len(s.names):
+        raise InputError(
+            f"{len(s.names)} instances in the time series but {len(per)} in run {run.label!r}",
+            str(p),
+        )
+    return s

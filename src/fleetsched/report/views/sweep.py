@@ -1,0 +1,117 @@
+"""Sweep frontiers: p99 TTFT and TPOT against cost or rate, one line per policy.
+
+The x axis is each point's ``cost_per_hour`` when the sweep has it, else ``rate_scale``
+(``workload.transforms.rate_scale``) when it varies, else the first numeric parameter that
+varies. The other varying parameters (usually the router) name the lines. Failed points are
+listed under the plot.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fleetsched.report.data import ReportData, Sweep, SweepPoint
+from fleetsched.report.views.common import View, base_layout, esc, line_style, subplots
+
+RATE_KEYS = ("rate_scale", "workload.transforms.rate_scale")
+Y = (("ttft_s", "p99", "TTFT p99 (ms)"), ("tpot_s", "p99", "TPOT p99 (ms)"))
+
+
+def _num(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def x_axis(sweep: Sweep) -> tuple[str, str]:
+    """(kind, name): ``("cost", "cost_per_hour")`` or ``("param", <dotted path>)``."""
+    if any(p.cost_per_hour is not None for p in sweep.points):
+        return "cost", "cost ($ per hour)"
+    varying = [
+        k for k in _param_keys(sweep) if len({repr(p.params.get(k)) for p in sweep.points}) > 1
+    ]
+    numeric = [k for k in varying if all(_num(p.params.get(k)) for p in sweep.points)]
+    for k in (*RATE_KEYS, *numeric):
+        if k in numeric:
+            return "param", k
+    return "index", "point"
+
+
+def _param_keys(sweep: Sweep) -> list[str]:
+    keys: dict[str, None] = {}
+    for p in sweep.points:
+        keys.update(dict.fromkeys(p.params))
+    return list(keys)
+
+
+def _x(p: SweepPoint, kind: str, name: str, i: int) -> float:
+    if kind == "cost":
+        return float(p.cost_per_hour) if p.cost_per_hour is not None else math.nan
+    if kind == "param":
+        return float(p.params[name])
+    return float(i)
+
+
+def lines(sweep: Sweep, x_name: str) -> tuple[list[str], dict[str, list[tuple[int, SweepPoint]]]]:
+    """The varying parameters other than the x axis, and the points grouped by their
+    values (one line each)."""
+    others = [
+        k
+        for k in _param_keys(sweep)
+        if k != x_name and len({repr(p.params.get(k)) for p in sweep.points}) > 1
+    ]
+    groups: dict[str, list[tuple[int, SweepPoint]]] = {}
+    for i, p in enumerate(sweep.points):
+        label = ", ".join(f"{k}={p.params.get(k)}" for k in others) or sweep.name
+        if len(others) == 1:
+            label = str(p.params.get(others[0]))
+        groups.setdefault(label, []).append((i, p))
+    return others, groups
+
+
+def _metric(summary: dict[str, Any] | None, key: str, stat: str) -> float:
+    v = ((summary or {}).get(key) or {}).get(stat)
+    return float(v) * 1000 if _num(v) else math.nan
+
+
+def build(data: ReportData) -> list[View]:
+    views = []
+    for n, sweep in enumerate(data.sweeps):
+        if not sweep.points:
+            continue
+        kind, x_name = x_axis(sweep)
+        fig = subplots(rows=1, cols=len(Y), subplot_titles=[t for *_, t in Y])
+        others, groups = lines(sweep, x_name)
+        for j, (label, pts) in enumerate(groups.items()):
+            ok = sorted(
+                ((_x(p, kind, x_name, i), p) for i, p in pts if p.summary is not None),
+                key=lambda xp: xp[0],
+            )
+            for col, (key, stat, _) in enumerate(Y, start=1):
+                fig.add_scatter(
+                    x=[x for x, _ in ok],
+                    y=[_metric(p.summary, key, stat) for _, p in ok],
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=label,
+                    showlegend=col == 1,
+                    line=line_style(j),
+                    hovertemplate=f"{label}<br>{x_name} %{{x}}<br>%{{y:.1f}} ms<extra></extra>",
+                    row=1,
+                    col=col,
+                )
+        fig.update_xaxes(title_text=x_name)
+        fig.update_yaxes(type="log")
+        base_layout(fig)
+        failed = [p for p in sweep.points if p.summary is None]
+        extra = ""
+        if failed:
+            items = "".join(
+                f"<li><code>{esc(p.params)}</code>: {esc(p.error or 'failed')}</li>" for p in failed
+            )
+            extra = f"<p>{len(failed)} point(s) failed:</p><ul>{items}</ul>"
+        note = (
+            f"{len(sweep.points)} points, {len(sweep.points) - len(failed)} ran; x axis: {x_name}"
+            + (f"; one line per {', '.join(others)}." if others else ".")
+        )
+        views.append(View(f"sweep-{n}", f"Sweep {sweep.name}: frontier", fig, note, extra))
+    return views
