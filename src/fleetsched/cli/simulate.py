@@ -15,16 +15,21 @@ from fleetsched.cli.options import (
     InstancesOpt,
     ModelOpt,
     RateScaleOpt,
+    ReportOpt,
     RequestsOpt,
+    SampleIntervalOpt,
     ScenarioOpt,
     SeedOpt,
     TraceOpt,
     resolve_scenario,
+    sample_interval,
 )
 from fleetsched.metrics.io import write_records
 from fleetsched.metrics.summary import summary_to_json
 from fleetsched.metrics.table import summary_table
+from fleetsched.metrics.timeseries import write_series
 from fleetsched.sim.run import simulate as run_simulation
+from fleetsched.sim.run import with_scenario
 
 EXAMPLES = """
 Examples:
@@ -35,6 +40,8 @@ Examples:
   --instances 4 --summary-json out/summary.json --requests-out out/requests.csv
 
   fleetsched simulate --scenario my.yaml --router round_robin --rate-scale 2 --seed 7
+
+  fleetsched simulate --router cache_aware --report report.html
 """
 
 Opt = typer.Option
@@ -59,6 +66,11 @@ def simulate(
     fast_forward: Annotated[bool, Opt(help="Decode fast-forward (same results).")] = True,
     summary_json: Annotated[Path | None, Opt(help="Write the summary as JSON.")] = None,
     requests_out: Annotated[Path | None, Opt(help="Per-request rows (.csv or .parquet).")] = None,
+    timeseries_out: Annotated[
+        Path | None, Opt(help="Per-instance samples over time (.csv or .parquet).")
+    ] = None,
+    sample_interval_s: SampleIntervalOpt = None,
+    report: ReportOpt = None,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress bar or table.")] = False,
 ) -> None:
     """Simulate a fleet serving a workload and print latency, throughput and SLO figures."""
@@ -78,6 +90,11 @@ def simulate(
         requests=requests,
         seed=seed,
     )
+    interval = sample_interval(sample_interval_s, report is not None or timeseries_out is not None)
+    if report is not None:
+        from fleetsched.report import require_plotly
+
+        require_plotly()  # before the run, not after it
     total = sc.workload.transforms.first_n
     if sc.workload.synthetic is not None:
         total = min(total or sc.workload.synthetic.num_requests, sc.workload.synthetic.num_requests)
@@ -97,6 +114,7 @@ def simulate(
             sc,
             fast_forward=fast_forward,
             progress=lambda n, t: progress.update(task, completed=n, t=t),
+            sample_interval_s=interval,
         )
     s = result.summary
     if not quiet:
@@ -111,11 +129,21 @@ def simulate(
             f"({s['duration_s'] / max(result.wall_s, 1e-9):.0f}x real time), "
             f"{s['engine_steps']} engine steps"
         )
+    full = with_scenario(s, sc)
     if summary_json is not None:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
-        summary_json.write_text(summary_to_json(s))
+        summary_json.write_text(summary_to_json(full))
     if requests_out is not None:
         requests_out.parent.mkdir(parents=True, exist_ok=True)
         write_records(result.records, requests_out)
+    if timeseries_out is not None and result.timeseries is not None:
+        timeseries_out.parent.mkdir(parents=True, exist_ok=True)
+        write_series(result.timeseries, timeseries_out)
+    if report is not None:
+        from fleetsched.cli.report import write_and_say
+        from fleetsched.report import ReportData, run_from_result
+
+        run = run_from_result(sc.policies.router.name, sc, result)
+        write_and_say(ReportData([run], title=f"{sc.name}: {run.label}"), report)
     if quiet and summary_json is None:
-        typer.echo(summary_to_json(s))
+        typer.echo(summary_to_json(full))

@@ -180,8 +180,8 @@ def _assemble(rows: list[tuple], where) -> InstanceSeries:  # type: ignore[no-un
                 where(i),
             )
         if j == 0:
-            if s and ti < t[s - 1]:
-                raise InputError("sample times must not go backwards", where(i))
+            if s and ti <= t[s - 1]:
+                raise InputError("sample times must increase", where(i))
             t[s] = ti
         names[j] = name or f"instance-{j}"
         q[s, j], r[s, j], kv[s, j] = qi, ri, kvi

@@ -9,20 +9,12 @@ dependency (``pip install 'fleetsched[report]'``), imported only when a page is 
 
 from __future__ import annotations
 
-from typing import Any
-
 from fleetsched.core.config import Scenario
 from fleetsched.report.data import Fidelity, Plan, ReportData, Run, Sweep, request_columns
 from fleetsched.report.load import load
 from fleetsched.report.page import render, write_report
 from fleetsched.report.views.common import require_plotly
-from fleetsched.sim.run import SimResult
-
-
-def with_scenario(summary: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
-    """The summary with the scenario that produced it (``"scenario"``, as JSON data), as
-    ``simulate`` and ``compare`` write it."""
-    return {**summary, "scenario": scenario.model_dump(mode="json")}
+from fleetsched.sim.run import SimResult, with_scenario
 
 
 def run_from_result(label: str, scenario: Scenario, result: SimResult) -> Run:
@@ -45,6 +37,5 @@ __all__ = [
     "render",
     "require_plotly",
     "run_from_result",
-    "with_scenario",
     "write_report",
 ]

@@ -65,9 +65,15 @@ def time_bins(
     w = nice_width(max(span / max_bins, min_width))
     while True:
         lo = math.floor(start / w) * w
-        n = math.floor((end - lo) / w) + 1  # the last bin holds ``end``
-        if n <= max_bins:
-            return lo + np.arange(n + 1) * w
+        if lo > start:  # float rounding of floor(start / w) * w
+            lo -= w
+        edges = lo + np.arange(math.floor((end - lo) / w) + 2) * w
+        if edges[-2] > end:
+            edges = edges[:-1]
+        if edges[-1] <= end:  # the last bin must hold ``end``
+            edges = np.append(edges, lo + edges.size * w)
+        if edges.size - 1 <= max_bins:
+            return edges
         w = nice_width(w * 1.0001)
 
 

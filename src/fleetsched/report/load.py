@@ -261,11 +261,21 @@ def load(paths: Sequence[str | Path], title: str | None = None) -> ReportData:
             )
         run.series = _checked_series(read_series(p), run, p)
         run.sources.append(str(p))
-    if title:
-        data.title = title
     if not (data.runs or data.sweeps or data.plans or data.fidelity):
         raise InputError("nothing to report")
+    data.title = title or default_title(data)
     return data
+
+
+def default_title(data: ReportData) -> str:
+    """The scenario names of the runs (or the sweep/plan/fidelity names) and the run count."""
+    names = [
+        str(r.scenario.get("name")) for r in data.runs if r.scenario and r.scenario.get("name")
+    ]
+    names += [x.name for x in (*data.sweeps, *data.plans, *data.fidelity)]
+    head = ", ".join(dict.fromkeys(names)) or "fleetsched report"
+    n = len(data.runs)
+    return head + (f": {n} runs" if n > 1 else "")
 
 
 def _unique_labels(runs: list[Run]) -> None:

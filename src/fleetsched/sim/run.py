@@ -29,6 +29,13 @@ class SimResult:
     timeseries: InstanceSeries | None = None
 
 
+def with_scenario(summary: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
+    """The summary with the scenario that produced it under ``"scenario"`` (as JSON data):
+    what ``simulate --summary-json`` and ``compare --summary-json`` write, so a summary file
+    says what it summarises (the report's header reads it)."""
+    return {**summary, "scenario": scenario.model_dump(mode="json")}
+
+
 def simulate(
     scenario: Scenario,
     *,

@@ -61,25 +61,28 @@ def run_many(
     scenarios: Sequence[Scenario],
     jobs: int = 0,
     on_done: Callable[[int], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Summaries of ``scenarios``, in order; ``jobs`` worker processes (0 = CPU count)."""
+    fn: Callable[[Scenario], Any] = _run,
+) -> list[Any]:
+    """``fn(scenario)`` of each scenario (default: its summary), in order; ``jobs`` worker
+    processes (0 = CPU count). ``fn`` must be picklable (a module-level function or a
+    ``functools.partial`` of one)."""
     jobs = min(len(scenarios), jobs or os.cpu_count() or 1)
     if jobs <= 1:
         out = []
         for i, sc in enumerate(scenarios):
-            out.append(_run(sc))
+            out.append(fn(sc))
             if on_done:
                 on_done(i)
         return out
-    results: list[dict[str, Any] | None] = [None] * len(scenarios)
+    results: list[Any] = [None] * len(scenarios)
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futs = {pool.submit(_run, sc): i for i, sc in enumerate(scenarios)}
+        futs = {pool.submit(fn, sc): i for i, sc in enumerate(scenarios)}
         for f in as_completed(futs):
             i = futs[f]
             results[i] = f.result()
             if on_done:
                 on_done(i)
-    return [r for r in results if r is not None]
+    return results
 
 
 def capacity_search(
