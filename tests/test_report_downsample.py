@@ -77,9 +77,7 @@ def test_time_bins_cover_the_span_with_nice_widths(start, span, max_bins, min_wi
 
 
 @settings(max_examples=100, deadline=None)
-@given(
-    st.lists(st.tuples(st.floats(0, 10), st.one_of(finite, st.just(float("nan")))), max_size=60)
-)
+@given(st.lists(st.tuples(st.floats(0, 10), st.one_of(finite, st.just(float("nan")))), max_size=60))
 def test_binned_mean_is_the_mean_per_bin(pairs):
     t = np.array([p[0] for p in pairs], dtype=float)
     v = np.array([p[1] for p in pairs], dtype=float)

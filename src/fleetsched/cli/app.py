@@ -10,6 +10,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from fleetsched.errors import FleetschedError
 
@@ -37,5 +38,6 @@ def main() -> None:
     try:
         app()
     except FleetschedError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        # escape: a message may hold brackets (pip install 'fleetsched[report]').
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)

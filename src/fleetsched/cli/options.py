@@ -24,8 +24,9 @@ SeedOpt = Annotated[int | None, typer.Option(help="Random seed.")]
 SampleIntervalOpt = Annotated[
     float | None,
     typer.Option(
+        "--sample-interval",
         help="Sample every instance's queue, running batch and KV use every this many"
-        " simulated seconds (default 0.5 with --report or --timeseries-out, else off)."
+        " simulated seconds (default 0.5 with --report or --timeseries-out, else off).",
     ),
 ]
 ReportOpt = Annotated[

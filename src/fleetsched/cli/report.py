@@ -29,7 +29,9 @@ def write_and_say(data, out: Path, plain_js: bool = False) -> None:  # type: ign
 
     size = write_report(data, out, compress_js=not plain_js)
     views = len(build_views(data))
-    err_console.print(f"wrote {out} ({size / 1e6:.1f} MB, {views} views)", highlight=False)
+    err_console.print(
+        f"wrote {out} ({size / 1e6:.1f} MB, {views} views)", highlight=False, soft_wrap=True
+    )
 
 
 @app.command(epilog=EXAMPLES)

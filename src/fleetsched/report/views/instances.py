@@ -44,7 +44,7 @@ def build(data: ReportData) -> list[View]:
     for i, (run, names, load, kv) in enumerate(maps):
         common = {"x0": float(edges[0]) + width / 2, "dx": width, "y": names, "visible": i == 0}
         fig.add_heatmap(
-            z=f32(load, 2),
+            z=f32(load),
             zmin=0,
             zmax=max(zmax_load, 1.0),
             colorscale="Viridis",
@@ -58,7 +58,7 @@ def build(data: ReportData) -> list[View]:
             col=1,
         )
         fig.add_heatmap(
-            z=f32(kv, 1),
+            z=f32(kv),
             zmin=0,
             zmax=100,
             colorscale="Inferno",

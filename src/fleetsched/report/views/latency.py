@@ -36,8 +36,8 @@ def cdf_figure(runs: Sequence[Run], styles: Sequence[dict[str, Any]]) -> Any:
                 mode = "markers"
             keep = x > 0  # a log axis cannot show 0
             fig.add_scatter(
-                x=f32(x[keep] * 1000, 3),
-                y=f32(y[keep], 6),
+                x=f32(x[keep] * 1000),
+                y=f32(y[keep]),
                 mode=mode,
                 name=run.label,
                 legendgroup=run.label,

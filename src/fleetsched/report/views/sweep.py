@@ -26,39 +26,35 @@ def x_axis(sweep: Sweep) -> tuple[str, str]:
     """(kind, name): ``("cost", "cost_per_hour")`` or ``("param", <dotted path>)``."""
     if any(p.cost_per_hour is not None for p in sweep.points):
         return "cost", "cost ($ per hour)"
-    varying = [
-        k for k in _param_keys(sweep) if len({repr(p.params.get(k)) for p in sweep.points}) > 1
-    ]
-    numeric = [k for k in varying if all(_num(p.params.get(k)) for p in sweep.points)]
+    varying = _varying(sweep)
+    numeric = [k for k in varying if all(_num(p.params[k]) for p in sweep.points if k in p.params)]
     for k in (*RATE_KEYS, *numeric):
         if k in numeric:
             return "param", k
     return "index", "point"
 
 
-def _param_keys(sweep: Sweep) -> list[str]:
-    keys: dict[str, None] = {}
+def _varying(sweep: Sweep) -> list[str]:
+    """Parameters with more than one value among the points that set them."""
+    keys: dict[str, set[str]] = {}
     for p in sweep.points:
-        keys.update(dict.fromkeys(p.params))
-    return list(keys)
+        for k, v in p.params.items():
+            keys.setdefault(k, set()).add(repr(v))
+    return [k for k, values in keys.items() if len(values) > 1]
 
 
 def _x(p: SweepPoint, kind: str, name: str, i: int) -> float:
     if kind == "cost":
         return float(p.cost_per_hour) if p.cost_per_hour is not None else math.nan
     if kind == "param":
-        return float(p.params[name])
+        return float(p.params.get(name, math.nan))
     return float(i)
 
 
 def lines(sweep: Sweep, x_name: str) -> tuple[list[str], dict[str, list[tuple[int, SweepPoint]]]]:
     """The varying parameters other than the x axis, and the points grouped by their
     values (one line each)."""
-    others = [
-        k
-        for k in _param_keys(sweep)
-        if k != x_name and len({repr(p.params.get(k)) for p in sweep.points}) > 1
-    ]
+    others = [k for k in _varying(sweep) if k != x_name]
     groups: dict[str, list[tuple[int, SweepPoint]]] = {}
     for i, p in enumerate(sweep.points):
         label = ", ".join(f"{k}={p.params.get(k)}" for k in others) or sweep.name

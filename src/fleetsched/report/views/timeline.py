@@ -71,7 +71,7 @@ def build(data: ReportData) -> list[View]:
             if run in with_ttft:
                 y = binned_mean(run.requests["arrival_s"], run.requests["ttft_s"], edges)
                 fig.add_scatter(
-                    y=f32(y * 1000, 2),
+                    y=f32(y * 1000),
                     hovertemplate=f"{run.label}<br>t = %{{x:.1f}} s<br>TTFT %{{y:.1f}} ms"
                     "<extra></extra>",
                     **common,
@@ -84,7 +84,7 @@ def build(data: ReportData) -> list[View]:
         if q is not None:
             sources.add(q[1])
             fig.add_scatter(
-                y=f32(q[0], 2),
+                y=f32(q[0]),
                 hovertemplate=f"{run.label}<br>t = %{{x:.1f}} s<br>%{{y:.1f}} waiting"
                 "<extra></extra>",
                 **common,

@@ -1,0 +1,284 @@
+"""Reading report inputs: summaries, comparisons, records, time series, and the sweep, plan
+and fidelity contracts (docs/report.md), from small hand-made files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fleetsched.errors import InputError
+from fleetsched.metrics.io import write_records
+from fleetsched.metrics.records import RequestRecord
+from fleetsched.metrics.timeseries import InstanceSeries, write_series
+from fleetsched.report import load
+from fleetsched.report.views import fidelity, plan, sweep
+
+
+def summ(ttft_p99: float = 0.5, tpot_p99: float = 0.05, router: str | None = None, **kw: Any):
+    """A minimal summary as the contract needs it (keys of docs/metrics.md)."""
+    d: dict[str, Any] = {
+        "requests": 10,
+        "completed": 10,
+        "ttft_s": {
+            "p50": ttft_p99 / 4,
+            "p90": ttft_p99 / 2,
+            "p95": ttft_p99 / 1.5,
+            "p99": ttft_p99,
+        },
+        "tpot_s": {"p50": tpot_p99 / 2, "p90": tpot_p99 / 1.5, "p95": tpot_p99, "p99": tpot_p99},
+        "e2e_s": {"p50": 2.0, "p90": 3.0, "p95": 3.5, "p99": 4.0},
+        "throughput_req_s": 5.0,
+        "slo_attainment": 0.9,
+        "prefix_hit_rate": 0.25,
+        "goodput_req_s": 4.5,
+    }
+    if router:
+        d["scenario"] = {"name": "sc", "policies": {"router": {"name": router}}}
+    d.update(kw)
+    return d
+
+
+def records(n: int = 5, instance_count: int = 2) -> list[RequestRecord]:
+    out = []
+    for i in range(n):
+        r = RequestRecord(i, "t", "default", 0, 100, 10, arrival_s=float(i))
+        r.instance = i % instance_count
+        r.first_scheduled_s = i + 0.1
+        r.first_token_s = i + 0.2 + 0.01 * i
+        r.finish_s = i + 1.0
+        r.cached_prompt_tokens = 20
+        out.append(r)
+    return out
+
+
+def series(k: int = 2) -> InstanceSeries:
+    return InstanceSeries(
+        t_s=np.array([0.0, 1.0]),
+        names=[f"i-{j}" for j in range(k)],
+        queue_len=np.zeros((2, k), dtype=np.int64),
+        running=np.ones((2, k), dtype=np.int64),
+        kv_utilization=np.full((2, k), 0.5),
+    )
+
+
+def write_json(p: Path, d: Any) -> Path:
+    p.write_text(json.dumps(d))
+    return p
+
+
+# ----------------------------------------------------------------------------- runs
+def test_a_simulate_output_folder_makes_one_run(tmp_path: Path) -> None:
+    write_json(tmp_path / "summary.json", summ(router="cache_aware", per_instance_requests=[3, 2]))
+    write_records(records(), tmp_path / "requests.csv")
+    write_series(series(), tmp_path / "timeseries.csv")
+    data = load([tmp_path])
+    (run,) = data.runs
+    assert run.label == "cache_aware"  # named by its scenario's router
+    assert run.requests is not None and run.requests["id"].tolist() == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose(run.requests["ttft_s"], [0.2, 0.21, 0.22, 0.23, 0.24])
+    assert run.series is not None and run.series.names == ["i-0", "i-1"]
+    assert data.title == "sc"
+
+
+def test_a_comparison_and_its_per_router_files(tmp_path: Path) -> None:
+    write_json(tmp_path / "cmp.json", {"a": summ(), "b": summ(ttft_p99=1.0)})
+    write_records(records(), tmp_path / "a.requests.csv")
+    write_records(records(3), tmp_path / "b.csv")
+    write_series(series(), tmp_path / "b.timeseries.csv")
+    data = load([tmp_path])
+    assert [r.label for r in data.runs] == ["a", "b"]
+    a, b = data.runs
+    assert a.requests["id"].size == 5 and a.series is None
+    assert b.requests["id"].size == 3 and b.series is not None
+    assert data.title == "fleetsched report: 2 runs"
+
+
+def test_records_alone_are_summarised(tmp_path: Path) -> None:
+    write_records(records(), tmp_path / "x.csv")
+    write_records(records(4), tmp_path / "y.csv")
+    data = load([tmp_path / "x.csv", tmp_path / "y.csv"])
+    assert [r.label for r in data.runs] == ["x", "y"]
+    assert data.runs[1].summary["requests"] == 4
+    assert data.runs[0].summary["prefix_hit_rate"] == pytest.approx(0.2)
+
+
+def test_equal_names_are_told_apart(tmp_path: Path) -> None:
+    write_json(tmp_path / "one.json", summ(router="rr"))
+    write_json(tmp_path / "two.json", summ(router="rr"))
+    assert [r.label for r in load([tmp_path]).runs] == ["rr (one)", "rr (two)"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda d: (d / "x.json").write_text("{\n  nope"), "invalid JSON"),
+        (lambda d: write_json(d / "x.json", {"foo": 1}), "not a fleetsched summary"),
+        (lambda d: (d / "x.csv").write_text("a,b\n1,2\n"), "neither per-request records"),
+        (lambda d: write_series(series(), d / "lonely.timeseries.csv"), "belongs to no run"),
+        (lambda d: (d / "sub").mkdir(), "no .json, .csv or .parquet"),
+    ],
+)
+def test_bad_inputs_are_input_errors(tmp_path: Path, setup, message: str) -> None:
+    setup(tmp_path)
+    target = tmp_path / "sub" if message.startswith("no .json") else tmp_path
+    with pytest.raises(InputError, match=message):
+        load([target])
+
+
+def test_a_missing_path_and_a_mismatched_series(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        load([tmp_path / "nope.json"])
+    write_json(tmp_path / "s.json", summ(per_instance_requests=[1, 1, 1]))
+    write_series(series(2), tmp_path / "s.timeseries.csv")
+    with pytest.raises(InputError, match="2 instances in the time series but 3"):
+        load([tmp_path])
+
+
+# ----------------------------------------------------------------------------- sweep
+def sweep_doc() -> dict[str, Any]:
+    pts = []
+    for router, slope in (("round_robin", 2.0), ("cache_aware", 1.0)):
+        for rate in (2.0, 0.5, 1.0):  # out of order on purpose
+            pts.append(
+                {
+                    "params": {"router": router, "rate_scale": rate, "cluster.0.count": 4},
+                    "summary": summ(ttft_p99=slope * rate),
+                }
+            )
+    pts.append(
+        {"params": {"router": "dualmap", "rate_scale": 1.0}, "summary": None, "error": "boom"}
+    )
+    return {"name": "grid", "points": pts}
+
+
+def test_sweep_contract_and_frontier(tmp_path: Path) -> None:
+    data = load([write_json(tmp_path / "sweep.json", sweep_doc())])
+    (sw,) = data.sweeps
+    assert sw.name == "grid" and len(sw.points) == 7 and sw.points[-1].error == "boom"
+    assert sweep.x_axis(sw) == ("param", "rate_scale")
+    (view,) = sweep.build(data)
+    ttft = {t.name: (list(t.x), list(t.y)) for t in view.figure.data if t.xaxis == "x"}
+    # One line per router (the other varying parameter), sorted along the rate axis.
+    assert ttft["round_robin"] == ([0.5, 1.0, 2.0], [1000.0, 2000.0, 4000.0])
+    assert ttft["cache_aware"] == ([0.5, 1.0, 2.0], [500.0, 1000.0, 2000.0])
+    assert ttft["dualmap"] == ([], [])
+    assert "boom" in view.html and "1 point(s) failed" in view.html
+
+
+def test_sweep_prefers_cost_when_points_carry_it(tmp_path: Path) -> None:
+    doc = sweep_doc()
+    for i, p in enumerate(doc["points"]):
+        p["cost_per_hour"] = 10.0 + i
+    (sw,) = load([write_json(tmp_path / "s.json", doc)]).sweeps
+    assert sweep.x_axis(sw)[0] == "cost"
+
+
+def test_a_bad_sweep_point_names_its_index(tmp_path: Path) -> None:
+    doc = sweep_doc()
+    doc["points"][2]["params"] = [1, 2]
+    with pytest.raises(InputError, match=r"points\[2\].*params"):
+        load([write_json(tmp_path / "s.json", doc)])
+
+
+# ----------------------------------------------------------------------------- plan
+def plan_doc() -> dict[str, Any]:
+    cands = []
+    for gpu, price, base in (("H100-SXM", 4.0, 4.0), ("A100-80GB", 2.0, 12.0)):
+        for n in (1, 2, 4):
+            ttft = base / n  # seconds: more replicas, lower p99
+            cands.append(
+                {
+                    "gpu": gpu,
+                    "tp": 1,
+                    "replicas": n,
+                    "cost_per_hour": price * n,
+                    "meets_slo": ttft <= 2.0,
+                    "summary": summ(ttft_p99=ttft),
+                }
+            )
+    return {
+        "slo": {"ttft_s.p99": 2.0},
+        "candidates": cands,
+        "choice": {"gpu": "H100-SXM", "tp": 1, "replicas": 2},
+    }
+
+
+def test_plan_contract_and_frontier(tmp_path: Path) -> None:
+    data = load([write_json(tmp_path / "plan.json", plan_doc())])
+    (pl,) = data.plans
+    assert pl.choice is not None and pl.choice.fleet == "2 x H100-SXM TP1"
+    assert pl.choice.cost_per_hour == 8.0
+    (view,) = plan.build(data)
+    lines = {t.name: t for t in view.figure.data}
+    h100 = lines["H100-SXM TP1"]
+    assert list(h100.x) == [4.0, 8.0, 16.0] and list(h100.y) == [4000.0, 2000.0, 1000.0]
+    assert list(h100.marker.symbol) == ["circle-open", "circle", "circle"]
+    star = lines["chosen: 2 x H100-SXM TP1"]
+    assert (list(star.x), list(star.y)) == ([8.0], [2000.0])
+    assert [s.y0 for s in view.figure.layout.shapes] == [2000.0]  # the SLO bound, in ms
+    assert "Chosen: <b>2 x H100-SXM TP1</b> at $8.00" in view.html
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(choice={"gpu": "L4", "tp": 1, "replicas": 9}), "not one of"),
+        (lambda d: d.update(slo={"ttft_s.p42": 2.0}), "not a number in every"),
+        (lambda d: d["candidates"][1].pop("cost_per_hour"), r"candidates\[1\]: cost_per_hour"),
+        (lambda d: d.update(slo={}), "slo: expected"),
+    ],
+)
+def test_bad_plans_are_input_errors(tmp_path: Path, change, message: str) -> None:
+    doc = plan_doc()
+    change(doc)
+    with pytest.raises(InputError, match=message):
+        load([write_json(tmp_path / "plan.json", doc)])
+
+
+# ----------------------------------------------------------------------------- fidelity
+def test_fidelity_contract_overlay_and_errors(tmp_path: Path) -> None:
+    write_records(records(), tmp_path / "sim.csv")
+    doc = {
+        "fidelity": {
+            "name": "one-emulator",
+            "target": "http://127.0.0.1:8000",
+            "sim": {"summary": summ(ttft_p99=1.1, throughput_req_s=5.5), "requests": "sim.csv"},
+            "live": {"summary": summ(ttft_p99=1.0)},
+        }
+    }
+    data = load([write_json(tmp_path / "fid.json", doc)])
+    (f,) = data.fidelity
+    assert f.sim.requests is not None and f.live.requests is None and not data.runs
+    (view,) = fidelity.build(data)
+    traces = [t for t in view.figure.data if t.xaxis == "x"]  # the TTFT panel
+    sim, live = traces
+    assert sim.mode == "lines" and live.mode == "markers"  # live has only its percentiles
+    np.testing.assert_allclose(live.x, [250.0, 500.0, 1000 / 1.5, 1000.0], rtol=1e-6)
+    np.testing.assert_allclose(live.y, [0.5, 0.9, 0.95, 0.99], rtol=1e-6)
+    rows = {r[0]: r for r in fidelity.error_rows(f)}
+    assert rows["TTFT p99"] == ["TTFT p99", "1,100.0 ms", "1,000.0 ms", "+10.0%"]
+    assert rows["throughput (req/s)"][3] == "+10.0%"
+    assert rows["prefix hit rate"][1:] == ["25.0 %", "25.0 %", "+0.0%"]
+    assert "127.0.0.1:8000" in view.note
+
+
+def test_fidelity_needs_two_summaries(tmp_path: Path) -> None:
+    doc = {"fidelity": {"sim": {"summary": summ()}, "live": {"requests": "x.csv"}}}
+    with pytest.raises(InputError, match=r"fidelity\.live: expected"):
+        load([write_json(tmp_path / "fid.json", doc)])
+
+
+def test_nan_and_missing_metrics_show_as_dashes(tmp_path: Path) -> None:
+    doc = {
+        "fidelity": {
+            "sim": {"summary": summ(prefix_hit_rate=math.nan)},
+            "live": {"summary": summ(prefix_hit_rate=None)},
+        }
+    }
+    (f,) = load([write_json(tmp_path / "fid.json", doc)]).fidelity
+    assert "prefix hit rate" not in {r[0] for r in fidelity.error_rows(f)}
