@@ -139,8 +139,8 @@ class Browser:
                 return ev
 
     # ------------------------------------------------------------------ page
-    def open(self, url: str, timeout: float = 60.0) -> None:
-        self.call("Page.navigate", {"url": url}, session=True)
+    def open(self, url: str, timeout: float = 120.0) -> None:
+        self.call("Page.navigate", {"url": url}, session=True, timeout=timeout)
         self.wait_event("Page.loadEventFired", timeout)
 
     def evaluate(self, expression: str) -> Any:

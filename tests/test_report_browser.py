@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 from tests.browser import Browser, find_chromium
-from tests.report_helpers import COMPARE_ARGS
+from tests.report_helpers import COMPARE_ARGS, plan_doc, records, summ, sweep_doc, write_json
+
+from fleetsched.metrics.io import write_records
 
 CLI = [sys.executable, "-c", "from fleetsched.cli.app import main; main()"]
 VIEWS = ["latency-cdf", "timeline", "instances", "outcomes", "tenants"]
@@ -34,14 +36,15 @@ PLOTS = """[...document.querySelectorAll('.js-plotly-plot')].map(d => ({
 
 
 @pytest.fixture(scope="module")
-def chromium() -> str:
+def browser(tmp_path_factory: pytest.TempPathFactory):
     binary = find_chromium()
     if binary is None:
         msg = "headless Chromium is needed: apt-get install -y chromium (or set CHROMIUM)"
         if os.environ.get("CI"):
             pytest.fail(f"{msg}; .ci/run installs it, so its absence here is an error")
         pytest.skip(msg)
-    return binary
+    with Browser(binary, tmp_path_factory.mktemp("chromium") / "profile") as b:
+        yield b
 
 
 def run(*args: str) -> None:
@@ -49,7 +52,7 @@ def run(*args: str) -> None:
     assert p.returncode == 0, p.stderr
 
 
-def check_page(browser: Browser, page: Path) -> None:
+def check_page(browser: Browser, page: Path, views: list[str]) -> None:
     browser.events.clear()
     browser.open(page.resolve().as_uri())
     rendered = browser.wait_for(
@@ -57,19 +60,19 @@ def check_page(browser: Browser, page: Path) -> None:
         " .startsWith('The plots could not') && document.getElementById('status').textContent",
         timeout=120,
     )
-    assert rendered == str(len(VIEWS)), rendered
+    assert rendered == str(len(views)), rendered
     plots = browser.evaluate(PLOTS)
-    assert [p["id"] for p in plots] == [f"fig-{v}" for v in VIEWS]
+    assert [p["id"] for p in plots] == [f"fig-{v}" for v in views]
     for p in plots:
         assert p["svg"] >= 1 and p["traces"] >= 1, p
-    assert browser.evaluate("document.querySelectorAll('svg.main-svg').length") >= len(VIEWS)
+    assert browser.evaluate("document.querySelectorAll('svg.main-svg').length") >= len(views)
     assert browser.errors() == []
     fetched = browser.requested_urls()
     assert fetched[0] == page.resolve().as_uri()
     assert all(u.split(":", 1)[0] in ("file", "data", "blob") for u in fetched), fetched
 
 
-def test_a_compare_report_renders_in_chromium(chromium: str, tmp_path: Path) -> None:
+def test_a_compare_report_renders_in_chromium(browser: Browser, tmp_path: Path) -> None:
     page, out = tmp_path / "report.html", tmp_path / "cmp"
     run(
         "compare",
@@ -87,12 +90,32 @@ def test_a_compare_report_renders_in_chromium(chromium: str, tmp_path: Path) -> 
     )
     plain = tmp_path / "plain.html"
     run("report", str(out), "-o", str(plain), "--plain-js")
-    with Browser(chromium, tmp_path / "profile") as browser:
-        check_page(browser, page)
-        shot = tmp_path / "report.png"
-        browser.screenshot(shot, height=2600)
-        check_page(browser, plain)
+    check_page(browser, page, VIEWS)
+    shot = tmp_path / "report.png"
+    browser.screenshot(shot, height=2600)
+    check_page(browser, plain, VIEWS)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
     dest = os.environ.get("FLEETSCHED_SCREENSHOT")
     if dest:
         shutil.copyfile(shot, dest)
+
+
+def test_sweep_plan_and_fidelity_views_render_in_chromium(browser: Browser, tmp_path: Path) -> None:
+    """The views of the other commands, from hand-made files in their documented format."""
+    d = tmp_path / "in"
+    d.mkdir()
+    write_json(d / "sweep.json", sweep_doc())
+    write_json(d / "plan.json", plan_doc())
+    write_records(records(), d / "sim.requests.csv")
+    sim = {"summary": summ(ttft_p99=0.3), "requests": "sim.requests.csv"}
+    write_json(d / "fidelity.json", {"fidelity": {"sim": sim, "live": {"summary": summ()}}})
+    page = tmp_path / "other.html"
+    run(
+        "report",
+        str(d / "sweep.json"),
+        str(d / "plan.json"),
+        str(d / "fidelity.json"),
+        "-o",
+        str(page),
+    )
+    check_page(browser, page, ["sweep-0", "plan-0", "fidelity-0"])

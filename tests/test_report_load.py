@@ -3,57 +3,18 @@ and fidelity contracts (docs/report.md), from small hand-made files."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from tests.report_helpers import plan_doc, records, summ, sweep_doc, write_json
 
 from fleetsched.errors import InputError
 from fleetsched.metrics.io import write_records
-from fleetsched.metrics.records import RequestRecord
 from fleetsched.metrics.timeseries import InstanceSeries, write_series
 from fleetsched.report import load
 from fleetsched.report.views import fidelity, plan, sweep
-
-
-def summ(ttft_p99: float = 0.5, tpot_p99: float = 0.05, router: str | None = None, **kw: Any):
-    """A minimal summary as the contract needs it (keys of docs/metrics.md)."""
-    d: dict[str, Any] = {
-        "requests": 10,
-        "completed": 10,
-        "ttft_s": {
-            "p50": ttft_p99 / 4,
-            "p90": ttft_p99 / 2,
-            "p95": ttft_p99 / 1.5,
-            "p99": ttft_p99,
-        },
-        "tpot_s": {"p50": tpot_p99 / 2, "p90": tpot_p99 / 1.5, "p95": tpot_p99, "p99": tpot_p99},
-        "e2e_s": {"p50": 2.0, "p90": 3.0, "p95": 3.5, "p99": 4.0},
-        "throughput_req_s": 5.0,
-        "slo_attainment": 0.9,
-        "prefix_hit_rate": 0.25,
-        "goodput_req_s": 4.5,
-    }
-    if router:
-        d["scenario"] = {"name": "sc", "policies": {"router": {"name": router}}}
-    d.update(kw)
-    return d
-
-
-def records(n: int = 5, instance_count: int = 2) -> list[RequestRecord]:
-    out = []
-    for i in range(n):
-        r = RequestRecord(i, "t", "default", 0, 100, 10, arrival_s=float(i))
-        r.instance = i % instance_count
-        r.first_scheduled_s = i + 0.1
-        r.first_token_s = i + 0.2 + 0.01 * i
-        r.finish_s = i + 1.0
-        r.cached_prompt_tokens = 20
-        out.append(r)
-    return out
 
 
 def series(k: int = 2) -> InstanceSeries:
@@ -64,11 +25,6 @@ def series(k: int = 2) -> InstanceSeries:
         running=np.ones((2, k), dtype=np.int64),
         kv_utilization=np.full((2, k), 0.5),
     )
-
-
-def write_json(p: Path, d: Any) -> Path:
-    p.write_text(json.dumps(d))
-    return p
 
 
 # ----------------------------------------------------------------------------- runs
@@ -140,22 +96,6 @@ def test_a_missing_path_and_a_mismatched_series(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- sweep
-def sweep_doc() -> dict[str, Any]:
-    pts = []
-    for router, slope in (("round_robin", 2.0), ("cache_aware", 1.0)):
-        for rate in (2.0, 0.5, 1.0):  # out of order on purpose
-            pts.append(
-                {
-                    "params": {"router": router, "rate_scale": rate, "cluster.0.count": 4},
-                    "summary": summ(ttft_p99=slope * rate),
-                }
-            )
-    pts.append(
-        {"params": {"router": "dualmap", "rate_scale": 1.0}, "summary": None, "error": "boom"}
-    )
-    return {"name": "grid", "points": pts}
-
-
 def test_sweep_contract_and_frontier(tmp_path: Path) -> None:
     data = load([write_json(tmp_path / "sweep.json", sweep_doc())])
     (sw,) = data.sweeps
@@ -186,28 +126,6 @@ def test_a_bad_sweep_point_names_its_index(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- plan
-def plan_doc() -> dict[str, Any]:
-    cands = []
-    for gpu, price, base in (("H100-SXM", 4.0, 4.0), ("A100-80GB", 2.0, 12.0)):
-        for n in (1, 2, 4):
-            ttft = base / n  # seconds: more replicas, lower p99
-            cands.append(
-                {
-                    "gpu": gpu,
-                    "tp": 1,
-                    "replicas": n,
-                    "cost_per_hour": price * n,
-                    "meets_slo": ttft <= 2.0,
-                    "summary": summ(ttft_p99=ttft),
-                }
-            )
-    return {
-        "slo": {"ttft_s.p99": 2.0},
-        "candidates": cands,
-        "choice": {"gpu": "H100-SXM", "tp": 1, "replicas": 2},
-    }
-
-
 def test_plan_contract_and_frontier(tmp_path: Path) -> None:
     data = load([write_json(tmp_path / "plan.json", plan_doc())])
     (pl,) = data.plans
@@ -220,7 +138,8 @@ def test_plan_contract_and_frontier(tmp_path: Path) -> None:
     assert list(h100.marker.symbol) == ["circle-open", "circle", "circle"]
     star = lines["chosen: 2 x H100-SXM TP1"]
     assert (list(star.x), list(star.y)) == ([8.0], [2000.0])
-    assert [s.y0 for s in view.figure.layout.shapes] == [2000.0]  # the SLO bound, in ms
+    bound = lines["SLO bound"]  # dashed across the costs, in ms
+    assert (list(bound.x), list(bound.y)) == ([2.0, 16.0], [2000.0, 2000.0])
     assert "Chosen: <b>2 x H100-SXM TP1</b> at $8.00" in view.html
 
 

@@ -60,7 +60,5 @@ def build(data: ReportData) -> list[View]:
             "The same scenario simulated and run live" + target + ". A side without"
             " per-request records is drawn as markers at its summary's percentiles."
         )
-        views.append(
-            View(f"fidelity-{n}", f"Fidelity {f.name}: simulated vs live", fig, note, table)
-        )
+        views.append(View(f"fidelity-{n}", f"Simulated vs live: {f.name}", fig, note, table))
     return views

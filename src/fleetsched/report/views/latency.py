@@ -49,7 +49,7 @@ def cdf_figure(runs: Sequence[Run], styles: Sequence[dict[str, Any]]) -> Any:
                 row=1,
                 col=col,
             )
-    fig.update_xaxes(type="log", title_text="latency (ms)")
+    fig.update_xaxes(type="log")  # the subplot titles give the unit
     fig.update_yaxes(range=[0, 1.02], title_text="fraction of requests", col=1)
     base_layout(fig)
     return fig

@@ -45,11 +45,18 @@ def _figure(plan: Plan) -> Any:
                 row=1,
                 col=col,
             )
+    costs = [c.cost_per_hour for c in plan.candidates]
     for col, path in enumerate(paths, start=1):
-        fig.add_hline(
-            y=plan.slo[path] * 1000,
-            line={"dash": "dash", "color": "#444"},
-            annotation_text=f"SLO {plan.slo[path] * 1000:g} ms",
+        # The bound as a line trace (a shape's y on a log axis would need log10 values).
+        fig.add_scatter(
+            x=[min(costs), max(costs)],
+            y=[plan.slo[path] * 1000] * 2,
+            mode="lines",
+            name="SLO bound",
+            legendgroup="bound",
+            showlegend=col == 1,
+            line={"dash": "dash", "color": "#444", "width": 1.5},
+            hovertemplate=f"SLO {path} ≤ {plan.slo[path] * 1000:g} ms<extra></extra>",
             row=1,
             col=col,
         )
@@ -99,6 +106,8 @@ def build(data: ReportData) -> list[View]:
             " line is the bound."
         )
         views.append(
-            View(f"plan-{n}", f"Plan {plan.name}: cost vs SLO", _figure(plan), note, chosen + table)
+            View(
+                f"plan-{n}", f"Plan, cost vs SLO: {plan.name}", _figure(plan), note, chosen + table
+            )
         )
     return views

@@ -109,5 +109,5 @@ def build(data: ReportData) -> list[View]:
             f"{len(sweep.points)} points, {len(sweep.points) - len(failed)} ran; x axis: {x_name}"
             + (f"; one line per {', '.join(others)}." if others else ".")
         )
-        views.append(View(f"sweep-{n}", f"Sweep {sweep.name}: frontier", fig, note, extra))
+        views.append(View(f"sweep-{n}", f"Sweep frontier: {sweep.name}", fig, note, extra))
     return views
