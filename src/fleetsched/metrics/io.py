@@ -43,7 +43,8 @@ def _row(r: RequestRecord) -> list[Any]:
     return [*(getattr(r, name) for name in RECORD_FIELDS), r.ttft_s, r.tpot_s, r.e2e_s, r.queue_s]
 
 
-def _import_pyarrow(p: Path) -> Any:
+def import_pyarrow(p: Path) -> Any:
+    """``(pyarrow, pyarrow.parquet)``, or :class:`InputError` naming ``p`` with the hint."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -72,7 +73,7 @@ def write_records(records: Iterable[RequestRecord], path: str | Path) -> int:
 
 
 def _write_parquet(records: Iterable[RequestRecord], p: Path) -> int:
-    pa, pq = _import_pyarrow(p)
+    pa, pq = import_pyarrow(p)
     rows = [_row(r) for r in records]
     types = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
     col_types = [types[_FIELD_TYPES[n]] for n in RECORD_FIELDS] + [pa.float64()] * len(
@@ -140,7 +141,7 @@ def read_records(path: str | Path) -> list[RequestRecord]:
     p = Path(path)
     if p.suffix.lower() != ".parquet":
         return read_records_csv(p)
-    _, pq = _import_pyarrow(p)
+    _, pq = import_pyarrow(p)
     try:
         table = pq.read_table(p)
     except (OSError, ValueError) as e:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from fleetsched.errors import InputError, at_line
+from fleetsched.metrics.io import import_pyarrow
 
 #: Column header of a time-series file.
 SERIES_COLUMNS: tuple[str, ...] = (
@@ -66,7 +67,7 @@ def write_series(series: InstanceSeries, path: str | Path) -> int:
     q, r = series.queue_len.ravel().tolist(), series.running.ravel().tolist()
     kv = series.kv_utilization.ravel().tolist()
     if p.suffix.lower() == ".parquet":
-        pa, pq = _pyarrow(p)
+        pa, pq = import_pyarrow(p)
         table = pa.table(
             {
                 "t_s": pa.array(t, pa.float64()),
@@ -87,16 +88,6 @@ def write_series(series: InstanceSeries, path: str | Path) -> int:
     return n * k
 
 
-def _pyarrow(p: Path):  # type: ignore[no-untyped-def]
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        hint = "Parquet needs pyarrow: pip install 'fleetsched[parquet]'"
-        raise InputError(hint, str(p)) from None
-    return pa, pq
-
-
 def is_series_header(columns: list[str]) -> bool:
     """Whether a file with these columns is a time-series file (see :data:`SERIES_COLUMNS`)."""
     return {"t_s", "instance", "queue_len", "running", "kv_utilization"} <= set(columns)
@@ -106,7 +97,7 @@ def read_series(path: str | Path) -> InstanceSeries:
     """Read a file written by :func:`write_series`; errors name ``file:line`` and the column."""
     p = Path(path)
     if p.suffix.lower() == ".parquet":
-        _, pq = _pyarrow(p)
+        _, pq = import_pyarrow(p)
         try:
             data = pq.read_table(p).to_pydict()
         except (OSError, ValueError) as e:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetsched.errors import InputError
-from fleetsched.metrics.io import read_records
+from fleetsched.metrics.io import import_pyarrow, read_records
 from fleetsched.metrics.records import RECORD_FIELDS
 from fleetsched.metrics.summary import summarize
 from fleetsched.metrics.timeseries import InstanceSeries, is_series_header, read_series
@@ -78,12 +78,7 @@ def _read_json(p: Path) -> Any:
 
 def _header(p: Path) -> list[str]:
     if p.suffix.lower() == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise InputError(
-                "Parquet needs pyarrow: pip install 'fleetsched[parquet]'", str(p)
-            ) from None
+        _, pq = import_pyarrow(p)
         try:
             return list(pq.read_schema(p).names)
         except (OSError, ValueError) as e:
