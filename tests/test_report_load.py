@@ -171,6 +171,7 @@ def test_fidelity_contract_overlay_and_errors(tmp_path: Path) -> None:
         }
     }
     data = load([write_json(tmp_path / "fid.json", doc)])
+    assert not load([tmp_path]).runs  # sim.csv belongs to the fidelity file, not a run
     (f,) = data.fidelity
     assert f.sim.requests is not None and f.live.requests is None and not data.runs
     (view,) = fidelity.build(data)

@@ -200,12 +200,15 @@ def load(paths: Sequence[str | Path], title: str | None = None) -> ReportData:
     data = ReportData()
     records_files: list[Path] = []
     series_files: list[Path] = []
+    claimed: set[Path] = set()  # records files a fidelity file already read
     for p in expand(paths):
         where = str(p)
         if p.suffix.lower() == ".json":
             d = _read_json(p)
             if isinstance(d, dict) and "fidelity" in d:
-                data.fidelity.append(parse_fidelity(d, p, p.stem))
+                f = parse_fidelity(d, p, p.stem)
+                data.fidelity.append(f)
+                claimed.update(Path(s).resolve() for s in (*f.sim.sources, *f.live.sources))
             elif isinstance(d, dict) and isinstance(d.get("candidates"), list) and "slo" in d:
                 data.plans.append(parse_plan(d, where, p.stem))
             elif isinstance(d, dict) and isinstance(d.get("points"), list):
@@ -237,6 +240,8 @@ def load(paths: Sequence[str | Path], title: str | None = None) -> ReportData:
     _unique_labels(data.runs)
     from_summaries = len(data.runs)
     for p in records_files:
+        if p.resolve() in claimed:
+            continue
         run = _owner(data.runs, p, from_summaries, "requests")
         recs = read_records(p)
         if run is None:
