@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fleetsched.cli.app import app, err_console
+
+if TYPE_CHECKING:
+    from fleetsched.report import ReportData
 
 EXAMPLES = """
 Examples:
@@ -22,7 +25,7 @@ Examples:
 """
 
 
-def write_and_say(data, out: Path, plain_js: bool = False) -> None:  # type: ignore[no-untyped-def]
+def write_and_say(data: ReportData, out: Path, plain_js: bool = False) -> None:
     """Write the report and print one line: where, how big, how many views."""
     from fleetsched.report import write_report
     from fleetsched.report.views import build_views

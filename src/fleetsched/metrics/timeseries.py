@@ -15,8 +15,10 @@ the same series always gives byte-identical files.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -134,7 +136,7 @@ def read_series(path: str | Path) -> InstanceSeries:
     return _assemble(rows, lambda i: at_line(p, i + 2))
 
 
-def _assemble(rows: list[tuple], where) -> InstanceSeries:  # type: ignore[no-untyped-def,type-arg]
+def _assemble(rows: list[tuple[Any, ...]], where: Callable[[int], str]) -> InstanceSeries:
     """Rows of (t_s, instance, name, queue_len, running, kv_utilization) -> a series.
 
     Every sample time must list the same instances (0..k-1); ``where(i)`` names row ``i``.

@@ -21,7 +21,7 @@ def build(data: ReportData) -> list[View]:
     runs = data.runs_with_series()
     if not runs:
         return []
-    k = max(len(r.series.names) for r in runs)  # type: ignore[union-attr]
+    k = max(len(r.series.names) for r in runs if r.series is not None)
     bins = max(min(TIME_BINS, MAX_CELLS // k), 12)
     lo, hi = time_span(runs)
     edges = time_bins(lo, hi, bins, max(sample_interval(r) for r in runs))
