@@ -104,8 +104,8 @@ def main() -> int:
                     check=False,
                 )
     print(
-        f"sampling cost: 16 x H100, {a.requests:,} requests, Poisson 160 req/s; median of "
-        f"{a.rounds} runs each, one process per run"
+        f"sampling cost: 16 x H100, {a.requests:,} requests, Poisson 160 req/s; best (min) of "
+        f"{a.rounds} runs each, one process per run, the median beside it"
     )
     ref = "base" if "base" in runs else "off"
     if ref == "base":
