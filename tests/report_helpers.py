@@ -8,8 +8,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from fleetsched.cli.compare import Outputs, compare_routers
+from fleetsched.cli.compare import Outputs, run_variants
 from fleetsched.cli.options import resolve_scenario
+from fleetsched.core.config import apply_overrides
 from fleetsched.metrics.records import RequestRecord
 from fleetsched.report import ReportData, Run
 
@@ -30,8 +31,9 @@ def small_compare() -> tuple[Run, ...]:
     """The default chat scenario (two tenants) at 5x its rate, first 2,000 requests, under
     three routers, sampled every 0.5 s: queues build up, so the views have something to show."""
     sc = resolve_scenario(None, requests=2000, rate_scale=5.0)
-    runs = compare_routers(sc, list(ROUTERS), jobs=1, outputs=Outputs(0.5, report=True))
-    return tuple(run for _, run in runs.values())
+    labelled = [(r, apply_overrides(sc, {"router": r})) for r in ROUTERS]
+    runs = run_variants(labelled, jobs=1, outputs=Outputs(0.5, report=True))
+    return tuple(run for _, run in runs)
 
 
 def compare_data() -> ReportData:

@@ -19,9 +19,7 @@ from pathlib import Path
 
 import pytest
 from tests.browser import Browser, find_chromium
-from tests.report_helpers import COMPARE_ARGS, plan_doc, records, summ, sweep_doc, write_json
-
-from fleetsched.metrics.io import write_records
+from tests.report_helpers import COMPARE_ARGS, plan_doc, summ, sweep_doc, write_json
 
 CLI = [sys.executable, "-c", "from fleetsched.cli.app import main; main()"]
 VIEWS = ["latency-cdf", "timeline", "instances", "outcomes", "tenants"]
@@ -106,9 +104,8 @@ def test_sweep_plan_and_fidelity_views_render_in_chromium(browser: Browser, tmp_
     d.mkdir()
     write_json(d / "sweep.json", sweep_doc())
     write_json(d / "plan.json", plan_doc())
-    write_records(records(), d / "sim.requests.csv")
-    sim = {"summary": summ(ttft_p99=0.3), "requests": "sim.requests.csv"}
-    write_json(d / "fidelity.json", {"fidelity": {"sim": sim, "live": {"summary": summ()}}})
+    live = summ(ttft_p99=0.6, bench={"target": "http://127.0.0.1:8000"})
+    write_json(d / "fidelity.json", {"simulated": summ(), "live": live, "comparison": []})
     page = tmp_path / "other.html"
     run(
         "report",

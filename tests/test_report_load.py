@@ -3,8 +3,8 @@ and fidelity contracts (docs/report.md), from small hand-made files."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -160,45 +160,32 @@ def test_bad_plans_are_input_errors(tmp_path: Path, change, message: str) -> Non
 
 
 # ----------------------------------------------------------------------------- fidelity
-def test_fidelity_contract_overlay_and_errors(tmp_path: Path) -> None:
-    write_records(records(), tmp_path / "sim.csv")
-    doc = {
-        "fidelity": {
-            "name": "one-emulator",
-            "target": "http://127.0.0.1:8000",
-            "sim": {"summary": summ(ttft_p99=1.1, throughput_req_s=5.5), "requests": "sim.csv"},
-            "live": {"summary": summ(ttft_p99=1.0)},
-        }
-    }
-    data = load([write_json(tmp_path / "fid.json", doc)])
-    assert not load([tmp_path]).runs  # sim.csv belongs to the fidelity file, not a run
+def fidelity_doc() -> dict[str, Any]:
+    """What ``fleetsched fidelity --summary-json`` writes (cli/fidelity.py)."""
+    live = summ(ttft_p99=1.1, throughput_req_s=4.0, bench={"target": "http://127.0.0.1:8000"})
+    return {"simulated": summ(ttft_p99=1.0), "live": live, "comparison": []}
+
+
+def test_fidelity_output_overlay_and_errors(tmp_path: Path) -> None:
+    data = load([write_json(tmp_path / "fid.json", fidelity_doc())])
     (f,) = data.fidelity
-    assert f.sim.requests is not None and f.live.requests is None and not data.runs
+    assert not data.runs and f.name == "fid" and f.target == "http://127.0.0.1:8000"
     (view,) = fidelity.build(data)
-    traces = [t for t in view.figure.data if t.xaxis == "x"]  # the TTFT panel
-    sim, live = traces
-    assert sim.mode == "lines" and live.mode == "markers"  # live has only its percentiles
-    np.testing.assert_allclose(live.x, [250.0, 500.0, 1000 / 1.5, 1000.0], rtol=1e-6)
+    sim, live = (t for t in view.figure.data if t.xaxis == "x")  # the TTFT panel
+    assert (sim.name, live.name) == ("simulated", "live")
+    assert live.mode == "lines+markers" and live.line.dash == "dash"
+    # Drawn through the summary's percentiles: p50, p90, p95, p99 (no max in this summary).
+    np.testing.assert_allclose(live.x, [275.0, 550.0, 1100 / 1.5, 1100.0], rtol=1e-6)
     np.testing.assert_allclose(live.y, [0.5, 0.9, 0.95, 0.99], rtol=1e-6)
     rows = {r[0]: r for r in fidelity.error_rows(f)}
-    assert rows["TTFT p99"] == ["TTFT p99", "1,100.0 ms", "1,000.0 ms", "+10.0%"]
-    assert rows["throughput (req/s)"][3] == "+10.0%"
-    assert rows["prefix hit rate"][1:] == ["25.0 %", "25.0 %", "+0.0%"]
+    assert rows["TTFT p99"][1:] == ["1000.0", "1100.0", "+10.0%"]  # (live - sim) / sim
+    assert rows["throughput (req/s)"][1:] == ["5.00", "4.00", "-20.0%"]
+    assert "preemptions" not in rows  # neither side has it
     assert "127.0.0.1:8000" in view.note
 
 
-def test_fidelity_needs_two_summaries(tmp_path: Path) -> None:
-    doc = {"fidelity": {"sim": {"summary": summ()}, "live": {"requests": "x.csv"}}}
-    with pytest.raises(InputError, match=r"fidelity\.live: expected"):
-        load([write_json(tmp_path / "fid.json", doc)])
+def test_a_summary_with_a_max_is_drawn_to_1() -> None:
+    from fleetsched.report.views.latency import summary_points
 
-
-def test_nan_and_missing_metrics_show_as_dashes(tmp_path: Path) -> None:
-    doc = {
-        "fidelity": {
-            "sim": {"summary": summ(prefix_hit_rate=math.nan)},
-            "live": {"summary": summ(prefix_hit_rate=None)},
-        }
-    }
-    (f,) = load([write_json(tmp_path / "fid.json", doc)]).fidelity
-    assert "prefix hit rate" not in {r[0] for r in fidelity.error_rows(f)}
+    x, q = summary_points({"ttft_s": {"p50": 1.0, "p99": 2.0, "max": 3.0}}, "ttft_s")
+    assert x.tolist() == [1.0, 2.0, 3.0] and q.tolist() == [0.5, 0.99, 1.0]

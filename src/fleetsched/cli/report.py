@@ -25,12 +25,17 @@ Examples:
 """
 
 
-def write_and_say(data: ReportData, out: Path, plain_js: bool = False) -> None:
-    """Write the report and print one line: where, how big, how many views."""
+def write_and_say(
+    data: ReportData, out: Path, plain_js: bool = False, *, quiet: bool = False
+) -> None:
+    """Write the report and print one line (unless ``quiet``): where, how big, how many
+    views."""
     from fleetsched.report import write_report
     from fleetsched.report.views import build_views
 
     size = write_report(data, out, compress_js=not plain_js)
+    if quiet:
+        return
     views = len(build_views(data))
     err_console.print(
         f"wrote {out} ({size / 1e6:.1f} MB, {views} views)", highlight=False, soft_wrap=True

@@ -8,7 +8,7 @@ JSON (the exact contracts are in ``docs/report.md``):
   one run per key, named by it;
 - a **sweep** (has a ``points`` list of ``{"params", "summary"}``);
 - a **plan** (has ``slo`` and a ``candidates`` list);
-- a **fidelity** pair (has ``fidelity: {"sim", "live"}``).
+- a **fidelity** pair (``fidelity --summary-json``: ``simulated`` and ``live`` summaries).
 
 CSV or Parquet: **per-request records** (the ``--requests-out`` columns) or a **time series**
 (``--timeseries-out``: ``t_s, instance, queue_len, running, kv_utilization``). A records or
@@ -168,26 +168,20 @@ def parse_plan(d: dict[str, Any], where: str, name: str) -> Plan:
     return Plan(str(d.get("name") or name), {k: float(v) for k, v in slo.items()}, cands, choice)
 
 
-def _fidelity_side(d: Any, side: str, base: Path, where: str) -> Run:
-    at = f"{where}: fidelity.{side}"
-    _need(isinstance(d, dict) and is_summary(d.get("summary")), "expected {summary, requests}", at)
-    run = Run(side, d["summary"], sources=[where])
-    if d.get("requests") is not None:
-        _need(isinstance(d["requests"], str), "requests: expected a file path", at)
-        p = Path(d["requests"])
-        p = p if p.is_absolute() else base / p
-        run.requests = request_columns(read_records(p))
-        run.sources.append(str(p))
-    return run
+def is_fidelity(d: Any) -> bool:
+    """``fleetsched fidelity --summary-json``: ``{"simulated", "live", "comparison"}``."""
+    return isinstance(d, dict) and is_summary(d.get("simulated")) and is_summary(d.get("live"))
 
 
-def parse_fidelity(d: dict[str, Any], p: Path, name: str) -> Fidelity:
-    f = d["fidelity"]
-    _need(isinstance(f, dict), "fidelity: expected an object {sim, live}", str(p))
-    sim = _fidelity_side(f.get("sim"), "sim", p.parent, str(p))
-    live = _fidelity_side(f.get("live"), "live", p.parent, str(p))
-    target = f.get("target")
-    return Fidelity(str(f.get("name") or name), sim, live, None if target is None else str(target))
+def parse_fidelity(d: dict[str, Any], where: str, name: str) -> Fidelity:
+    live = d["live"]
+    target = _dig(live, "bench", "target")
+    return Fidelity(
+        name,
+        Run("simulated", d["simulated"], sources=[where]),
+        Run("live", live, sources=[where]),
+        target if isinstance(target, str) else None,
+    )
 
 
 def _run_label(summary: dict[str, Any], stem: str) -> str:
@@ -200,15 +194,12 @@ def load(paths: Sequence[str | Path], title: str | None = None) -> ReportData:
     data = ReportData()
     records_files: list[Path] = []
     series_files: list[Path] = []
-    claimed: set[Path] = set()  # records files a fidelity file already read
     for p in expand(paths):
         where = str(p)
         if p.suffix.lower() == ".json":
             d = _read_json(p)
-            if isinstance(d, dict) and "fidelity" in d:
-                f = parse_fidelity(d, p, p.stem)
-                data.fidelity.append(f)
-                claimed.update(Path(s).resolve() for s in (*f.sim.sources, *f.live.sources))
+            if is_fidelity(d):
+                data.fidelity.append(parse_fidelity(d, where, p.stem))
             elif isinstance(d, dict) and isinstance(d.get("candidates"), list) and "slo" in d:
                 data.plans.append(parse_plan(d, where, p.stem))
             elif isinstance(d, dict) and isinstance(d.get("points"), list):
@@ -240,8 +231,6 @@ def load(paths: Sequence[str | Path], title: str | None = None) -> ReportData:
     _unique_labels(data.runs)
     from_summaries = len(data.runs)
     for p in records_files:
-        if p.resolve() in claimed:
-            continue
         run = _owner(data.runs, p, from_summaries, "requests")
         recs = read_records(p)
         if run is None:

@@ -15,6 +15,7 @@ from fleetsched.metrics.summary import summarize
 from fleetsched.metrics.timeseries import InstanceSeries
 from fleetsched.policies.routing import make_router
 from fleetsched.sim.build import build_instances
+from fleetsched.sim.check import check_scenario
 from fleetsched.sim.kernel import Simulator
 from fleetsched.sim.sampler import Sampler
 
@@ -46,9 +47,12 @@ def simulate(
 ) -> SimResult:
     """Simulate ``scenario`` (or ``requests`` instead of its workload) and summarise it.
 
+    The scenario is checked first (:func:`~fleetsched.sim.check.check_scenario`): a bad
+    policy, GPU, model or tp raises :class:`~fleetsched.errors.InputError` naming the field.
     ``sample_interval_s`` records every instance's queue, running batch and KV use at that
     interval of simulated time (``SimResult.timeseries``); off by default.
     """
+    check_scenario(scenario, workload=requests is None)
     sampler = Sampler(sample_interval_s) if sample_interval_s is not None else None
     t0 = time.perf_counter()
     instances = build_instances(

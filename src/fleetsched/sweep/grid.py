@@ -58,14 +58,14 @@ def _run(scenario: Scenario) -> dict[str, Any]:
 
 
 def run_many(
-    scenarios: Sequence[Scenario],
+    scenarios: Sequence[Any],
     jobs: int = 0,
     on_done: Callable[[int], None] | None = None,
-    fn: Callable[[Scenario], Any] = _run,
+    fn: Callable[[Any], Any] = _run,
 ) -> list[Any]:
-    """``fn(scenario)`` of each scenario (default: its summary), in order; ``jobs`` worker
-    processes (0 = CPU count). ``fn`` must be picklable (a module-level function or a
-    ``functools.partial`` of one)."""
+    """``fn(item)`` of each item, in order; ``jobs`` worker processes (0 = CPU count). By
+    default the items are scenarios and ``fn`` gives their summaries; another ``fn`` must be
+    picklable (a module-level function or a ``functools.partial`` of one)."""
     jobs = min(len(scenarios), jobs or os.cpu_count() or 1)
     if jobs <= 1:
         out = []

@@ -12,19 +12,20 @@ from fleetsched.report.downsample import CDF_POINTS, cdf_points
 from fleetsched.report.views.common import View, base_layout, f32, line_style, subplots
 
 METRICS = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E"))
-PERCENTILES = (("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99))
+PERCENTILES = (("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))
 
 
 def summary_points(summary: dict[str, Any], key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(x, q) at the percentiles a summary holds, for a run without per-request data."""
+    """(x, q) at the percentiles (and maximum) a summary holds, for a run without
+    per-request data."""
     dist = summary.get(key) or {}
     pts = [(dist.get(k), q) for k, q in PERCENTILES if isinstance(dist.get(k), int | float)]
     return np.array([x for x, _ in pts], dtype=np.float64), np.array([q for _, q in pts])
 
 
 def cdf_figure(runs: Sequence[Run], styles: Sequence[dict[str, Any]]) -> Any:
-    """One subplot per metric; a run without per-request columns is drawn as markers at its
-    summary's percentiles."""
+    """One subplot per metric; a run without per-request columns is drawn through its
+    summary's percentiles (marked)."""
     fig = subplots(rows=1, cols=len(METRICS), subplot_titles=[f"{t} (ms)" for _, t in METRICS])
     for run, style in zip(runs, styles, strict=True):
         for col, (key, _) in enumerate(METRICS, start=1):
@@ -33,7 +34,7 @@ def cdf_figure(runs: Sequence[Run], styles: Sequence[dict[str, Any]]) -> Any:
                 mode = "lines"
             else:
                 x, y = summary_points(run.summary, key)
-                mode = "markers"
+                mode = "lines+markers"
             keep = x > 0  # a log axis cannot show 0
             fig.add_scatter(
                 x=f32(x[keep] * 1000),
