@@ -189,3 +189,12 @@ def test_a_summary_with_a_max_is_drawn_to_1() -> None:
 
     x, q = summary_points({"ttft_s": {"p50": 1.0, "p99": 2.0, "max": 3.0}}, "ttft_s")
     assert x.tolist() == [1.0, 2.0, 3.0] and q.tolist() == [0.5, 0.99, 1.0]
+
+
+def test_a_bench_run_shows_its_target(tmp_path: Path) -> None:
+    from fleetsched.report.header import scenario_rows
+
+    write_json(tmp_path / "live.json", summ(bench={"target": "http://127.0.0.1:9"}, itl_s={}))
+    data = load([tmp_path])
+    assert [r.label for r in data.runs] == ["live"]
+    assert scenario_rows(data) == [("live target", "http://127.0.0.1:9")]

@@ -70,9 +70,15 @@ def _slos(sc: dict[str, Any]) -> str:
 def scenario_rows(data: ReportData) -> list[tuple[str, str]]:
     """(label, value) lines describing the runs' scenarios; a field that differs between runs
     lists every value."""
+    targets = [
+        str(r.summary["bench"].get("target", ""))
+        for r in data.runs
+        if isinstance(r.summary.get("bench"), dict)
+    ]
+    live = [("live target", _distinct(targets))] if targets else []
     scs = [r.scenario for r in data.runs if r.scenario is not None]
     if not scs:
-        return []
+        return live
 
     def pol(sc: dict[str, Any], kind: str) -> str:
         return str(((sc.get("policies") or {}).get(kind) or {}).get("name", ""))
@@ -97,6 +103,7 @@ def scenario_rows(data: ReportData) -> list[tuple[str, str]]:
         ("workload", _distinct([_workload(sc) for sc in scs])),
         ("seed", _distinct([str(sc.get("seed", "")) for sc in scs])),
         ("SLO classes", _distinct([_slos(sc) for sc in scs])),
+        *live,
     ]
 
 
