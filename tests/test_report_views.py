@@ -140,3 +140,23 @@ def test_views_are_left_out_when_their_data_is_missing() -> None:
     sweep_only = ReportData(sweeps=[Sweep("s", [SweepPoint({"rate_scale": 1.0}, full[0].summary)])])
     assert [v.id for v in build_views(sweep_only)] == ["sweep-0"]
     assert build_views(ReportData()) == []
+
+
+def test_the_header_names_what_was_run() -> None:
+    from fleetsched.report.header import header_html, scenario_rows
+
+    data = compare_data()
+    rows = dict(scenario_rows(data))
+    assert rows["router"] == "round_robin | least_requests | cache_aware"
+    assert rows["cluster"] == "4 instances (h100: 4 × H100-SXM TP1)"
+    assert rows["model"] == "Llama-3.1-8B" and rows["GPU"] == "H100-SXM" and rows["seed"] == "0"
+    assert rows["workload"].startswith("synthetic: 12,000 requests, poisson 24.0 /s")
+    assert rows["workload"].endswith("(rate × 5, first 2,000)")
+    assert "interactive: TTFT ≤ 1000 ms, TPOT ≤ 50 ms" in rows["SLO classes"]
+    page = header_html(data)
+    assert page.count("<tr><td>") == 3  # one summary row per run
+    head = "<th>run</th><th class=num>requests</th><th class=num>TTFT p50</th>"
+    assert head in page and "<th class=num>throughput</th>" in page
+    p99 = data.runs[2].summary["ttft_s"]["p99"] * 1000
+    assert "<td>cache_aware</td><td class=num>2,000</td><td class=num>" in page
+    assert f"<td class=num>{p99:,.0f}</td>" in page

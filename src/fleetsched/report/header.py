@@ -5,13 +5,38 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleetsched.metrics.table import compare_rows
+from fleetsched.metrics.table import COMPARE_CAPTION, compare_rows
 from fleetsched.report.data import ReportData
 from fleetsched.report.views.common import esc, html_table
 
+#: Columns of the page's summary table (``metrics.table.COMPARE_COLUMNS`` names).
+SUMMARY_COLUMNS = (
+    "ttft_p50",
+    "ttft_p99",
+    "tpot_p50",
+    "tpot_p99",
+    "e2e_p50",
+    "e2e_p99",
+    "throughput",
+    "goodput",
+    "slo",
+    "prefix_hit",
+    "load_cov",
+    "preempt",
+    "migr",
+)
+#: Headers the terminal table hyphenates to fit 80 columns, in full.
+LONG_HEADERS = {
+    "throughput": "throughput",
+    "goodput": "goodput",
+    "preempt": "preemptions",
+    "migr": "migrations",
+}
+
 
 def _distinct(values: list[str]) -> str:
-    return ", ".join(dict.fromkeys(v for v in values if v)) or "-"
+    """The different values, in order of first appearance, `` | `` between them."""
+    return " | ".join(dict.fromkeys(v for v in values if v)) or "-"
 
 
 def _cluster(sc: dict[str, Any]) -> str:
@@ -116,13 +141,18 @@ def header_html(data: ReportData) -> str:
     elif data.runs:
         parts.append("<p>The inputs do not record their scenario.</p>")
     if data.runs:
-        headers, cells = compare_rows({r.label: r.summary for r in data.runs})
+        cols, cells = compare_rows({r.label: r.summary for r in data.runs}, SUMMARY_COLUMNS)
+        headers = [
+            LONG_HEADERS.get(name, c.header.replace("\n", " "))
+            for name, c in zip(SUMMARY_COLUMNS, cols, strict=True)
+        ]
         req = [f"{int(r.summary.get('requests') or 0):,}" for r in data.runs]
         table = html_table(
-            [headers[0], "requests", *headers[1:]],
+            ["run", "requests", *headers],
             [[row[0], n, *row[1:]] for row, n in zip(cells, req, strict=True)],
         )
-        parts.append(f'<h2 id="summary">Summary</h2><div class="scroll">{table}</div>')
+        caption = f'<p class="note">{esc(COMPARE_CAPTION)}</p>'
+        parts.append(f'<h2 id="summary">Summary</h2><div class="scroll">{table}</div>{caption}')
     sources = [s for r in data.runs for s in r.sources]
     if sources:
         parts.append(
