@@ -82,39 +82,52 @@ def write_json(p: Path, d: Any) -> Path:
     return p
 
 
-def sweep_doc() -> dict[str, Any]:
-    pts = []
+def sweep_doc() -> list[dict[str, Any]]:
+    """A ``sweep -o DIR`` summaries.json, written by the sweep's own ``point_records``."""
+    from fleetsched.sweep.grid import PointResult
+    from fleetsched.sweep.output import point_records
+
+    grids, results = [], []
     for router, slope in (("round_robin", 2.0), ("cache_aware", 1.0)):
         for rate in (2.0, 0.5, 1.0):  # out of order on purpose
-            pts.append(
-                {
-                    "params": {"router": router, "rate_scale": rate, "cluster.0.count": 4},
-                    "summary": summ(ttft_p99=slope * rate),
-                }
-            )
-    pts.append(
-        {"params": {"router": "dualmap", "rate_scale": 1.0}, "summary": None, "error": "boom"}
-    )
-    return {"name": "grid", "points": pts}
+            grids.append({"router": router, "rate_scale": rate, "cluster.0.count": 4})
+            results.append(PointResult(summ(ttft_p99=slope * rate)))
+    grids.append({"router": "dualmap", "rate_scale": 1.0, "cluster.0.count": 4})
+    results.append(PointResult(None, error="boom"))
+    return point_records(grids, results)
 
 
 def plan_doc() -> dict[str, Any]:
+    """What ``plan --summary-json`` writes (cli/plan.py ``plan_json``): per (GPU, TP) the
+    replica counts simulated ("probes"), the choice."""
     cands = []
     for gpu, price, base in (("H100-SXM", 4.0, 4.0), ("A100-80GB", 2.0, 12.0)):
+        probes = []
         for n in (1, 2, 4):
             ttft = base / n  # seconds: more replicas, lower p99
-            cands.append(
+            probes.append(
                 {
-                    "gpu": gpu,
-                    "tp": 1,
                     "replicas": n,
                     "cost_per_hour": price * n,
-                    "meets_slo": ttft <= 2.0,
+                    "meets": ttft < 2.0 + 1e-9,
                     "summary": summ(ttft_p99=ttft),
                 }
             )
+        cands.append(
+            {
+                "gpu": gpu,
+                "tp": 1,
+                "price_per_gpu_hour": price,
+                "min_replicas_bound": 1,
+                "replicas": 2 if gpu == "H100-SXM" else 4,
+                "note": "",
+                "probes": probes,
+            }
+        )
     return {
-        "slo": {"ttft_s.p99": 2.0},
+        "slo": "ttft_p99<=2s",
+        "choice": {"gpu": "H100-SXM", "tp": 1, "replicas": 2, "gpus": 2, "cost_per_hour": 8.0},
+        "verified": True,
+        "verification": "",
         "candidates": cands,
-        "choice": {"gpu": "H100-SXM", "tp": 1, "replicas": 2},
     }

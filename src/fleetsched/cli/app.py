@@ -62,8 +62,11 @@ def _register() -> None:
         emulate,
         fidelity,
         perf,
+        place,
+        plan,
         report,
         simulate,
+        sweep,
         trace,
     )
 

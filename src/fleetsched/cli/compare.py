@@ -57,7 +57,7 @@ from fleetsched.metrics.timeseries import write_series
 from fleetsched.policies.routing import ROUTERS
 from fleetsched.sim.check import scenario_problems
 from fleetsched.sim.run import simulate, with_scenario
-from fleetsched.sweep.grid import run_many
+from fleetsched.sweep.grid import map_processes, run_many
 
 EXAMPLES = """
 Examples:
@@ -116,8 +116,11 @@ def run_variants(
     outputs: Outputs | None = None,
 ) -> list[tuple[dict[str, Any], Any]]:
     """(summary, report run or None) of each labelled scenario, in order (parallel when
-    ``jobs > 1``)."""
-    return run_many(labelled, jobs, on_done, fn=partial(run_variant, out=outputs or Outputs()))
+    ``jobs > 1``). Without outputs this is the sweep runner's ``run_many``."""
+    if outputs is None or outputs == Outputs():
+        summaries = run_many([sc for _, sc in labelled], jobs, on_done)
+        return [(s, None) for s in summaries]
+    return map_processes(partial(run_variant, out=outputs), labelled, jobs, on_done)
 
 
 def variants(scenario: Scenario, key: str, values: list[Any]) -> list[Scenario]:

@@ -242,6 +242,28 @@ class PoliciesConfig(_Model):
     """Which running request an engine preempts when KV memory runs out."""
 
 
+class AutoscalingConfig(_Model):
+    """A fleet whose replica count changes during the run (one instance group scales)."""
+
+    policy: PolicyRef = PolicyRef(name="static")
+    #: The instance group that scales (default: the first); its ``count`` is the start.
+    group: str | None = None
+    min_replicas: int = Field(1, ge=1)
+    max_replicas: int = Field(64, ge=1)
+    #: Model weights load at this many GB/s per GPU when a replica starts.
+    load_gb_s: float = Field(2.0, gt=0)
+    #: Fixed start-up time on top of loading weights (process, CUDA graphs, warm-up).
+    startup_s: float = Field(15.0, ge=0)
+    #: No scale-down within this many seconds of the previous scaling action.
+    scale_down_cooldown_s: float = Field(30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _range(self) -> AutoscalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) > max_replicas")
+        return self
+
+
 class SLOClass(_Model):
     ttft_s: float = Field(2.0, gt=0)
     """Time-to-first-token target, seconds."""
@@ -266,6 +288,15 @@ class Scenario(_Model):
     """The router sees instance state refreshed every this many seconds (0 = exact state)."""
     kv_link_gb_s: float = Field(25.0, gt=0)
     """Bandwidth between instances (GB/s) for KV handover (prefill -> decode) and migration."""
+    autoscaling: AutoscalingConfig | None = None
+    """Scale one instance group during the run (None: a fixed fleet)."""
+
+    @model_validator(mode="after")
+    def _autoscaled_group(self) -> Scenario:
+        a = self.autoscaling
+        if a is not None and a.group is not None and a.group not in {g.name for g in self.cluster}:
+            raise ValueError(f"autoscaling.group: no instance group named {a.group!r}")
+        return self
 
 
 def _node_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
@@ -436,16 +467,15 @@ def apply_overrides(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
         for depth, key in enumerate(keys):
             last = depth == len(keys) - 1
             where = ".".join(keys[: depth + 1])
+            at = raw_path if where == raw_path else f"{raw_path}: {where}"
             if isinstance(node, list):
                 if not key.isdigit() or int(key) >= len(node):
-                    raise InputError(
-                        f"{raw_path}: {where}: no item {key!r} (the list has {len(node)} items)"
-                    )
+                    raise InputError(f"{at}: no item {key!r} (the list has {len(node)} items)")
                 idx: Any = int(key)
             elif isinstance(node, dict):
                 if key not in node and not _is_open_mapping(keys[:depth]):
                     known = ", ".join(sorted(node)) or "none"
-                    raise InputError(f"{raw_path}: {where}: no such field (known: {known})")
+                    raise InputError(f"{at}: no such field (known: {known})")
                 idx = key
             else:
                 raise InputError(f"{raw_path}: {'.'.join(keys[:depth])} is not a section")

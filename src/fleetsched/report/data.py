@@ -50,7 +50,6 @@ class SweepPoint:
     params: dict[str, Any]
     summary: dict[str, Any] | None  # None when the point failed
     error: str | None = None
-    cost_per_hour: float | None = None
 
 
 @dataclass(slots=True)

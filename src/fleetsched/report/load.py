@@ -6,8 +6,8 @@ JSON (the exact contracts are in ``docs/report.md``):
 - a **summary** (has ``requests`` and ``ttft_s``; ``simulate`` and ``bench``): one run;
 - a **comparison** (an object whose values are all summaries; ``compare --summary-json``):
   one run per key, named by it;
-- a **sweep** (has a ``points`` list of ``{"params", "summary"}``);
-- a **plan** (has ``slo`` and a ``candidates`` list);
+- a **sweep** (``sweep -o DIR``'s ``summaries.json``: a list of ``{"grid", "summary"}``);
+- a **plan** (``plan --summary-json``: ``slo``, ``candidates`` with their ``probes``);
 - a **fidelity** pair (``fidelity --summary-json``: ``simulated`` and ``live`` summaries).
 
 CSV or Parquet: **per-request records** (the ``--requests-out`` columns) or a **time series**
@@ -113,59 +113,78 @@ def _need(cond: bool, msg: str, where: str) -> None:
         raise InputError(msg, where)
 
 
-def parse_sweep(d: dict[str, Any], where: str, name: str) -> Sweep:
+def is_sweep(d: Any) -> bool:
+    """``fleetsched sweep -o DIR``'s ``summaries.json``: a list of points, each with its
+    ``grid`` values and ``summary`` (null when it failed)."""
+    return (
+        isinstance(d, list)
+        and bool(d)
+        and all(isinstance(x, dict) and "grid" in x and "summary" in x for x in d)
+    )
+
+
+def parse_sweep(d: list[Any], where: str, name: str) -> Sweep:
     points = []
-    for i, pt in enumerate(d["points"]):
-        at = f"{where}: points[{i}]"
-        _need(isinstance(pt, dict), "a sweep point must be an object", at)
-        params, summary = pt.get("params"), pt.get("summary")
-        _need(isinstance(params, dict), "params: expected an object of field -> value", at)
+    for i, pt in enumerate(d):
+        at = f"{where}: [{i}]"
+        grid, summary = pt["grid"], pt["summary"]
+        _need(isinstance(grid, dict), "grid: expected an object of field -> value", at)
         _need(
             summary is None or is_summary(summary),
             "summary: expected a fleetsched summary (or null for a failed point)",
             at,
         )
-        cost = pt.get("cost_per_hour")
-        _need(cost is None or isinstance(cost, int | float), "cost_per_hour: not a number", at)
         err = pt.get("error")
-        points.append(SweepPoint(dict(params), summary, None if err is None else str(err), cost))
-    return Sweep(str(d.get("name") or name), points)
+        points.append(SweepPoint(dict(grid), summary, None if err is None else str(err)))
+    return Sweep(name, points)
 
 
-def _candidate(c: Any, at: str) -> PlanCandidate:
-    _need(isinstance(c, dict), "a plan candidate must be an object", at)
-    for key, kind in (("gpu", str), ("tp", int), ("replicas", int), ("cost_per_hour", int | float)):
-        _need(isinstance(c.get(key), kind), f"{key}: missing or of the wrong type", at)
-    _need(isinstance(c.get("meets_slo"), bool), "meets_slo: expected true or false", at)
-    _need(is_summary(c.get("summary")), "summary: expected a fleetsched summary", at)
-    return PlanCandidate(
-        c["gpu"], c["tp"], c["replicas"], float(c["cost_per_hour"]), c["meets_slo"], c["summary"]
-    )
+def is_plan(d: Any) -> bool:
+    """``fleetsched plan --summary-json``: the SLO text, the candidates' probes, the choice."""
+    return isinstance(d, dict) and isinstance(d.get("slo"), str) and "candidates" in d
 
 
 def parse_plan(d: dict[str, Any], where: str, name: str) -> Plan:
-    slo = d["slo"]
-    _need(
-        isinstance(slo, dict) and all(isinstance(v, int | float) for v in slo.values()) and slo,
-        'slo: expected an object of summary metric path -> bound, e.g. {"ttft_s.p99": 2.0}',
-        where,
-    )
-    cands = [_candidate(c, f"{where}: candidates[{i}]") for i, c in enumerate(d["candidates"])]
-    for path in slo:
-        _need(
-            all(isinstance(_dig(c.summary, *path.split(".")), int | float) for c in cands),
-            f"slo: {path!r} is not a number in every candidate's summary",
-            where,
-        )
+    from fleetsched.plan.slo import parse_slo
+
+    try:
+        clauses = parse_slo(d["slo"])
+    except InputError as e:
+        raise InputError(f"slo: {e.message}", where) from None
+    slo = {c.metric + (f".{c.stat}" if c.stat else ""): c.value for c in clauses}
+    _need(isinstance(d["candidates"], list), "candidates: expected a list", where)
+    cands = []
+    for i, c in enumerate(d["candidates"]):
+        at = f"{where}: candidates[{i}]"
+        _need(isinstance(c, dict), "a candidate must be an object", at)
+        _need(isinstance(c.get("gpu"), str) and isinstance(c.get("tp"), int), "gpu, tp", at)
+        for k, pr in enumerate(c.get("probes") or []):
+            pat = f"{at}.probes[{k}]"
+            _need(isinstance(pr, dict), "a probe must be an object", pat)
+            ok = isinstance(pr.get("replicas"), int) and isinstance(
+                pr.get("cost_per_hour"), int | float
+            )
+            _need(ok, "replicas and cost_per_hour: missing or not numbers", pat)
+            _need(is_summary(pr.get("summary")), "summary: expected a fleetsched summary", pat)
+            cands.append(
+                PlanCandidate(
+                    c["gpu"],
+                    c["tp"],
+                    pr["replicas"],
+                    float(pr["cost_per_hour"]),
+                    bool(pr.get("meets")),
+                    pr["summary"],
+                )
+            )
     choice = None
     if d.get("choice") is not None:
         ch = d["choice"]
         _need(isinstance(ch, dict), "choice: expected an object {gpu, tp, replicas}", where)
         key = (ch.get("gpu"), ch.get("tp"), ch.get("replicas"))
         match = [c for c in cands if (c.gpu, c.tp, c.replicas) == key]
-        _need(bool(match), f"choice: {key} is not one of the candidates", where)
+        _need(bool(match), f"choice: {key} is not one of the simulated fleets", where)
         choice = match[0]
-    return Plan(str(d.get("name") or name), {k: float(v) for k, v in slo.items()}, cands, choice)
+    return Plan(name, slo, cands, choice)
 
 
 def is_fidelity(d: Any) -> bool:
@@ -200,10 +219,11 @@ def load(paths: Sequence[str | Path], title: str | None = None) -> ReportData:
             d = _read_json(p)
             if is_fidelity(d):
                 data.fidelity.append(parse_fidelity(d, where, p.stem))
-            elif isinstance(d, dict) and isinstance(d.get("candidates"), list) and "slo" in d:
+            elif is_plan(d):
                 data.plans.append(parse_plan(d, where, p.stem))
-            elif isinstance(d, dict) and isinstance(d.get("points"), list):
-                data.sweeps.append(parse_sweep(d, where, p.stem))
+            elif is_sweep(d):
+                stem = p.parent.name if p.stem == "summaries" and p.parent.name else p.stem
+                data.sweeps.append(parse_sweep(d, where, stem))
             elif is_summary(d):
                 data.runs.append(Run(_run_label(d, p.stem), d, sources=[where]))
             elif isinstance(d, dict) and d and all(is_summary(v) for v in d.values()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fleetsched.core.config import InstanceGroup, PoliciesConfig, PolicyRef, SLOClass
@@ -14,7 +15,8 @@ from fleetsched.perf import (
     kv_capacity_blocks,
 )
 from fleetsched.perf.roofline import kv_bytes_per_token_per_gpu
-from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION, make
+from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION
+from fleetsched.policies.engine import make as make_policy
 
 
 def group_kv_blocks(g: InstanceGroup) -> int:
@@ -30,6 +32,48 @@ def group_kv_blocks(g: InstanceGroup) -> int:
     )
 
 
+def instance_factory(
+    g: InstanceGroup,
+    policies: PoliciesConfig,
+    *,
+    fast_forward: bool = True,
+    slo_classes: dict[str, SLOClass] | None = None,
+    seed: int = 0,
+) -> Callable[[int, str], Instance]:
+    """``make(index, name)`` -> a new engine of group ``g`` (the step model and KV size are
+    computed once); engine policies get the scenario context (SLO classes, a per-instance
+    seed) when their factories accept it."""
+    gpu, model = get_gpu(g.gpu), get_model(g.model)
+    step_model = build_step_model(g.gpu, g.model, g.tp, g.profile, **g.perf.knobs())
+    e = g.engine
+    blocks = group_kv_blocks(g)
+
+    def make(i: int, name: str) -> Instance:
+        ctx = {"slo_classes": slo_classes or {}, "seed": seed * 1_000_003 + i}
+
+        def policy(registry: dict[str, Any], kind: str, ref: PolicyRef) -> Any:
+            return make_policy(registry, kind, ref.name, ref.params, ctx)
+
+        return Instance(
+            i,
+            blocks,
+            step_model,
+            e,
+            name=name,
+            model=model.name,
+            gpu=gpu.name,
+            role=g.role,
+            kv_bytes_per_token=kv_bytes_per_token_per_gpu(model, g.tp),
+            host_link_bytes_s=e.host_link_gbps * 1e9,
+            ordering=policy(ORDERING, "ordering", policies.ordering),
+            admission=policy(ADMISSION, "admission", policies.admission),
+            preemption=policy(PREEMPTION, "preemption", policies.preemption),
+            fast_forward=fast_forward,
+        )
+
+    return make
+
+
 def build_instances(
     groups: list[InstanceGroup],
     policies: PoliciesConfig,
@@ -38,39 +82,12 @@ def build_instances(
     slo_classes: dict[str, SLOClass] | None = None,
     seed: int = 0,
 ) -> list[Instance]:
-    """One engine per instance of each group; engine policies get the scenario context
-    (SLO classes, a per-instance seed) when their factories accept it."""
+    """One engine per instance of each group, indexed in order."""
     instances: list[Instance] = []
     for g in groups:
-        gpu, model = get_gpu(g.gpu), get_model(g.model)
-        step_model = build_step_model(g.gpu, g.model, g.tp, g.profile, **g.perf.knobs())
-        e = g.engine
-        blocks = group_kv_blocks(g)
+        make = instance_factory(
+            g, policies, fast_forward=fast_forward, slo_classes=slo_classes, seed=seed
+        )
         for j in range(g.count):
-            i = len(instances)
-            ctx = {"slo_classes": slo_classes or {}, "seed": seed * 1_000_003 + i}
-
-            def policy(
-                registry: dict[str, Any], kind: str, ref: PolicyRef, ctx: dict[str, Any] = ctx
-            ) -> Any:
-                return make(registry, kind, ref.name, ref.params, ctx)
-
-            instances.append(
-                Instance(
-                    i,
-                    blocks,
-                    step_model,
-                    e,
-                    name=f"{g.name}-{j}",
-                    model=model.name,
-                    gpu=gpu.name,
-                    role=g.role,
-                    kv_bytes_per_token=kv_bytes_per_token_per_gpu(model, g.tp),
-                    host_link_bytes_s=e.host_link_gbps * 1e9,
-                    ordering=policy(ORDERING, "ordering", policies.ordering),
-                    admission=policy(ADMISSION, "admission", policies.admission),
-                    preemption=policy(PREEMPTION, "preemption", policies.preemption),
-                    fast_forward=fast_forward,
-                )
-            )
+            instances.append(make(len(instances), f"{g.name}-{j}"))
     return instances

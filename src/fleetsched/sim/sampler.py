@@ -1,14 +1,18 @@
 """Sample every instance's waiting queue, running batch and KV use at a fixed interval.
 
-Only runs that ask for it pay for it: the kernel schedules one timed action per sample
-(``Simulator(..., sampler=Sampler(0.5))``) and nothing else changes. A sample reads each
-instance's view at that instant (``Instance.view`` brings a fast-forward run up to date, as
-a router's view does), so sampling never changes what is simulated.
+Only runs that ask for it pay for it: ``Simulator(..., sampler=Sampler(0.5))`` schedules
+one timed call per sample (``Simulator.call_at``) and nothing else changes. A sample reads
+each instance's view at that instant (``Instance.view`` brings a fast-forward run up to
+date, as a router's view does), so sampling never changes what is simulated. An autoscaled
+fleet grows during the run: an instance counts as idle (all zeros) in the samples taken
+before it was added.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -18,34 +22,41 @@ from fleetsched.metrics.timeseries import InstanceSeries
 
 
 class Sampler:
-    """Collects samples at ``t0, t0 + interval_s, ...`` (t0 = the first arrival)."""
+    """Collects samples at ``t0, t0 + interval_s, ...`` (t0 = the first arrival) while the
+    simulation has work left."""
 
     def __init__(self, interval_s: float) -> None:
         if not interval_s > 0:
             raise InputError(f"the sample interval must be > 0 s, got {interval_s}")
         self.interval_s = float(interval_s)
         self._t: list[float] = []
-        self._queue: list[int] = []
-        self._running: list[int] = []
-        self._kv: list[float] = []
+        self._rows: list[list[tuple[int, int, float]]] = []
         self._names: list[str] = []
 
+    def start(self, sim: Any, t0: float) -> None:
+        """Called by the simulator when the first request arrives."""
+        sim.call_at(t0, partial(self._tick, sim, t0, 0))
+
+    def _tick(self, sim: Any, t0: float, k: int, t: float) -> None:
+        self.sample(t, sim.instances)
+        if sim.work_left():  # sample k+1 at t0 + (k+1) x interval: no drift
+            sim.call_at(t0 + (k + 1) * self.interval_s, partial(self._tick, sim, t0, k + 1))
+
     def sample(self, t: float, instances: Sequence[Instance]) -> None:
-        if not self._names:
+        if len(instances) > len(self._names):
             self._names = [inst.name for inst in instances]
         self._t.append(t)
-        for inst in instances:
-            v = inst.view(t)
-            self._queue.append(v.queue_len)
-            self._running.append(v.running)
-            self._kv.append(v.kv_utilization)
+        views = [inst.view(t) for inst in instances]
+        self._rows.append([(v.queue_len, v.running, v.kv_utilization) for v in views])
 
     def series(self) -> InstanceSeries:
         n, k = len(self._t), len(self._names)
+        queue = np.zeros((n, k), dtype=np.int64)
+        running = np.zeros((n, k), dtype=np.int64)
+        kv = np.zeros((n, k), dtype=np.float64)
+        for i, row in enumerate(self._rows):
+            for j, (q, r, u) in enumerate(row):
+                queue[i, j], running[i, j], kv[i, j] = q, r, u
         return InstanceSeries(
-            t_s=np.array(self._t, dtype=np.float64),
-            names=list(self._names),
-            queue_len=np.array(self._queue, dtype=np.int64).reshape(n, k),
-            running=np.array(self._running, dtype=np.int64).reshape(n, k),
-            kv_utilization=np.array(self._kv, dtype=np.float64).reshape(n, k),
+            np.array(self._t, dtype=np.float64), list(self._names), queue, running, kv
         )

@@ -10,15 +10,24 @@ from fleetsched.report.views.common import View, base_layout, esc, html_table, l
 
 
 def metric(c: PlanCandidate, path: str) -> float:
+    """The SLO metric at ``path`` in display units: ms for latencies, % for attainment."""
     v: Any = c.summary
     for k in path.split("."):
-        v = v[k]
-    return float(v)
+        v = (v or {}).get(k)
+    return float("nan") if v is None else float(v) * scale(path)
+
+
+def scale(path: str) -> float:
+    return 1000.0 if "." in path else 100.0
+
+
+def unit(path: str) -> str:
+    return "ms" if "." in path else "%"
 
 
 def _figure(plan: Plan) -> Any:
     paths = list(plan.slo)
-    fig = subplots(rows=1, cols=len(paths), subplot_titles=[f"{p} (ms)" for p in paths])
+    fig = subplots(rows=1, cols=len(paths), subplot_titles=[f"{p} ({unit(p)})" for p in paths])
     kinds: dict[tuple[str, int], list[PlanCandidate]] = {}
     for c in plan.candidates:
         kinds.setdefault((c.gpu, c.tp), []).append(c)
@@ -29,7 +38,7 @@ def _figure(plan: Plan) -> Any:
         for col, path in enumerate(paths, start=1):
             fig.add_scatter(
                 x=[c.cost_per_hour for c in cands],
-                y=[metric(c, path) * 1000 for c in cands],
+                y=[metric(c, path) for c in cands],
                 text=[c.fleet for c in cands],
                 mode="lines+markers",
                 name=name,
@@ -50,20 +59,20 @@ def _figure(plan: Plan) -> Any:
         # The bound as a line trace (a shape's y on a log axis would need log10 values).
         fig.add_scatter(
             x=[min(costs), max(costs)],
-            y=[plan.slo[path] * 1000] * 2,
+            y=[plan.slo[path] * scale(path)] * 2,
             mode="lines",
             name="SLO bound",
             legendgroup="bound",
             showlegend=col == 1,
             line={"dash": "dash", "color": "#444", "width": 1.5},
-            hovertemplate=f"SLO {path} ≤ {plan.slo[path] * 1000:g} ms<extra></extra>",
+            hovertemplate=f"SLO bound {plan.slo[path] * scale(path):g} {unit(path)}<extra></extra>",
             row=1,
             col=col,
         )
         if plan.choice is not None:
             fig.add_scatter(
                 x=[plan.choice.cost_per_hour],
-                y=[metric(plan.choice, path) * 1000],
+                y=[metric(plan.choice, path)],
                 text=[plan.choice.fleet],
                 mode="markers",
                 name=f"chosen: {plan.choice.fleet}",
@@ -89,12 +98,14 @@ def build(data: ReportData) -> list[View]:
             [
                 c.fleet,
                 f"{c.cost_per_hour:,.2f}",
-                *(f"{metric(c, p) * 1000:,.1f}" for p in plan.slo),
+                *(f"{metric(c, p):,.1f}" for p in plan.slo),
                 "yes" if c.meets_slo else "no",
             ]
             for c in sorted(plan.candidates, key=lambda c: c.cost_per_hour)
         ]
-        table = html_table(["fleet", "$ / hour", *(f"{p} ms" for p in plan.slo), "meets SLO"], rows)
+        table = html_table(
+            ["fleet", "$ / hour", *(f"{p} {unit(p)}" for p in plan.slo), "meets SLO"], rows
+        )
         chosen = (
             f"<p>Chosen: <b>{esc(plan.choice.fleet)}</b> at ${plan.choice.cost_per_hour:,.2f}"
             " per hour.</p>"

@@ -1,9 +1,9 @@
-"""Sweep frontiers: p99 TTFT and TPOT against cost or rate, one line per policy.
+"""Sweep frontiers: p99 TTFT and TPOT against the rate (or another swept number), one line
+per policy.
 
-The x axis is each point's ``cost_per_hour`` when the sweep has it, else ``rate_scale``
-(``workload.transforms.rate_scale``) when it varies, else the first numeric parameter that
-varies. The other varying parameters (usually the router) name the lines. Failed points are
-listed under the plot.
+The x axis is ``rate_scale`` (``workload.transforms.rate_scale``) when it varies, else the
+first numeric grid field that varies (``cluster.0.count``...). The other varying fields
+(usually the router) name the lines. Failed points are listed under the plot.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ def _num(x: Any) -> bool:
 
 
 def x_axis(sweep: Sweep) -> tuple[str, str]:
-    """(kind, name): ``("cost", "cost_per_hour")`` or ``("param", <dotted path>)``."""
-    if any(p.cost_per_hour is not None for p in sweep.points):
-        return "cost", "cost ($ per hour)"
+    """(kind, name): ``("param", <dotted path>)``, or ``("index", "point")`` when no
+    numeric field varies."""
     varying = _varying(sweep)
     numeric = [k for k in varying if all(_num(p.params[k]) for p in sweep.points if k in p.params)]
     for k in (*RATE_KEYS, *numeric):
@@ -44,8 +43,6 @@ def _varying(sweep: Sweep) -> list[str]:
 
 
 def _x(p: SweepPoint, kind: str, name: str, i: int) -> float:
-    if kind == "cost":
-        return float(p.cost_per_hour) if p.cost_per_hour is not None else math.nan
     if kind == "param":
         return float(p.params.get(name, math.nan))
     return float(i)
