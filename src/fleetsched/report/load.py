@@ -11,7 +11,8 @@ JSON (the exact contracts are in ``docs/report.md``):
 - a **fidelity** pair (``fidelity --summary-json``: ``simulated`` and ``live`` summaries).
 
 CSV or Parquet: **per-request records** (the ``--requests-out`` columns) or a **time series**
-(``--timeseries-out``: ``t_s, instance, queue_len, running, kv_utilization``). A records or
+(``--timeseries-out``: ``t_s, instance, queue_len, running, kv_utilization``); other tables
+in a folder (a sweep's ``summaries.parquet``) are skipped. A records or
 time-series file belongs to the run named like the file (``round_robin.csv``,
 ``round_robin.requests.csv`` or ``round_robin.timeseries.csv`` belong to run
 ``round_robin``); when only one run came from summaries, files that match no name belong to
@@ -50,18 +51,19 @@ def is_summary(d: Any) -> bool:
     return isinstance(d, dict) and "requests" in d and isinstance(d.get("ttft_s"), dict)
 
 
-def expand(paths: Iterable[str | Path]) -> list[Path]:
-    """Files of ``paths``, a folder standing for its own .json/.csv/.parquet files (sorted)."""
-    out: list[Path] = []
+def expand(paths: Iterable[str | Path]) -> list[tuple[Path, bool]]:
+    """(file, named explicitly) of ``paths``, a folder standing for its own .json, .csv and
+    .parquet files (sorted)."""
+    out: list[tuple[Path, bool]] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
             found = sorted(f for f in p.iterdir() if f.suffix.lower() in SUFFIXES and f.is_file())
             if not found:
                 raise InputError("no .json, .csv or .parquet file in this folder", str(p))
-            out.extend(found)
+            out.extend((f, False) for f in found)
         elif p.is_file():
-            out.append(p)
+            out.append((p, True))
         else:
             raise InputError("no such file or folder", str(p))
     return out
@@ -213,7 +215,7 @@ def load(paths: Sequence[str | Path], title: str | None = None) -> ReportData:
     data = ReportData()
     records_files: list[Path] = []
     series_files: list[Path] = []
-    for p in expand(paths):
+    for p, explicit in expand(paths):
         where = str(p)
         if p.suffix.lower() == ".json":
             d = _read_json(p)
@@ -241,6 +243,8 @@ def load(paths: Sequence[str | Path], title: str | None = None) -> ReportData:
             series_files.append(p)
         elif set(cols) >= _RECORD_REQUIRED:
             records_files.append(p)
+        elif not explicit:  # another table in a folder (a sweep's summaries.parquet)
+            continue
         else:
             raise InputError(
                 "neither per-request records (id, tenant, ..., arrival_s, ...) nor a time"
