@@ -106,3 +106,31 @@ def test_sampling_is_off_by_default():
 def test_a_bad_interval_is_an_input_error(bad):
     with pytest.raises(InputError, match="sample interval"):
         Sampler(bad)
+
+
+def test_an_autoscaled_fleet_is_sampled_as_it_grows():
+    """Instances added during the run join the samples; before they exist they are idle."""
+    sc = apply_overrides(
+        default_scenario(),
+        {
+            "workload.synthetic.sessions.turns_mean": 1,
+            "workload.synthetic.num_requests": 800,
+            "workload.synthetic.arrival.rate": 30.0,
+            "cluster.0.count": 1,
+            "autoscaling": {
+                "policy": {"name": "reactive", "params": {"target": 8, "stable_window_s": 10}},
+                "max_replicas": 4,
+                "startup_s": 2,
+            },
+        },
+    )
+    plain = simulate(sc)
+    res = simulate(sc, sample_interval_s=0.5)
+    assert [_key(r) for r in res.records] == [_key(r) for r in plain.records]
+    s, c = res.timeseries, res.autoscaler
+    ready = {i: t for t, kind, i in c.events if kind == "ready"}  # routable from then on
+    assert ready and s.queue_len.shape[1] == 1 + len(ready) == len(s.names)
+    for i, t_ready in ready.items():
+        before = s.t_s < t_ready
+        assert before.any() and not s.load[before, i].any()  # nothing routed to it yet
+        assert s.load[~before, i].any()  # then it serves
