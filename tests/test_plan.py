@@ -88,7 +88,7 @@ def test_bounds_rule_out_what_cannot_fit_or_decode_fast_enough() -> None:
     ok = replica_bounds(a10g, stats, parse_slo("ttft_p99<2s"))
     c = int(np.percentile([r.prompt_tokens for r in build_workload(base.workload, 0)], 10))
     inst = build_instances([a10g.model_copy(update={"count": 1})], base.policies)[0]
-    s = min(g.engine.max_num_seqs, inst.kv.num_blocks * inst.bt // c)
+    s = min(inst.cfg.max_num_seqs, inst.kv.num_blocks * inst.bt // c)
     per = s / build_step_model("A10G", g.model, 1).step_time(0, 0.0, s, s * c)
     assert ok.decode_tokens_s == pytest.approx(per)
     assert ok.min_replicas == max(1, math.ceil(stats.decode_tokens / stats.span_s / per))

@@ -65,6 +65,7 @@ def _register() -> None:
         place,
         plan,
         report,
+        serve,
         simulate,
         sweep,
         trace,

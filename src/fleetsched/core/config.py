@@ -129,12 +129,23 @@ class WorkloadConfig(_Model):
 
 
 class EngineConfig(_Model):
-    """Engine knobs, named as vLLM names them."""
+    """Engine knobs, named as vLLM names them.
 
-    max_num_batched_tokens: int = Field(8192, ge=16)
-    """Token budget of one engine step (decodes + prefill chunks), as vLLM."""
-    max_num_seqs: int = Field(256, ge=1)
-    """Most requests running in one batch, as vLLM."""
+    ``None`` means what vLLM picks by itself, resolved when the instances are built (see
+    :func:`fleetsched.engine.defaults.resolve_engine_config`): the token budget and the seat
+    count by GPU kind and memory (``vllm serve`` defaults), ``max_model_len`` from the model's
+    context length.
+    """
+
+    max_num_batched_tokens: int | None = Field(
+        None, ge=16, description="token budget of a step; None = vLLM's default for the GPU"
+    )
+    max_num_seqs: int | None = Field(
+        None, ge=1, description="requests in the batch at most; None = vLLM's default for the GPU"
+    )
+    max_model_len: int | None = Field(
+        None, ge=2, description="context length (prompt + output); None = the model's"
+    )
     block_tokens: int = Field(16, ge=1)
     """Tokens per KV-cache block (vLLM's block_size)."""
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)

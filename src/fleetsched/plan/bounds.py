@@ -91,7 +91,7 @@ def replica_bounds(group: InstanceGroup, stats: WorkloadStats, clauses: list[Cla
                 False, f"{c.text}: one decode step alone takes {floor_tpot * 1000:.1f} ms"
             )
     c = stats.prompt_p10
-    s = max(1, min(group.engine.max_num_seqs, cap_tokens // c))
+    s = max(1, min(inst.max_num_seqs, cap_tokens // c))
     per_replica = s / sm.step_time(0, 0.0, s, s * c)
     need = 1
     if stats.span_s > 0:

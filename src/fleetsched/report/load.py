@@ -215,6 +215,7 @@ def load(paths: Sequence[str | Path], title: str | None = None) -> ReportData:
     data = ReportData()
     records_files: list[Path] = []
     series_files: list[Path] = []
+    skipped: list[str] = []
     for p, explicit in expand(paths):
         where = str(p)
         if p.suffix.lower() == ".json":
@@ -243,15 +244,15 @@ def load(paths: Sequence[str | Path], title: str | None = None) -> ReportData:
             series_files.append(p)
         elif set(cols) >= _RECORD_REQUIRED:
             records_files.append(p)
-        elif not explicit:  # another table in a folder (a sweep's summaries.parquet)
-            continue
         else:
-            raise InputError(
+            why = (
                 "neither per-request records (id, tenant, ..., arrival_s, ...) nor a time"
                 f" series (t_s, instance, queue_len, running, kv_utilization): columns are"
-                f" {', '.join(cols[:8]) or 'none'}",
-                where,
+                f" {', '.join(cols[:8]) or 'none'}"
             )
+            if explicit:
+                raise InputError(why, where)
+            skipped.append(f"{where} ({why})")  # another table in a folder (summaries.parquet)
     _unique_labels(data.runs)
     from_summaries = len(data.runs)
     for p in records_files:
@@ -275,7 +276,7 @@ def load(paths: Sequence[str | Path], title: str | None = None) -> ReportData:
         run.series = _checked_series(read_series(p), run, p)
         run.sources.append(str(p))
     if not (data.runs or data.sweeps or data.plans or data.fidelity):
-        raise InputError("nothing to report")
+        raise InputError("nothing to report" + "".join(f"; skipped {x}" for x in skipped))
     data.title = title or default_title(data)
     return data
 

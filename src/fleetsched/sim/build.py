@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fleetsched.core.config import InstanceGroup, PoliciesConfig, PolicyRef, SLOClass
+from fleetsched.core.config import (
+    EngineConfig,
+    InstanceGroup,
+    PoliciesConfig,
+    PolicyRef,
+    SLOClass,
+)
+from fleetsched.engine.defaults import resolve_engine_config
 from fleetsched.engine.instance import Instance
 from fleetsched.perf import (
     build_step_model,
@@ -19,10 +26,16 @@ from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION
 from fleetsched.policies.engine import make as make_policy
 
 
-def group_kv_blocks(g: InstanceGroup) -> int:
+def group_engine(g: InstanceGroup, where: str = "engine") -> EngineConfig:
+    """``g``'s engine knobs with every unset one as vLLM sets it for the group's GPU and model."""
+    return resolve_engine_config(g.engine, get_gpu(g.gpu), get_model(g.model), where)
+
+
+def group_kv_blocks(g: InstanceGroup, e: EngineConfig | None = None) -> int:
     """KV-cache blocks of each instance of ``g`` (vLLM's "# GPU blocks"): the engine's
-    ``num_gpu_blocks`` if set, else what fits beside the weights and activations."""
-    e = g.engine
+    ``num_gpu_blocks`` if set, else what fits beside the weights and activations. ``e`` is
+    ``g``'s resolved engine config (:func:`group_engine`), computed when not given."""
+    e = e or group_engine(g)
     if e.num_gpu_blocks:
         return e.num_gpu_blocks
     model = get_model(g.model)
@@ -39,14 +52,15 @@ def instance_factory(
     fast_forward: bool = True,
     slo_classes: dict[str, SLOClass] | None = None,
     seed: int = 0,
+    where: str = "engine",
 ) -> Callable[[int, str], Instance]:
     """``make(index, name)`` -> a new engine of group ``g`` (the step model and KV size are
     computed once); engine policies get the scenario context (SLO classes, a per-instance
     seed) when their factories accept it."""
     gpu, model = get_gpu(g.gpu), get_model(g.model)
     step_model = build_step_model(g.gpu, g.model, g.tp, g.profile, **g.perf.knobs())
-    e = g.engine
-    blocks = group_kv_blocks(g)
+    e = group_engine(g, where)
+    blocks = group_kv_blocks(g, e)
 
     def make(i: int, name: str) -> Instance:
         ctx = {"slo_classes": slo_classes or {}, "seed": seed * 1_000_003 + i}
@@ -82,11 +96,17 @@ def build_instances(
     slo_classes: dict[str, SLOClass] | None = None,
     seed: int = 0,
 ) -> list[Instance]:
-    """One engine per instance of each group, indexed in order."""
+    """One engine per instance of each group, indexed in order. Engine knobs left unset
+    take vLLM's values for the group's GPU and model (:mod:`fleetsched.engine.defaults`)."""
     instances: list[Instance] = []
-    for g in groups:
+    for gi, g in enumerate(groups):
         make = instance_factory(
-            g, policies, fast_forward=fast_forward, slo_classes=slo_classes, seed=seed
+            g,
+            policies,
+            fast_forward=fast_forward,
+            slo_classes=slo_classes,
+            seed=seed,
+            where=f"cluster.{gi}.engine",
         )
         for j in range(g.count):
             instances.append(make(len(instances), f"{g.name}-{j}"))

@@ -10,8 +10,9 @@ Mechanics the router only decides on live here:
   last refresh, plus exact router-side in-flight accounting (outstanding requests and prompt
   tokens), as a gateway does.
 - **Prefill/decode disaggregation**: an instance with role ``prefill`` hands a request over
-  after its first token; the router's ``pick_decode`` (or least-loaded) names a decode
-  instance and the KV moves over the link (bytes / ``kv_link_bytes_s``).
+  after its first token; the router's ``pick_decode`` (or the least loaded, ties at
+  random) names a decode instance and the KV moves over the link (bytes /
+  ``kv_link_bytes_s``).
 - **Live migration** (Llumnix): every ``router.migration_interval_s`` the router's
   ``plan_migrations(views)`` names (source, destination) pairs; the source's cheapest decoding
   request is copied while it keeps decoding (stage 1: its KV / link bandwidth), then stopped
@@ -39,6 +40,7 @@ from fleetsched.engine.instance import Instance
 from fleetsched.engine.sequence import DECODE, Seq
 from fleetsched.errors import InputError
 from fleetsched.metrics.records import RequestRecord
+from fleetsched.policies.routing._util import UniformStream, pick_min
 from fleetsched.policies.routing.base import RoutingPolicy
 
 #: Timed-action kinds (heap entries with instance index -1).
@@ -57,6 +59,7 @@ def request_view(req: Request) -> RequestView:
         slo_class=req.slo_class,
         model=req.model,
         deadline_s=req.deadline_s,
+        arrival_s=req.arrival_s,
     )
 
 
@@ -95,6 +98,7 @@ class Simulator:
         kv_link_bytes_s: float = 25e9,
         autoscaler: Any = None,
         sampler: Any = None,
+        seed: int = 0,
     ) -> None:
         if not instances:
             raise InputError("a simulation needs at least one instance")
@@ -122,6 +126,7 @@ class Simulator:
         self.autoscaler = autoscaler
         #: Records each instance's queue, running batch and KV use (``sim/sampler.py``).
         self.sampler = sampler
+        self._rng = UniformStream(seed)  # ties of the default decode pick
         for inst in self.instances:
             self._wire(inst)
 
@@ -205,8 +210,7 @@ class Simulator:
             cached = 0
             if prefix and inst.cfg.enable_prefix_caching:
                 inst.sync(t)
-                keys = seq.prefix_keys(inst.bt)
-                cached = inst.kv.match(keys, len(keys)) * inst.bt
+                cached = inst.cached_prompt_tokens(seq)
             out.append(
                 dataclasses.replace(
                     snap,
@@ -234,6 +238,7 @@ class Simulator:
             self.stats.migration_downtime_s += dt
             self.stats.migration_bytes += seq.computed * src.kv_bytes_per_token
             seq.rec.migrations += 1
+            seq.migrated = True  # resumes ahead of the destination's waiting queue
         else:  # prefill instance -> decode instance
             rv = rv or request_view(seq.req)
             live = [self.instances[i] for i in self.routable]
@@ -247,7 +252,8 @@ class Simulator:
             if pick is not None:
                 dst = pick(rv, views)
             else:
-                dst = min(views, key=lambda v: (v.outstanding, v.kv_utilization, v.index)).index
+                keys = [(v.outstanding, v.kv_utilization) for v in views]
+                dst = pick_min(views, keys, self._rng).index
             dt = seq.computed * src.kv_bytes_per_token / self.kv_link_bytes_s
             self.stats.kv_transfers += 1
             self.stats.kv_transfer_s += dt

@@ -83,6 +83,7 @@ def simulate(
         kv_link_bytes_s=scenario.kv_link_gb_s * 1e9,
         sampler=sampler,
         autoscaler=controller,
+        seed=scenario.seed,
     )
     if requests is None:
         from fleetsched.workload import build_workload
