@@ -77,7 +77,7 @@ SampleIntervalOpt = Annotated[
     ),
 ]
 ReportOpt = Annotated[
-    Path | None, typer.Option(help="Also write an HTML report (needs fleetsched[report]).")
+    Path | None, typer.Option(help="Also write an HTML report (needs fleetsched\\[report]).")
 ]
 
 #: Sampling interval (simulated seconds) when a report or a time series is asked for.
