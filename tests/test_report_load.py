@@ -193,3 +193,24 @@ def test_a_bench_run_shows_its_target(tmp_path: Path) -> None:
     data = load([tmp_path])
     assert [r.label for r in data.runs] == ["live"]
     assert scenario_rows(data) == [("live target", "http://127.0.0.1:9")]
+
+
+def test_a_generic_file_name_is_named_by_its_folder(tmp_path: Path) -> None:
+    """``bench --summary-json bench/summary.json --requests-out bench/requests.csv``."""
+    (tmp_path / "bench").mkdir()
+    write_json(tmp_path / "bench" / "summary.json", summ(bench={"target": "http://127.0.0.1:9"}))
+    write_records(records(), tmp_path / "bench" / "requests.csv")
+    (run,) = load([tmp_path / "bench"]).runs
+    assert run.label == "bench" and run.requests is not None
+
+
+def test_plan_panels_are_named_and_attainment_stays_linear(tmp_path: Path) -> None:
+    doc = plan_doc()
+    doc["slo"] = "ttft_p99<=2s,attainment>=0.8"
+    (view,) = plan.build(load([write_json(tmp_path / "plan.json", doc)]))
+    titles = [a.text for a in view.figure.layout.annotations]
+    assert titles == ["TTFT p99 (ms)", "SLO attainment (%)"]
+    assert view.figure.layout.yaxis.type == "log" and view.figure.layout.yaxis2.type != "log"
+    bound = [t for t in view.figure.data if t.name == "SLO bound"]
+    assert list(bound[1].y) == [80.0, 80.0]  # the attainment bound in %
+    assert "<th>TTFT p99 ms</th>" in view.html

@@ -160,3 +160,24 @@ def test_the_header_names_what_was_run() -> None:
     p99 = data.runs[2].summary["ttft_s"]["p99"] * 1000
     assert "<td>cache_aware</td><td class=num>2,000</td><td class=num>" in page
     assert f"<td class=num>{p99:,.0f}</td>" in page
+
+
+def test_a_live_run_has_no_waiting_line_and_wider_bins() -> None:
+    """``bench`` records carry no scheduling time (NaN): the engine's queue is unknown to a
+    client, so only TTFT is drawn, in bins of about five requests (not 240 mostly empty)."""
+    sim = small_compare()[0]
+    cols = {k: v[:300].copy() for k, v in sim.requests.items()}
+    cols["first_scheduled_s"][:] = np.nan
+    live = Run("live", sim.summary, cols)
+    (view,) = timeline.build(ReportData([live]))
+    (ttft,) = view.figure.data
+    assert [a.text for a in view.figure.layout.annotations] == [
+        "TTFT (ms, mean over requests arriving in the bin)"
+    ]
+    span = np.nanmax(cols["finish_s"]) - cols["arrival_s"].min()
+    assert 20 <= len(ttft.y) <= 300 // 5 + 1 and ttft.dx >= span / 60
+    assert ttft.connectgaps
+    both = ReportData([dataclasses.replace(sim, series=None), live])
+    (view,) = timeline.build(both)
+    assert "Not known for live" in view.note
+    assert [t.name for t in view.figure.data] == [sim.label, sim.label, "live"]  # TTFT, queue

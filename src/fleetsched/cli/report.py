@@ -31,6 +31,7 @@ def write_and_say(
     """Write the report and print one line (unless ``quiet``): where, how big, how many
     views."""
     from fleetsched.report import write_report
+    from fleetsched.report.page import n_views
     from fleetsched.report.views import build_views
 
     size = write_report(data, out, compress_js=not plain_js)
@@ -38,7 +39,9 @@ def write_and_say(
         return
     views = len(build_views(data))
     err_console.print(
-        f"wrote {out} ({size / 1e6:.1f} MB, {views} views)", highlight=False, soft_wrap=True
+        f"wrote {out} ({size / 1e6:.1f} MB, {n_views(views)})",
+        highlight=False,
+        soft_wrap=True,
     )
 
 

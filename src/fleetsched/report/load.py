@@ -205,6 +205,11 @@ def parse_fidelity(d: dict[str, Any], where: str, name: str) -> Fidelity:
     )
 
 
+def _folder_stem(p: Path, generic: str) -> str:
+    """The file's stem, or its folder's name for a generic one (``bench/summary.json``)."""
+    return p.parent.name if p.stem == generic and p.parent.name else p.stem
+
+
 def _run_label(summary: dict[str, Any], stem: str) -> str:
     router = _dig(summary, "scenario", "policies", "router", "name")
     return router if isinstance(router, str) else stem
@@ -225,10 +230,9 @@ def load(paths: Sequence[str | Path], title: str | None = None) -> ReportData:
             elif is_plan(d):
                 data.plans.append(parse_plan(d, where, p.stem))
             elif is_sweep(d):
-                stem = p.parent.name if p.stem == "summaries" and p.parent.name else p.stem
-                data.sweeps.append(parse_sweep(d, where, stem))
+                data.sweeps.append(parse_sweep(d, where, _folder_stem(p, "summaries")))
             elif is_summary(d):
-                data.runs.append(Run(_run_label(d, p.stem), d, sources=[where]))
+                data.runs.append(Run(_run_label(d, _folder_stem(p, "summary")), d, sources=[where]))
             elif isinstance(d, dict) and d and all(is_summary(v) for v in d.values()):
                 data.runs.extend(Run(str(k), v, sources=[where]) for k, v in d.items())
             else:

@@ -72,6 +72,10 @@ LOADER = """
 """
 
 
+def n_views(n: int) -> str:
+    return f"{n} view" + ("" if n == 1 else "s")
+
+
 @lru_cache(maxsize=2)
 def plotly_js(compress: bool) -> str:
     """plotly.js as shipped with plotly.py: plain, or gzip (mtime 0, deterministic) + base64."""
@@ -129,7 +133,7 @@ def render(data: ReportData, *, compress_js: bool = True) -> str:
 <body>
 <main>
 <h1>{esc(data.title)}</h1>
-<p class="note">fleetsched {esc(__version__)} · {len(views)} views</p>
+<p class="note">fleetsched {esc(__version__)} · {n_views(len(views))}</p>
 <nav>{nav}</nav>
 <p id="status">Drawing the plots… (this needs JavaScript)</p>
 {header_html(data)}

@@ -25,9 +25,19 @@ def unit(path: str) -> str:
     return "ms" if "." in path else "%"
 
 
+def title(path: str) -> str:
+    """``ttft_s.p99`` -> ``TTFT p99``; ``slo_attainment`` -> ``SLO attainment``."""
+    metric, _, stat = path.partition(".")
+    if not stat:
+        return metric.replace("slo_", "SLO ").replace("_", " ")
+    return f"{metric.removesuffix('_s').upper()} {stat}"
+
+
 def _figure(plan: Plan) -> Any:
     paths = list(plan.slo)
-    fig = subplots(rows=1, cols=len(paths), subplot_titles=[f"{p} ({unit(p)})" for p in paths])
+    fig = subplots(
+        rows=1, cols=len(paths), subplot_titles=[f"{title(p)} ({unit(p)})" for p in paths]
+    )
     kinds: dict[tuple[str, int], list[PlanCandidate]] = {}
     for c in plan.candidates:
         kinds.setdefault((c.gpu, c.tp), []).append(c)
@@ -50,7 +60,8 @@ def _figure(plan: Plan) -> Any:
                     "size": 9,
                     "symbol": ["circle" if c.meets_slo else "circle-open" for c in cands],
                 },
-                hovertemplate="%{text}<br>$%{x:.2f}/h<br>%{y:.1f} ms<extra></extra>",
+                hovertemplate=f"%{{text}}<br>$%{{x:.2f}}/h<br>%{{y:.1f}} {unit(path)}"
+                "<extra></extra>",
                 row=1,
                 col=col,
             )
@@ -79,12 +90,15 @@ def _figure(plan: Plan) -> Any:
                 legendgroup="choice",
                 showlegend=col == 1,
                 marker={"symbol": "star", "size": 20, "color": "gold", "line": {"width": 1.5}},
-                hovertemplate="chosen: %{text}<br>$%{x:.2f}/h<br>%{y:.1f} ms<extra></extra>",
+                hovertemplate=f"chosen: %{{text}}<br>$%{{x:.2f}}/h<br>%{{y:.1f}} {unit(path)}"
+                "<extra></extra>",
                 row=1,
                 col=col,
             )
     fig.update_xaxes(title_text="cost ($ per hour)")
-    fig.update_yaxes(type="log")
+    for col, path in enumerate(paths, start=1):
+        if unit(path) == "ms":  # latencies span decades; attainment stays linear
+            fig.update_yaxes(type="log", row=1, col=col)
     base_layout(fig)
     return fig
 
@@ -104,7 +118,7 @@ def build(data: ReportData) -> list[View]:
             for c in sorted(plan.candidates, key=lambda c: c.cost_per_hour)
         ]
         table = html_table(
-            ["fleet", "$ / hour", *(f"{p} {unit(p)}" for p in plan.slo), "meets SLO"], rows
+            ["fleet", "$ / hour", *(f"{title(p)} {unit(p)}" for p in plan.slo), "meets SLO"], rows
         )
         chosen = (
             f"<p>Chosen: <b>{esc(plan.choice.fleet)}</b> at ${plan.choice.cost_per_hour:,.2f}"
