@@ -213,4 +213,4 @@ def test_plan_panels_are_named_and_attainment_stays_linear(tmp_path: Path) -> No
     assert view.figure.layout.yaxis.type == "log" and view.figure.layout.yaxis2.type != "log"
     bound = [t for t in view.figure.data if t.name == "SLO bound"]
     assert list(bound[1].y) == [80.0, 80.0]  # the attainment bound in %
-    assert "<th>TTFT p99 ms</th>" in view.html
+    assert ">TTFT p99 ms</th>" in view.html and ">SLO attainment %</th>" in view.html
