@@ -214,3 +214,43 @@ def test_plan_panels_are_named_and_attainment_stays_linear(tmp_path: Path) -> No
     bound = [t for t in view.figure.data if t.name == "SLO bound"]
     assert list(bound[1].y) == [80.0, 80.0]  # the attainment bound in %
     assert ">TTFT p99 ms</th>" in view.html and ">SLO attainment %</th>" in view.html
+
+
+def test_a_sweep_over_the_fleet_is_drawn_against_its_cost(tmp_path: Path) -> None:
+    """``sweep`` writes each point's fleet; the report prices it (here with a user price file:
+    $2 per H100 GPU-hour, TP 2, so 1, 2 and 4 replicas cost $4, $8 and $16 per hour)."""
+    from fleetsched.cli.options import resolve_scenario
+    from fleetsched.core.config import apply_overrides
+    from fleetsched.sweep.grid import PointResult
+    from fleetsched.sweep.output import point_records
+
+    base = resolve_scenario(None)
+    grids, results = [], []
+    for router, slope in (("round_robin", 2.0), ("cache_aware", 1.0)):
+        for n in (4, 1, 2):
+            grids.append({"router": router, "cluster.0.count": n, "cluster.0.tp": 2})
+            results.append(PointResult(summ(ttft_p99=slope / n)))
+    scenarios = [apply_overrides(base, g) for g in grids]
+    (tmp_path / "fleet").mkdir()
+    doc = point_records(grids, results, scenarios)
+    assert doc[0]["fleet"] == [{"gpu": "H100-SXM", "tp": 2, "count": 4}]
+    write_json(tmp_path / "fleet" / "summaries.json", doc)
+    (tmp_path / "prices.yaml").write_text("prices:\n  H100-SXM: 2.0\n")
+    data = load([tmp_path / "fleet"], prices=tmp_path / "prices.yaml")
+    (sw,) = data.sweeps
+    assert sweep.x_axis(sw) == ("cost", "cost ($ per hour)")
+    (view,) = sweep.build(data)
+    ttft = {t.name: (list(t.x), list(t.y)) for t in view.figure.data if t.xaxis == "x"}
+    assert ttft == {  # one line per router; the fleet's count is on the axis, not a line
+        "round_robin": ([4.0, 8.0, 16.0], [2000.0, 1000.0, 500.0]),
+        "cache_aware": ([4.0, 8.0, 16.0], [1000.0, 500.0, 250.0]),
+    }
+    doc[0]["fleet"] = [{"gpu": "H100-SXM", "tp": 0, "count": 4}]
+    write_json(tmp_path / "fleet" / "summaries.json", doc)
+    with pytest.raises(InputError, match=r"\[0\]\.fleet\[0\]: expected \{gpu"):
+        load([tmp_path / "fleet"])
+    # Without a fleet (an older sweep) the swept count stays the axis.
+    for rec in doc:
+        rec["fleet"] = None
+    write_json(tmp_path / "fleet" / "summaries.json", doc)
+    assert sweep.x_axis(load([tmp_path / "fleet"]).sweeps[0]) == ("param", "cluster.0.count")

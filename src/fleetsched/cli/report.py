@@ -59,6 +59,10 @@ def report(
         "report.html"
     ),
     title: Annotated[str | None, typer.Option(help="Page title.")] = None,
+    prices: Annotated[
+        Path | None,
+        typer.Option(help="YAML prices {GPU: USD per GPU-hour} for a sweep's cost axis."),
+    ] = None,
     plain_js: Annotated[
         bool,
         typer.Option(
@@ -76,5 +80,5 @@ def report(
     from fleetsched.report import load, require_plotly
 
     require_plotly()
-    data = load(paths, title=title)
+    data = load(paths, title=title, prices=prices)
     write_and_say(data, out, plain_js)

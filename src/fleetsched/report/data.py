@@ -50,6 +50,8 @@ class SweepPoint:
     params: dict[str, Any]
     summary: dict[str, Any] | None  # None when the point failed
     error: str | None = None
+    #: The point's fleet at the price table's USD per GPU-hour (None: not written or unpriced).
+    cost_per_hour: float | None = None
 
 
 @dataclass(slots=True)

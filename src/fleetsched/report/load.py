@@ -125,7 +125,30 @@ def is_sweep(d: Any) -> bool:
     )
 
 
-def parse_sweep(d: list[Any], where: str, name: str) -> Sweep:
+def fleet_cost(fleet: Any, prices: dict[str, float], where: str) -> float | None:
+    """USD per hour of a sweep point's ``fleet`` (``[{"gpu", "tp", "count"}, ...]``); None
+    when a GPU has no price."""
+    from fleetsched.perf.hardware import get_gpu
+
+    _need(isinstance(fleet, list) and bool(fleet), "fleet: expected a list of groups", where)
+    total = 0.0
+    for k, g in enumerate(fleet):
+        ok = isinstance(g, dict) and isinstance(g.get("gpu"), str)
+        ok = ok and all(isinstance(g.get(f), int) and g[f] >= 1 for f in ("tp", "count"))
+        _need(ok, "expected {gpu: name, tp: int >= 1, count: int >= 1}", f"{where}.fleet[{k}]")
+        try:
+            price = prices.get(get_gpu(g["gpu"]).name)
+        except InputError:
+            price = None
+        if price is None:
+            return None
+        total += g["count"] * g["tp"] * price
+    return total
+
+
+def parse_sweep(
+    d: list[Any], where: str, name: str, prices: dict[str, float] | None = None
+) -> Sweep:
     points = []
     for i, pt in enumerate(d):
         at = f"{where}: [{i}]"
@@ -137,7 +160,10 @@ def parse_sweep(d: list[Any], where: str, name: str) -> Sweep:
             at,
         )
         err = pt.get("error")
-        points.append(SweepPoint(dict(grid), summary, None if err is None else str(err)))
+        cost = None
+        if pt.get("fleet") is not None and prices is not None:
+            cost = fleet_cost(pt["fleet"], prices, at)
+        points.append(SweepPoint(dict(grid), summary, None if err is None else str(err), cost))
     return Sweep(name, points)
 
 
@@ -215,8 +241,14 @@ def _run_label(summary: dict[str, Any], stem: str) -> str:
     return router if isinstance(router, str) else stem
 
 
-def load(paths: Sequence[str | Path], title: str | None = None) -> ReportData:
-    """Read every input (see the module doc) into one :class:`ReportData`."""
+def load(
+    paths: Sequence[str | Path], title: str | None = None, prices: str | Path | None = None
+) -> ReportData:
+    """Read every input (see the module doc) into one :class:`ReportData`. A sweep's
+    fleets are priced from ``prices`` (a ``plan --prices`` file) over the shipped table."""
+    from fleetsched.plan.prices import load_prices
+
+    price_table = load_prices(prices)
     data = ReportData()
     records_files: list[Path] = []
     series_files: list[Path] = []
@@ -230,7 +262,8 @@ def load(paths: Sequence[str | Path], title: str | None = None) -> ReportData:
             elif is_plan(d):
                 data.plans.append(parse_plan(d, where, p.stem))
             elif is_sweep(d):
-                data.sweeps.append(parse_sweep(d, where, _folder_stem(p, "summaries")))
+                stem = _folder_stem(p, "summaries")
+                data.sweeps.append(parse_sweep(d, where, stem, price_table))
             elif is_summary(d):
                 data.runs.append(Run(_run_label(d, _folder_stem(p, "summary")), d, sources=[where]))
             elif isinstance(d, dict) and d and all(is_summary(v) for v in d.values()):

@@ -1,9 +1,11 @@
-"""Sweep frontiers: p99 TTFT and TPOT against the rate (or another swept number), one line
-per policy.
+"""Sweep frontiers: p99 TTFT and TPOT against the rate or the fleet's cost (or another swept
+number), one line per policy.
 
-The x axis is ``rate_scale`` (``workload.transforms.rate_scale``) when it varies, else the
-first numeric grid field that varies (``cluster.0.count``...). The other varying fields
-(usually the router) name the lines. Failed points are listed under the plot.
+The x axis is ``rate_scale`` (``workload.transforms.rate_scale``) when it varies; else the
+cost per hour when the fleet varies (GPU, TP or count: ``cluster.N.gpu/tp/count``) and every
+point's fleet is priced; else the first numeric grid field that varies. The other varying
+fields (usually the router; not the fleet's, on a cost axis) name the lines. Failed points
+are listed under the plot.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from fleetsched.report.data import ReportData, Sweep, SweepPoint
 from fleetsched.report.views.common import View, base_layout, esc, line_style, subplots
 
 RATE_KEYS = ("rate_scale", "workload.transforms.rate_scale")
+COST = "cost ($ per hour)"
+FLEET_FIELDS = (".gpu", ".tp", ".count")
 Y = (("ttft_s", "p99", "TTFT p99 (ms)"), ("tpot_s", "p99", "TPOT p99 (ms)"))
 
 
@@ -22,14 +26,23 @@ def _num(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def _fleet_field(k: str) -> bool:
+    return k.startswith("cluster.") and k.endswith(FLEET_FIELDS)
+
+
 def x_axis(sweep: Sweep) -> tuple[str, str]:
-    """(kind, name): ``("param", <dotted path>)``, or ``("index", "point")`` when no
-    numeric field varies."""
+    """(kind, name): ``("param", <dotted path>)``, ``("cost", COST)``, or
+    ``("index", "point")`` when no numeric field varies."""
     varying = _varying(sweep)
     numeric = [k for k in varying if all(_num(p.params[k]) for p in sweep.points if k in p.params)]
-    for k in (*RATE_KEYS, *numeric):
+    for k in RATE_KEYS:
         if k in numeric:
             return "param", k
+    costs = [p.cost_per_hour for p in sweep.points]
+    if any(_fleet_field(k) for k in varying) and None not in costs and len(set(costs)) > 1:
+        return "cost", COST
+    if numeric:
+        return "param", numeric[0]
     return "index", "point"
 
 
@@ -45,13 +58,17 @@ def _varying(sweep: Sweep) -> list[str]:
 def _x(p: SweepPoint, kind: str, name: str, i: int) -> float:
     if kind == "param":
         return float(p.params.get(name, math.nan))
+    if kind == "cost" and p.cost_per_hour is not None:
+        return p.cost_per_hour
     return float(i)
 
 
 def lines(sweep: Sweep, x_name: str) -> tuple[list[str], dict[str, list[tuple[int, SweepPoint]]]]:
-    """The varying parameters other than the x axis, and the points grouped by their
-    values (one line each)."""
+    """The varying parameters other than the x axis (and other than the fleet's on a cost
+    axis), and the points grouped by their values (one line each)."""
     others = [k for k in _varying(sweep) if k != x_name]
+    if x_name == COST:
+        others = [k for k in others if not _fleet_field(k)]
     groups: dict[str, list[tuple[int, SweepPoint]]] = {}
     for i, p in enumerate(sweep.points):
         label = ", ".join(f"{k}={p.params.get(k)}" for k in others) or sweep.name
@@ -88,7 +105,9 @@ def build(data: ReportData) -> list[View]:
                     legendgroup=label,
                     showlegend=col == 1,
                     line=line_style(j),
-                    hovertemplate=f"{label}<br>{x_name} %{{x}}<br>%{{y:.1f}} ms<extra></extra>",
+                    text=[", ".join(f"{k}={v}" for k, v in p.params.items()) for _, p in ok],
+                    hovertemplate=f"{label}<br>%{{text}}<br>{x_name} %{{x}}<br>%{{y:.1f}} ms"
+                    "<extra></extra>",
                     row=1,
                     col=col,
                 )
