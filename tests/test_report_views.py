@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from tests.report_helpers import ROUTERS, compare_data, small_compare
 
+from fleetsched.cli.options import resolve_scenario
 from fleetsched.report import ReportData, Run
 from fleetsched.report.data import Sweep, SweepPoint
 from fleetsched.report.views import build_views, instances, latency, outcomes, tenants, timeline
@@ -150,7 +151,8 @@ def test_the_header_names_what_was_run() -> None:
     assert rows["router"] == "round_robin | least_requests | cache_aware"
     assert rows["cluster"] == "4 instances (h100: 4 × H100-SXM TP1)"
     assert rows["model"] == "Llama-3.1-8B" and rows["GPU"] == "H100-SXM" and rows["seed"] == "0"
-    assert rows["workload"].startswith("synthetic: 12,000 requests, poisson 24.0 /s")
+    rate = resolve_scenario(None).workload.synthetic.arrival.rate  # the default scenario's
+    assert rows["workload"].startswith(f"synthetic: 12,000 requests, poisson {rate:.1f} /s")
     assert rows["workload"].endswith("(rate × 5, first 2,000)")
     assert "interactive: TTFT ≤ 1000 ms, TPOT ≤ 50 ms" in rows["SLO classes"]
     page = header_html(data)
