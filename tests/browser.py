@@ -143,11 +143,14 @@ class Browser:
         self.call("Page.navigate", {"url": url}, session=True, timeout=timeout)
         self.wait_event("Page.loadEventFired", timeout)
 
-    def evaluate(self, expression: str) -> Any:
+    def evaluate(self, expression: str, timeout: float = 120.0) -> Any:
+        """The value of ``expression`` in the page; ``timeout`` bounds the wait for the
+        page's main thread (busy drawing on a loaded machine)."""
         res = self.call(
             "Runtime.evaluate",
             {"expression": expression, "returnByValue": True, "awaitPromise": True},
             session=True,
+            timeout=timeout,
         )
         if "exceptionDetails" in res:
             raise BrowserError(f"{expression}: {res['exceptionDetails']}")
@@ -157,7 +160,7 @@ class Browser:
         """Poll ``expression`` until it is truthy; return its value."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            value = self.evaluate(expression)
+            value = self.evaluate(expression, timeout=max(deadline - time.monotonic(), 1.0))
             if value:
                 return value
             time.sleep(0.1)
