@@ -115,6 +115,7 @@ class Simulator:
         judge: Judge | None = None,
         autoscaler: Any = None,
         stream_prompts: bool = True,
+        sampler: Any = None,
         seed: int = 0,
     ) -> None:
         if not instances:
@@ -148,6 +149,8 @@ class Simulator:
         self.routable: list[int] = list(range(len(self.instances)))
         self._static: list[InstanceView] = []
         self.autoscaler = autoscaler
+        #: Records each instance's queue, running batch and KV use (``sim/sampler.py``).
+        self.sampler = sampler
         self._rng = UniformStream(seed)  # ties of the default decode pick
         for inst in self.instances:
             self._wire(inst)
@@ -395,6 +398,8 @@ class Simulator:
                 self._push_action(t0 + router.migration_interval_s, _MIGRATE_TICK)
             if autoscaler is not None:
                 autoscaler.start(self, t0)
+            if self.sampler is not None:
+                self.sampler.start(self, t0)
         last_arrival = -math.inf
         later = self._later
         while True:

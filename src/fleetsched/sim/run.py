@@ -13,6 +13,7 @@ from fleetsched.core.request import Request
 from fleetsched.engine.instance import EngineStats
 from fleetsched.metrics.records import RequestRecord
 from fleetsched.metrics.summary import summarize
+from fleetsched.metrics.timeseries import InstanceSeries
 from fleetsched.metrics.workflows import WorkflowRecord, summarize_workflows
 from fleetsched.policies.autoscaling import make_autoscaler
 from fleetsched.policies.routing import make_router
@@ -21,6 +22,7 @@ from fleetsched.sim.build import build_instances, instance_factory
 from fleetsched.sim.check import check_scenario
 from fleetsched.sim.judge import Judge
 from fleetsched.sim.kernel import Simulator
+from fleetsched.sim.sampler import Sampler
 from fleetsched.sim.workflows import WorkflowDriver
 from fleetsched.workload.tasks import DEFAULT_QUALITY
 from fleetsched.workload.workflows import Workflow
@@ -36,6 +38,15 @@ class SimResult:
     workflows: list[WorkflowRecord] = field(default_factory=list)
     #: The fleet controller of an autoscaled run (its ``events`` and ``timeline``).
     autoscaler: FleetController | None = None
+    #: Per-instance queue, running and KV use over time, when sampling was asked for.
+    timeseries: InstanceSeries | None = None
+
+
+def with_scenario(summary: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
+    """The summary with the scenario that produced it under ``"scenario"`` (as JSON data):
+    what ``simulate --summary-json`` and ``compare --summary-json`` write, so a summary file
+    says what it summarises (the report's header reads it)."""
+    return {**summary, "scenario": scenario.model_dump(mode="json")}
 
 
 def simulate(
@@ -45,6 +56,7 @@ def simulate(
     workflows: Iterable[Workflow] | None = None,
     fast_forward: bool = True,
     progress: Callable[[int, float], None] | None = None,
+    sample_interval_s: float | None = None,
     autoscaling_policy: Any = None,
 ) -> SimResult:
     """Simulate ``scenario`` (or ``requests``, or agent ``workflows``, instead of its
@@ -53,10 +65,13 @@ def simulate(
 
     The scenario is checked first (:func:`~fleetsched.sim.check.check_scenario`): a bad
     policy, GPU, model or tp raises :class:`~fleetsched.errors.InputError` naming the field.
+    ``sample_interval_s`` records every instance's queue, running batch and KV use at that
+    interval of simulated time (``SimResult.timeseries``); off by default.
     ``autoscaling_policy`` replaces the policy named in ``scenario.autoscaling`` by this
     object (to train a learning policy over several runs).
     """
     check_scenario(scenario, workload=requests is None and workflows is None)
+    sampler = Sampler(sample_interval_s) if sample_interval_s is not None else None
     t0 = time.perf_counter()
     instances = build_instances(
         scenario.cluster,
@@ -90,6 +105,7 @@ def simulate(
         kv_link_bytes_s=scenario.kv_link_gb_s * 1e9,
         followups=driver,
         judge=Judge(quality, scenario.seed),
+        sampler=sampler,
         autoscaler=controller,
         stream_prompts=scenario.stream_prompts,
         seed=scenario.seed,
@@ -123,7 +139,16 @@ def simulate(
     wf_records = driver.finish() if driver is not None else []
     if driver is not None:
         summary["workflows"] = summarize_workflows(wf_records)
-    return SimResult(records, summary, stats, wall, workflows=wf_records, autoscaler=controller)
+    series = sampler.series() if sampler is not None else None
+    return SimResult(
+        records,
+        summary,
+        stats,
+        wall,
+        workflows=wf_records,
+        autoscaler=controller,
+        timeseries=series,
+    )
 
 
 def fleet_energy_j(instances: list[Any], duration_s: float) -> float:
