@@ -280,6 +280,11 @@ class RooflineModel:
         # ints mix with floats exactly as float(int) would (counts are far below 2**53)
         return self._base(tokens, sampled, prefill_attn_pairs) + decode_ctx_sum * self._ctx_s
 
+    def decode_line(self, num_decodes: int) -> tuple[float, float]:
+        """(a, b) such that a decode-only step of ``num_decodes`` (>= 1) requests with context
+        sum ``c`` (an int) takes ``a + c * b`` seconds, bitwise equal to ``step_time``."""
+        return self._base(num_decodes, num_decodes, 0.0), self._ctx_s
+
     def decode_step_times(self, num_decodes: int, ctx_sums: np.ndarray) -> np.ndarray:
         """Seconds of decode-only steps of ``num_decodes`` requests, one per context sum.
 
