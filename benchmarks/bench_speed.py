@@ -8,8 +8,9 @@ and whether the per-request records (the CSV ``fleetsched simulate --records`` w
 byte-identical. It exits 1 if any job's records differ.
 
 Jobs: the Azure LLM conv trace (19,366 requests) on 4 x A100-80GB / Llama-3.1-8B with
-chunked prefill budget 8192, 256 seqs, round robin; the embedded default scenario; the
-Mooncake conversation trace (12,031 requests, prefix hashes) on 4 x H100.
+chunked prefill budget 8192, 256 seqs, round robin; the embedded default scenario (this
+tree's file, on both sides); the Mooncake conversation trace (12,031 requests, prefix
+hashes) on 4 x H100.
 
     python benchmarks/bench_speed.py [--baseline cb7d60b] [--repeat 3] [--jobs azure,default]
 """
@@ -41,7 +42,8 @@ JOBS: dict[str, dict] = {
         "router": "round_robin",
         "engine": {"max_num_batched_tokens": 8192, "max_num_seqs": 256},
     },
-    "default": {},
+    # This tree's embedded default scenario, given as a file so both sides run the same one.
+    "default": {"scenario": ROOT / "src" / "fleetsched" / "data" / "default_scenario.yaml"},
     "mooncake": {
         "trace": "mooncake_fast25/conversation_trace.jsonl",
         "instances": 4,
@@ -62,7 +64,8 @@ def run_one(job: str, ff: bool, out: Path | None) -> dict:
 
     spec = dict(JOBS[job])
     trace = spec.pop("trace", None)
-    sc = resolve_scenario(None, trace=TRACES / trace if trace else None, **spec)
+    path = spec.pop("scenario", None)
+    sc = resolve_scenario(path, trace=TRACES / trace if trace else None, **spec)
     requests = list(build_workload(sc.workload, sc.seed))
     cpu: list[float] = []
     orig = Simulator.run
