@@ -69,8 +69,11 @@ def _columns(records: Iterable[RequestRecord]) -> dict[str, np.ndarray]:
             cols[name] = np.fromiter(map(attrgetter(name), recs), dtype=np.float64, count=n)
     if n < 2:
         return cols
-    order = np.argsort(cols["id"], kind="stable")
-    if (np.diff(cols["id"][order]) == 0).any():
+    ids = cols["id"]
+    if (np.diff(ids) > 0).all():
+        return cols  # already in the canonical order (the simulator's): no reordered copies
+    order = np.argsort(ids, kind="stable")
+    if (np.diff(ids[order]) == 0).any():
         # Repeated ids: break ties on every column. np.lexsort's last key is the primary
         # one; NaN sorts last, the same way every time.
         keys = [np.unique(cols[name], return_inverse=True)[1] for name in _STR_COLS]
