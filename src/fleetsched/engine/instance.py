@@ -870,7 +870,7 @@ class Instance:
                 hits, own = self._prefix_hit(seq)
                 if hits:
                     refs = kv.refs
-                    touch_cost = sum(1 for k in seq.prefix_keys(bt)[:hits] if refs[k] == 0)
+                    touch_cost = list(map(refs.__getitem__, seq.prefix_keys(bt)[:hits])).count(0)
                 touch_cost += own  # own cached blocks are idle: nobody else holds them
             cached = (hits + own) * bt
             remaining = seq.target - cached

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from functools import partial
-from itertools import compress
+from itertools import compress, islice, takewhile
 from operator import not_
 
 _drain = partial(deque, maxlen=0)  # run an iterator for its effects
@@ -58,12 +58,7 @@ class KVCache:
 
     def match(self, keys: list[int], max_blocks: int) -> int:
         """Number of leading ``keys`` present in the cache (at most ``max_blocks``)."""
-        refs = self.refs
-        n = 0
-        limit = min(max_blocks, len(keys))
-        while n < limit and keys[n] in refs:
-            n += 1
-        return n
+        return len(list(takewhile(self.refs.__contains__, islice(keys, max(max_blocks, 0)))))
 
     def touch(self, keys: Iterable[int]) -> None:
         """Take a reference on cached blocks (removing them from the LRU list if idle)."""
