@@ -318,7 +318,7 @@ def test_tp_above_the_gpus_of_a_node_is_refused(cli) -> None:
         "",
         "error: --tp: tp=16 needs more GPUs than one H100-SXM node has (8)\n",
     )
-    assert all(g.gpus_per_node == 8 for g in GPUS.values())
+    assert all(g.gpus_per_node <= 8 for g in GPUS.values())
 
 
 # ------------------------------------------------------------------- 7. readable compare

@@ -69,6 +69,7 @@ def _register() -> None:
         perf,
         place,
         plan,
+        report,
         serve,
         simulate,
         sweep,
