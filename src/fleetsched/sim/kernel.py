@@ -39,7 +39,7 @@ from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.engine.instance import Instance
 from fleetsched.engine.sequence import DECODE, Seq
 from fleetsched.errors import InputError
-from fleetsched.metrics.records import RequestRecord
+from fleetsched.metrics.records import RecordTable, RequestRecord
 from fleetsched.policies.routing._util import UniformStream, pick_min
 from fleetsched.policies.routing.base import RoutingPolicy
 
@@ -106,7 +106,8 @@ class Simulator:
         self.router = router
         self.view_refresh_s = view_refresh_s
         self.kv_link_bytes_s = kv_link_bytes_s
-        self.records: list[RequestRecord] = []
+        #: Records of ended requests, packed (``RecordTable``: no object per record kept).
+        self.records = RecordTable()
         self.stats = KernelStats()
         self.now = 0.0
         self.arrived = 0
@@ -321,7 +322,7 @@ class Simulator:
         progress: Callable[[int, float], None] | None = None,
         progress_every: int = 1000,
         check: bool = False,
-    ) -> list[RequestRecord]:
+    ) -> RecordTable:
         """Simulate ``requests`` (sorted by arrival) to completion; return records by id.
 
         ``check`` asserts every instance's invariants after every event (slow; for tests).
@@ -402,5 +403,5 @@ class Simulator:
                 f"internal error: {self.arrived} requests arrived but {len(self.records)} "
                 "ended; please report it with the scenario"
             )
-        self.records.sort(key=lambda r: r.id)
+        self.records.sort_by_id()
         return self.records
