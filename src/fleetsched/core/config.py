@@ -7,10 +7,19 @@ SLO classes. ``load_scenario`` reports invalid input as ``file:line: field.path:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from fleetsched.errors import InputError
 
@@ -106,6 +115,7 @@ class WorkloadConfig(_Model):
 class EngineConfig(_Model):
     """Engine knobs, named as vLLM names them."""
 
+    kind: Literal["vllm"] = "vllm"
     max_num_batched_tokens: int = Field(8192, ge=16)
     max_num_seqs: int = Field(256, ge=1)
     block_tokens: int = Field(16, ge=1)
@@ -124,14 +134,56 @@ class EngineConfig(_Model):
     )
 
 
+class LlamaCppConfig(_Model):
+    """llama.cpp's ``llama-server``, knobs named after its command-line options (defaults are
+    its defaults). See docs/llamacpp.md for what the engine model does with them."""
+
+    kind: Literal["llamacpp"]
+    parallel: int = Field(4, ge=1, description="--parallel: number of slots")
+    ctx: int = Field(8192, ge=16, description="-c: total context, ctx / parallel per slot")
+    threads: int = Field(2, ge=1, description="-t: CPU threads (the CPU roofline uses it)")
+    n_batch: int = Field(2048, ge=1, description="-b: logical batch (tokens per step)")
+    n_ubatch: int = Field(512, ge=1, description="-ub: physical batch (tokens per ubatch)")
+    cache_prompt: bool = Field(True, description="reuse a slot's cached prefix (request field)")
+    slot_prompt_similarity: float = Field(
+        0.1, ge=0, le=1, description="--slot-prompt-similarity: LCP fraction to pick a slot"
+    )
+    cache_ram_mib: int = Field(8192, ge=-1, description="--cache-ram: -1 no limit, 0 off")
+    cache_idle_slots: bool = Field(True, description="--cache-idle-slots")
+    swa_full: bool = Field(False, description="--swa-full: full-size sliding-window cache")
+    ctx_checkpoints: int = Field(32, ge=0, description="--ctx-checkpoints per slot")
+    checkpoint_min_step: int = Field(8192, ge=0, description="--checkpoint-min-step")
+    weight_bits: float = Field(16.0, gt=0, description="bits per weight (CPU roofline only)")
+    block_tokens: int = Field(16, ge=1, description="prefix-match granularity (hash blocks)")
+
+    @model_validator(mode="after")
+    def _check(self) -> LlamaCppConfig:
+        if self.ctx < self.parallel:
+            raise ValueError(f"ctx ({self.ctx}) must be at least parallel ({self.parallel})")
+        return self
+
+
+def _engine_kind(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return kind if kind in ("vllm", "llamacpp") else "vllm"
+
+
+#: An instance group's engine: vLLM-style (default) or llama.cpp-style (``kind: llamacpp``).
+AnyEngineConfig = Annotated[
+    Annotated[EngineConfig, Tag("vllm")] | Annotated[LlamaCppConfig, Tag("llamacpp")],
+    Discriminator(_engine_kind),
+]
+
+
 class InstanceGroup(_Model):
     name: str = "main"
-    gpu: str = "H100-SXM"
+    #: The device: a GPU catalog name, or a CPU one for a llama.cpp engine (alias ``device``).
+    gpu: str = Field("H100-SXM", validation_alias=AliasChoices("gpu", "device"))
     model: str = "Llama-3.1-8B"
     tp: int = Field(1, ge=1)
     count: int = Field(1, ge=1)
     role: Literal["mixed", "prefill", "decode"] = "mixed"
-    engine: EngineConfig = EngineConfig()
+    engine: AnyEngineConfig = EngineConfig()
     profile: str | None = Field(None, description="fitted step-time profile YAML")
 
 
@@ -190,9 +242,22 @@ def _node_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None
     return line
 
 
+def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """A pydantic error location as the user wrote it: without validator names and without the
+    engine-kind tag pydantic puts after ``engine`` (``engine.llamacpp.ctx`` is ``engine.ctx``)."""
+    out: list[int | str] = []
+    for p in loc:
+        if isinstance(p, str) and p.startswith("function"):
+            continue
+        if out and out[-1] == "engine" and p in ("vllm", "llamacpp"):
+            continue
+        out.append(p)
+    return tuple(out)
+
+
 def format_validation_error(err: ValidationError, source: str, root: yaml.Node | None) -> str:
     first = err.errors()[0]
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function")))
+    loc = _clean_loc(first["loc"])
     path = ".".join(str(p) for p in loc) or "(top level)"
     line = _node_line(root, loc)
     where = f"{source}:{line}" if line else source
@@ -322,7 +387,7 @@ def apply_overrides(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
         return Scenario.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
+        loc = ".".join(str(p) for p in _clean_loc(first["loc"]))
         raise InputError(f"{loc}: {first['msg']}") from None
 
 

@@ -33,6 +33,10 @@ class ModelSpec:
     active_params: int
     num_experts: int = 1
     experts_per_token: int = 1
+    #: Sliding-window attention: ``sliding_layers`` of the layers attend only to the last
+    #: ``sliding_window`` positions (0 and 0 for full attention everywhere).
+    sliding_window: int = 0
+    sliding_layers: int = 0
 
     def __post_init__(self) -> None:
         for field in (
@@ -56,6 +60,13 @@ class ModelSpec:
             raise InputError(f"model {self.name!r}: num_heads must be a multiple of num_kv_heads")
         if self.active_params > self.total_params:
             raise InputError(f"model {self.name!r}: active_params > total_params")
+        if not 0 <= self.sliding_layers <= self.num_layers or (self.sliding_window > 0) != (
+            self.sliding_layers > 0
+        ):
+            raise InputError(
+                f"model {self.name!r}: sliding_window and sliding_layers must both be 0 or both"
+                " > 0, with sliding_layers <= num_layers"
+            )
         if self.experts_per_token > self.num_experts:
             raise InputError(f"model {self.name!r}: experts_per_token > num_experts")
         if (self.num_experts == self.experts_per_token) != (
@@ -198,7 +209,8 @@ MODELS: dict[str, ModelSpec] = {
     # https://huggingface.co/google/gemma-3-270m/blob/main/config.json
     # 18 layers, hidden 640, 4 heads / 1 KV head, head_dim 256, MLP 2048, vocab 262144, tied
     # embeddings: 268,098,176 parameters. Gemma 3 uses a 512-token sliding window on 5 of every
-    # 6 layers; the KV figures here assume full attention on all layers (an overestimate).
+    # 6 layers (15 of 18); the KV figures here assume full attention on all layers (an
+    # overestimate for the vLLM engine model; the llama.cpp engine model uses the window).
     "gemma-3-270m": ModelSpec(
         name="gemma-3-270m",
         num_layers=18,
@@ -210,6 +222,8 @@ MODELS: dict[str, ModelSpec] = {
         vocab_size=262144,
         total_params=268_098_176,
         active_params=268_098_176,
+        sliding_window=512,
+        sliding_layers=15,
     ),
 }
 
