@@ -345,6 +345,13 @@ class Instance:
             self.on_detach(seq, now)
 
     # ------------------------------------------------------------------ views
+    def cached_prefix_tokens(self, seq: Seq) -> int:
+        """Prompt tokens of ``seq`` in the prefix cache now (0 without prefix caching)."""
+        if not self.cfg.enable_prefix_caching:
+            return 0
+        keys = seq.prefix_keys(self.bt)
+        return self.kv.match(keys, len(keys)) * self.bt
+
     def view(self, now: float, seq: Seq | None = None, with_prefix: bool = False) -> InstanceView:
         self.sync(now)
         kv = self.kv

@@ -150,9 +150,7 @@ class CPURoofline:
 
     def ubatch_time(self, u: Ubatch) -> float:
         compute = u.tokens * self._body_flop_s + u.outputs * self._head_flop_s
-        return (
-            max(self._weights_s, compute) + u.pairs * self._attn_flop_s + self.ubatch_overhead_s
-        )
+        return max(self._weights_s, compute) + u.pairs * self._attn_flop_s + self.ubatch_overhead_s
 
     def step_time(self, plan: StepPlan) -> float:
         t = sum(self.ubatch_time(u) for u in plan.ubatches)

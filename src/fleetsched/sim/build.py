@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleetsched.core.config import InstanceGroup, PoliciesConfig, PolicyRef, SLOClass
+from fleetsched.core.config import (
+    InstanceGroup,
+    LlamaCppConfig,
+    PoliciesConfig,
+    PolicyRef,
+    SLOClass,
+)
 from fleetsched.engine.instance import Instance
+from fleetsched.engine.llamacpp import LlamaCppInstance
+from fleetsched.errors import InputError
 from fleetsched.perf import (
     build_step_model,
     default_activation_reserve_bytes,
@@ -13,7 +21,14 @@ from fleetsched.perf import (
     get_model,
     kv_capacity_blocks,
 )
-from fleetsched.perf.roofline import kv_bytes_per_token_per_gpu
+from fleetsched.perf.cpu import find_cpu
+from fleetsched.perf.roofline import RooflineModel, kv_bytes_per_token_per_gpu
+from fleetsched.perf.ubatch import (
+    CPURoofline,
+    StepModelUbatches,
+    UbatchTimeModel,
+    load_llamacpp_profile,
+)
 from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION, make
 
 
@@ -24,11 +39,26 @@ def build_instances(
     fast_forward: bool = True,
     slo_classes: dict[str, SLOClass] | None = None,
     seed: int = 0,
-) -> list[Instance]:
+) -> list[Instance | LlamaCppInstance]:
     """One engine per instance of each group; engine policies get the scenario context
     (SLO classes, a per-instance seed) when their factories accept it."""
-    instances: list[Instance] = []
+    instances: list[Instance | LlamaCppInstance] = []
     for g in groups:
+        if isinstance(g.engine, LlamaCppConfig):
+            time_model = llamacpp_time_model(g, g.engine)
+            for j in range(g.count):
+                instances.append(
+                    LlamaCppInstance(
+                        len(instances),
+                        time_model,
+                        g.engine,
+                        get_model(g.model),
+                        name=f"{g.name}-{j}",
+                        device=g.gpu,
+                        role=g.role,
+                    )
+                )
+            continue
         gpu, model = get_gpu(g.gpu), get_model(g.model)
         step_model = build_step_model(g.gpu, g.model, g.tp, g.profile)
         e = g.engine
@@ -64,3 +94,31 @@ def build_instances(
                 )
             )
     return instances
+
+
+def llamacpp_time_model(g: InstanceGroup, e: LlamaCppConfig) -> UbatchTimeModel:
+    """The ubatch time model of a llama.cpp group: its fitted profile, else a roofline of its
+    CPU (or GPU) from the catalogs."""
+    model = get_model(g.model)
+    if g.profile is not None:
+        prof = load_llamacpp_profile(g.profile)
+        if get_model(prof.model).name != model.name:
+            raise InputError(
+                f"profile is for model {prof.model!r} but the instance group runs {g.model!r}",
+                g.profile,
+            )
+        if prof.device.strip().lower() != g.gpu.strip().lower():
+            raise InputError(
+                f"profile is for device {prof.device!r} but the instance group runs {g.gpu!r}",
+                g.profile,
+            )
+        if prof.threads != e.threads:
+            raise InputError(
+                f"profile is for threads={prof.threads} but the engine runs threads={e.threads}",
+                g.profile,
+            )
+        return prof
+    cpu = find_cpu(g.gpu)
+    if cpu is not None:
+        return CPURoofline(cpu, model, e.threads, weight_bits=e.weight_bits)
+    return StepModelUbatches(RooflineModel(get_gpu(g.gpu), model, g.tp))

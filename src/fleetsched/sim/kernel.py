@@ -31,6 +31,7 @@ from typing import Any
 from fleetsched.core.request import Request
 from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.engine.instance import Instance
+from fleetsched.engine.llamacpp import LlamaCppInstance
 from fleetsched.engine.sequence import DECODE, Seq
 from fleetsched.errors import InputError
 from fleetsched.metrics.records import RequestRecord
@@ -83,7 +84,7 @@ class Simulator:
 
     def __init__(
         self,
-        instances: Sequence[Instance],
+        instances: Sequence[Instance | LlamaCppInstance],
         router: RoutingPolicy,
         *,
         view_refresh_s: float = 0.0,
@@ -108,6 +109,13 @@ class Simulator:
         self._snapshot: list[InstanceView] = []
         self._moves = 0  # requests between instances (pending handovers)
         self._more_arrivals = False
+        if getattr(router, "plan_migrations", None) is not None:
+            for inst in self.instances:
+                if not getattr(inst, "supports_migration", True):
+                    raise InputError(
+                        f"router {type(router).__name__} migrates requests live, which the "
+                        f"engine of {inst.name} does not support"
+                    )
         self._first_token_hook = getattr(router, "on_first_token", None)
         for inst in self.instances:
             inst.on_finish = self._finished
@@ -153,10 +161,9 @@ class Simulator:
         out = []
         for snap, inst in zip(self._snapshot, self.instances, strict=True):
             cached = 0
-            if prefix and inst.cfg.enable_prefix_caching:
+            if prefix:
                 inst.sync(t)
-                keys = seq.prefix_keys(inst.bt)
-                cached = inst.kv.match(keys, len(keys)) * inst.bt
+                cached = inst.cached_prefix_tokens(seq)
             out.append(
                 dataclasses.replace(
                     snap,
