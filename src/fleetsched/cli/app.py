@@ -28,7 +28,7 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # Imported for their side effect of adding commands to ``app``.
-    from fleetsched.cli import compare, simulate, trace  # noqa: F401
+    from fleetsched.cli import calibrate, compare, simulate, trace  # noqa: F401
 
 
 def main() -> None:

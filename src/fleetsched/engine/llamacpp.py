@@ -530,13 +530,17 @@ class LlamaCppInstance:
         if not runs:
             return None
         self._step = step
-        plan = StepPlan(
+        members = []
+        for (s, chunk), (_, _, out, _) in zip(step, runs, strict=True):
+            assert s.seq is not None
+            members.append((s.seq.req.id, chunk, out))
+        return StepPlan(
             ubatches=split_ubatches(runs, self.n_ubatch, self._pairs),
             checkpoints=checkpoints,
             checkpoint_cells=cells,
             copy_bytes=self._copy_bytes,
+            members=members,
         )
-        return plan
 
     def _pairs(self, p0: int, k: int) -> float:
         """Query-key pairs of ``k`` tokens from position ``p0``, averaged over layers."""

@@ -63,6 +63,8 @@ class StepPlan:
     checkpoint_cells: int = 0
     #: Bytes copied between slots and the host-RAM prompt cache before the step.
     copy_bytes: float = 0.0
+    #: (request id, prompt tokens this step or 0 for a decode, whether it yields a token).
+    members: list[tuple[int, int, bool]] = field(default_factory=list)
 
 
 @runtime_checkable
