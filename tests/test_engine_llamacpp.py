@@ -162,8 +162,8 @@ def test_small_ubatch_table_prices_decode_steps() -> None:
     u1 = Ubatch(tokens=1, seqs=1, outputs=1, pairs=0)
     u4 = Ubatch(tokens=4, seqs=1, outputs=1, pairs=0)  # a prompt's last 4 tokens
     big = Ubatch(tokens=84, seqs=1, outputs=0, pairs=0)
-    assert prof.ubatch_time(u1) == pytest.approx(0.016)
-    assert prof.ubatch_time(u4) == pytest.approx(0.050 - 3 * 0.005)
+    assert prof.ubatch_time(u1) == pytest.approx(0.016 + 0.005)
+    assert prof.ubatch_time(u4) == pytest.approx(0.050 + 0.005)
     assert prof.ubatch_time(big) == pytest.approx(0.010 + 0.084)
 
 

@@ -42,6 +42,7 @@ class Row:
     noise_cv: float  # std / mean of the samples (run-to-run and within-run spread)
     features: np.ndarray = field(repr=False)
     offset_s: float = 0.0  # fixed costs (cache copies) the fit does not price
+    fitted: bool = True  # False: reported as a check, not used by the fit
 
     @property
     def error(self) -> float:
@@ -85,7 +86,8 @@ class Replay:
     steps: list[tuple[float, float, StepPlan]]
     tokens: dict[int, list[float]]  # run index -> token times
     arrival: dict[int, float]
-    cached: dict[int, int]
+    cached: dict[int, int]  # run index -> prompt tokens reused
+    slot: dict[int, int]  # run index -> the slot that served it
 
 
 def replay(
@@ -98,13 +100,15 @@ def replay(
     recs = Simulator([inst], make_router("round_robin")).run(reqs)
     run_of = {r.id: int(r.extra["run"]) for r in reqs}  # type: ignore[call-overload]
     tokens: dict[int, list[float]] = defaultdict(list)
+    slot: dict[int, int] = {}
     for _, end, plan in steps:
-        for rid, _, out in plan.members:
+        for rid, sid, _, out in plan.members:
+            slot[run_of[rid]] = sid
             if out:
                 tokens[run_of[rid]].append(end)
     arrival = {run_of[r.id]: r.arrival_s for r in reqs}
     cached = {run_of[r.id]: recs[r.id].cached_prompt_tokens for r in reqs}
-    return Replay(steps, dict(tokens), arrival, cached)
+    return Replay(steps, dict(tokens), arrival, cached, slot)
 
 
 def _interval_features(
@@ -115,7 +119,7 @@ def _interval_features(
     f = np.zeros(len(LINEAR_COEFFICIENTS) + table + 1)
     off = 0.0
     for start, end, plan in rp.steps:
-        if end <= a or start >= b + 1e-12:
+        if end <= a or start >= b:
             continue
         dur = end - start
         frac = 1.0 if start >= a or dur <= 0 else (end - a) / dur
@@ -140,7 +144,7 @@ def _samples(
         sim = rp.tokens.get(i, [])
         if len(sim) != len(m.token_s):
             continue  # the model produced a different number of tokens (a rejection)
-        if p.measure == "ttft":
+        if p.measure in ("ttft", "ttft_check"):
             f, off = _interval_features(rp, rp.arrival[i] + request_s, sim[0], table, copy_byte_s)
             f[-1] += 1.0
             out[p.row].append((m.token_s[0] - m.send_s, f, off))
@@ -195,6 +199,7 @@ def fit_llamacpp(
         copy_byte_s=copy_byte_s,
     )
     rows: list[Row] = []
+    checks = {m.probe.row for m in runs if m.probe.measure == "ttft_check"}
     done = 0
     for done in range(1, iterations + 1):  # noqa: B007
         rp = replay(runs, prof, engine, model)
@@ -209,10 +214,11 @@ def fit_llamacpp(
             off = float(np.mean([ss[k][2] for k in keep]))
             mean = float(np.mean(m[keep]))
             cv = float(np.std(m) / np.mean(m)) if len(m) > 1 else float("nan")
-            rows.append(Row(name, len(ss), mean, float("nan"), cv, feats, off))
-        a = np.array([r.features for r in rows])
-        y = np.array([r.measured_s - r.offset_s for r in rows])
-        w = 1.0 / np.array([r.measured_s for r in rows])
+            rows.append(Row(name, len(ss), mean, float("nan"), cv, feats, off, name not in checks))
+        fitted = [r for r in rows if r.fitted]
+        a = np.array([r.features for r in fitted])
+        y = np.array([r.measured_s - r.offset_s for r in fitted])
+        w = 1.0 / np.array([r.measured_s for r in fitted])
         coef = nnls(a * w[:, None], y * w)
         new = _profile_from(prof, coef, table)
         change = np.max(

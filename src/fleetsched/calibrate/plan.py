@@ -13,8 +13,9 @@ Experiments (``n`` slots, ``c`` tokens of context per slot):
               the inter-token gaps while all ``k`` decode (one engine step each);
 ``split``     2 streams on slots 0 and 2: llama.cpp splits their decode tokens into two
               ubatches (not consecutive sequences);
-``mixed``     ``n - 1`` streams decoding when a prompt arrives on the last slot: its TTFT,
-              and the decoding stream's whole generation (mixed steps included);
+``mixed``     ``n - 1`` streams decoding when a prompt arrives on the last slot: the
+              decoding streams' whole generation (mixed steps included), and as a check the
+              prompt's TTFT;
 ``cached``    a prompt, then the same prompt extended: the second prefill runs after a
               cached prefix (attention over context), and the server's ``cache_n`` shows
               what it reused.
@@ -40,8 +41,9 @@ TOKEN_LOW, TOKEN_HIGH = 1000, 30000
 @dataclass(slots=True)
 class Probe:
     """One planned request. ``row`` names the measurement it feeds; ``measure`` is what it
-    measures: ``ttft``, ``gaps`` (steady decode gaps), ``span`` (first to last token) or ``""``
-    (it only sets the stage)."""
+    measures: ``ttft``, ``gaps`` (steady decode gaps), ``span`` (first to last token),
+    ``ttft_check`` (a TTFT reported next to its prediction but not fitted: it arrives in the
+    middle of a step, at a phase the client cannot see) or ``""`` (it only sets the stage)."""
 
     row: str
     measure: str
@@ -163,7 +165,7 @@ def llamacpp_plan(
             for i in range(slots - 1)
         ]
         offset = 0.25 if quick else 0.5
-        probes.append(Probe(name, "ttft", offset, fresh.take(n), 0, 2, slots - 1))
+        probes.append(Probe(name, "ttft_check", offset, fresh.take(n), 0, 2, slots - 1))
         exps.append(Experiment(name, probes))
     cached = [(208, 128)] if quick else [(208, 256), (608, 256)]
     for prefix, extra in (c for c in cached if sum(c) + 2 < room):

@@ -124,7 +124,7 @@ def print_fit(fit: FitResult) -> None:
         rows.add_column(col, justify=j)  # type: ignore[arg-type]
     for r in fit.rows:
         rows.add_row(
-            r.name,
+            r.name if r.fitted else f"{r.name} [dim](check, not fitted)[/]",
             str(r.samples),
             f"{r.measured_s * 1e3:.1f}",
             f"{r.predicted_s * 1e3:.1f}",
@@ -132,9 +132,9 @@ def print_fit(fit: FitResult) -> None:
             f"{r.noise_cv:.1%}" if r.noise_cv == r.noise_cv else "-",
         )
     console.print(rows)
-    errs = sorted(abs(r.error) for r in fit.rows)
+    errs = sorted(abs(r.error) for r in fit.rows if r.fitted)
     console.print(
-        f"fit: {len(fit.rows)} measurements, median |error| {errs[len(errs) // 2]:.1%}, "
+        f"fit: {len(errs)} measurements, median |error| {errs[len(errs) // 2]:.1%}, "
         f"max {errs[-1]:.1%}; median noise {p.noise_cv or 0:.1%}; {fit.iterations} iterations"
     )
     ok = fit.cache_checked - len(fit.cache_mismatches)

@@ -533,7 +533,7 @@ class LlamaCppInstance:
         members = []
         for (s, chunk), (_, _, out, _) in zip(step, runs, strict=True):
             assert s.seq is not None
-            members.append((s.seq.req.id, chunk, out))
+            members.append((s.seq.req.id, s.id, chunk, out))
         return StepPlan(
             ubatches=split_ubatches(runs, self.n_ubatch, self._pairs),
             checkpoints=checkpoints,

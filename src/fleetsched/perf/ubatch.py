@@ -63,8 +63,9 @@ class StepPlan:
     checkpoint_cells: int = 0
     #: Bytes copied between slots and the host-RAM prompt cache before the step.
     copy_bytes: float = 0.0
-    #: (request id, prompt tokens this step or 0 for a decode, whether it yields a token).
-    members: list[tuple[int, int, bool]] = field(default_factory=list)
+    #: (request id, slot, prompt tokens this step or 0 for a decode, whether it yields a
+    #: token), for observers (calibration, debugging).
+    members: list[tuple[int, int, int, bool]] = field(default_factory=list)
 
 
 @runtime_checkable
@@ -170,11 +171,11 @@ class LlamaCppProfile(BaseModel):
     """Fitted step-time model of one llama.cpp server (model, device, threads).
 
     A ubatch of ``n`` tokens costs ``small_ubatch_s[n - 1]`` when ``n <= len(small_ubatch_s)``
-    (measured: decode steps of ``n`` streams, where the time is not linear in ``n``), else
-    ``ubatch_s + token_s * n``; both then add ``output_s`` per output beyond/short of ``n``
-    (``output_s * (outputs - n)`` for the table, ``output_s * outputs`` for the linear form)
-    and ``pair_s * pairs``. A step adds ``checkpoint_s`` per context checkpoint and
-    ``copy_byte_s`` per byte copied to or from the host-RAM prompt cache.
+    (small ubatches, e.g. decode steps of ``n`` streams, where the time is not linear in
+    ``n``), else ``ubatch_s + token_s * n``; either way plus ``output_s`` per output and
+    ``pair_s`` per attended pair. A step adds ``checkpoint_s`` per context checkpoint and
+    ``copy_byte_s`` per byte copied to or from the host-RAM prompt cache. Every term is
+    non-negative, so no step can take negative time.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -190,7 +191,7 @@ class LlamaCppProfile(BaseModel):
     checkpoint_s: float = Field(0.0, ge=0, description="seconds per context checkpoint")
     request_s: float = Field(0.0, ge=0, description="per-request latency outside the loop")
     small_ubatch_s: list[float] = Field(
-        default_factory=list, description="seconds of a ubatch of 1, 2, ... tokens, all outputs"
+        default_factory=list, description="seconds of a ubatch of 1, 2, ... tokens, outputs apart"
     )
     copy_byte_s: float = Field(0.0, ge=0, description="seconds per byte of prompt-cache copy")
     noise_cv: float | None = Field(None, ge=0, description="measured run-to-run spread")
@@ -203,11 +204,8 @@ class LlamaCppProfile(BaseModel):
     def ubatch_time(self, u: Ubatch) -> float:
         n = u.tokens
         table = self.small_ubatch_s
-        if n <= len(table):
-            base = table[n - 1] + self.output_s * (u.outputs - n)
-        else:
-            base = self.ubatch_s + self.token_s * n + self.output_s * u.outputs
-        return base + self.pair_s * u.pairs
+        base = table[n - 1] if n <= len(table) else self.ubatch_s + self.token_s * n
+        return base + self.output_s * u.outputs + self.pair_s * u.pairs
 
     def step_time(self, plan: StepPlan) -> float:
         t = 0.0
@@ -237,11 +235,10 @@ def plan_features(plan: StepPlan, table_size: int) -> np.ndarray:
         n = u.tokens
         if n <= table_size:
             f[len(LINEAR_COEFFICIENTS) + n - 1] += 1
-            f[2] += u.outputs - n
         else:
             f[0] += 1
             f[1] += n
-            f[2] += u.outputs
+        f[2] += u.outputs
         f[3] += u.pairs
     f[4] += plan.checkpoints
     return f
