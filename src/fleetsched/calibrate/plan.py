@@ -78,6 +78,7 @@ class Measured:
     error: str = ""
     cache_n: int = -1
     prompt_n: int = -1
+    id_slot: int = -1  # the slot the server used
 
 
 @dataclass(slots=True)
@@ -197,6 +198,7 @@ async def _run_experiment(
             error=r.error,
             cache_n=r.cache_n,
             prompt_n=r.prompt_n,
+            id_slot=r.id_slot,
         )
         for p, r in results
     ]

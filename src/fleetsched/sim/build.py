@@ -96,6 +96,17 @@ def build_instances(
     return instances
 
 
+def device_name(name: str) -> str:
+    """The catalog name of a CPU or GPU (aliases resolved), else the name in lower case."""
+    cpu = find_cpu(name)
+    if cpu is not None:
+        return cpu.name
+    try:
+        return get_gpu(name).name
+    except InputError:
+        return name.strip().lower()
+
+
 def llamacpp_time_model(g: InstanceGroup, e: LlamaCppConfig) -> UbatchTimeModel:
     """The ubatch time model of a llama.cpp group: its fitted profile, else a roofline of its
     CPU (or GPU) from the catalogs."""
@@ -107,7 +118,7 @@ def llamacpp_time_model(g: InstanceGroup, e: LlamaCppConfig) -> UbatchTimeModel:
                 f"profile is for model {prof.model!r} but the instance group runs {g.model!r}",
                 g.profile,
             )
-        if prof.device.strip().lower() != g.gpu.strip().lower():
+        if device_name(prof.device) != device_name(g.gpu):
             raise InputError(
                 f"profile is for device {prof.device!r} but the instance group runs {g.gpu!r}",
                 g.profile,
