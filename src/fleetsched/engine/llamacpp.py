@@ -122,15 +122,23 @@ class LlamaCppStats(EngineStats):
 def common_prefix(a: CacheState, keys: list[int], n_tokens: int, uid: int, bt: int) -> int:
     """Tokens of the longest common prefix of cached ``a`` and a sequence of ``n_tokens``
     tokens with prompt block keys ``keys`` (a whole number of ``bt``-token blocks, or the
-    whole sequence when both are the same content)."""
+    whole sequence when both are the same content).
+
+    Keys are chained (equal keys at block ``i`` mean equal blocks ``0..i``), so the common
+    blocks are found by binary search."""
     if uid and a.uid == uid:
         return min(a.n_tokens, n_tokens)
     ka = a.keys
-    n = min(len(ka), len(keys))
-    i = 0
-    while i < n and ka[i] == keys[i]:
-        i += 1
-    return min(i * bt, a.n_tokens, n_tokens)
+    lo, hi = 0, min(len(ka), len(keys))
+    if hi and ka[0] != keys[0]:
+        return 0
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ka[mid] == keys[mid]:
+            lo = mid + 1
+        else:
+            hi = mid
+    return min(lo * bt, a.n_tokens, n_tokens)
 
 
 def window_pairs(p0: int, k: int, window: int) -> float:
@@ -637,18 +645,13 @@ class LlamaCppInstance:
         st = slot.cache
         if st.n_tokens == 0:
             return
-        for other, _ in self.ram:
-            if common_prefix(other, st.keys, st.n_tokens, st.uid, self.bt) == st.n_tokens:
-                return
+        if any(self._contained(st, other) for other, _ in self.ram):
+            return
         size = self._state_bytes(st)
         limit = self.ram_limit_bytes
         if limit and size > limit:
             return
-        self.ram = [
-            (o, b)
-            for o, b in self.ram
-            if common_prefix(st, o.keys, o.n_tokens, o.uid, self.bt) != o.n_tokens
-        ]
+        self.ram = [(o, b) for o, b in self.ram if not self._contained(o, st)]
         if limit:
             total = sum(b for _, b in self.ram)
             while self.ram and total + size > limit:
@@ -657,6 +660,15 @@ class LlamaCppInstance:
         self.ram.append((copy, size))
         self._copy_bytes += size
         self.stats.ram_saves += 1
+
+    def _contained(self, inner: CacheState, outer: CacheState) -> bool:
+        """Whether ``inner``'s tokens are a prefix of ``outer``'s. Beyond its prompt's whole
+        blocks a sequence matches only an identical one (same uid)."""
+        if inner.uid == outer.uid:
+            return inner.n_tokens <= outer.n_tokens
+        if inner.n_tokens > len(inner.keys) * self.bt:
+            return False
+        return common_prefix(outer, inner.keys, inner.n_tokens, 0, self.bt) == inner.n_tokens
 
     def _ram_load(self, slot: Slot, keys: list[int], p: int) -> None:
         """``prompt_cache.load``: bring the cached state that best matches the prompt."""
