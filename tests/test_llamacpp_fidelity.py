@@ -47,10 +47,10 @@ SEQUENCE = [
 ]
 
 
-async def _send(url: str) -> list[tuple[int, int]]:
+async def _send(url: str, sequence=SEQUENCE) -> list[tuple[int, int]]:
     out = []
     async with session() as http:
-        for bl, _ in SEQUENCE:
+        for bl, _ in sequence:
             p = Probe("", "", 0, bl, 0, 2)
             r = await stream_completion(http, url, probe_tokens(p), 2)
             assert r.status == 200, r.error
@@ -58,12 +58,12 @@ async def _send(url: str) -> list[tuple[int, int]]:
     return out
 
 
-def _model(swa_full: bool) -> list[tuple[int, int]]:
+def _model(swa_full: bool, sequence=SEQUENCE, ctx: int = 2048) -> list[tuple[int, int]]:
     runs = [
         Measured(Probe("", "", 0, bl, 0, 2), "seq", i, 100.0 * i, [], 200)
-        for i, (bl, _) in enumerate(SEQUENCE)
+        for i, (bl, _) in enumerate(sequence)
     ]
-    engine = LlamaCppConfig(kind="llamacpp", parallel=2, ctx=2048, swa_full=swa_full)
+    engine = LlamaCppConfig(kind="llamacpp", parallel=2, ctx=ctx, swa_full=swa_full)
     rp = replay(runs, PROF, engine, GEMMA)
     return [(rp.cached[i], rp.slot[i]) for i in range(len(runs))]
 
@@ -87,6 +87,25 @@ def test_engine_model_reuses_what_llama_server_reuses(swa_full: bool) -> None:
     expected = swa if swa_full else [0, 91, 0, 91, 607, 608, 0, 315]
     assert [c for c, _ in real] == expected
     assert [s for _, s in real] == [1, 1, 0, 1, 1, 1, 0, 1]
+
+
+LONG = [
+    (blocks(7000, 1200), "1200 tokens: more than the 1024-cell window cache of a slot"),
+    (blocks(7000, 1200) + blocks(8000, 208), "extended: the window still covers LCP - 512"),
+    (blocks(7000, 800) + blocks(9000, 96), "shares 800: the window lost it, checkpoint at 684"),
+]
+
+
+def test_sequences_longer_than_the_window_cache() -> None:
+    # 2048-token slots, so a slot's sliding-window cache (1024 cells) wraps around.
+    with LlamaServer(parallel=2, ctx=4096) as srv:
+        real = asyncio.run(_send(srv.url, LONG))
+    model = _model(False, LONG, ctx=4096)
+    assert real == model
+    # By hand: full reuse (1200) while the window cache's lowest position (1201 - 1024 = 177)
+    # is below LCP - 512 = 688; then LCP 800 needs positions >= 288 but the cache starts at
+    # 1401 - 1024 = 377: resume from the checkpoint taken at 684 tokens.
+    assert [c for c, _ in real] == [0, 1200, 683]
 
 
 def test_quick_calibration_fits_a_profile_simulate_runs(tmp_path) -> None:
