@@ -17,7 +17,7 @@ LLAMACPP_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA
   -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_APP=OFF \
   -DCMAKE_PROJECT_INCLUDE=$(CURDIR)/tools/llamacpp/server-only.cmake
 
-.PHONY: demo test bench lint clean llamacpp
+.PHONY: demo test bench bench-full lint docs clean llamacpp
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -54,6 +54,12 @@ test: $(LLAMASTAMP)
 
 bench: $(DEVSTAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+bench-full: $(DEVSTAMP)
+	$(BIN)/python benchmarks/run_all.py --full
+
+docs: $(STAMP)
+	$(BIN)/python -m fleetsched.cli.reference > docs/scenario.md
 
 lint: $(DEVSTAMP)
 	$(BIN)/ruff check src tests benchmarks experiments

@@ -98,6 +98,7 @@ def main() -> None:
     )
     rows = []
     for n in sizes:
+        print(f"  ... {n:,} requests", end="\r", flush=True)
         r = in_subprocess(n, a.rate, True)
         rows.append(r)
         print(
@@ -115,6 +116,7 @@ def main() -> None:
         f"{'events off':>10} {'identical':>9}"
     )
     for rate in (a.rate, a.rate / 4):
+        print(f"  ... {rate:g} req/s", end="\r", flush=True)
         on = in_subprocess(10_000, rate, True)
         off = in_subprocess(10_000, rate, False)
         same = on["digest"] == off["digest"]

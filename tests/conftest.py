@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from fleetsched.core.views import InstanceView, RequestView
 
 REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO.parent / "shared" / "traces"
+PROFILES = REPO.parent / "shared" / "profiles"
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +20,38 @@ def traces() -> Path:
     if not TRACES.is_dir():
         pytest.skip(f"public traces not found at {TRACES}")
     return TRACES
+
+
+@pytest.fixture(scope="session")
+def profiles() -> Path:
+    if not (PROFILES / "vidur").is_dir():
+        pytest.skip(f"public GPU profiles not found at {PROFILES}")
+    return PROFILES
+
+
+CliResult = tuple[int, str, str]
+
+
+@pytest.fixture
+def cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., CliResult]:
+    """Run ``fleetsched *args`` in-process through its entry point (as the console script
+    does) with the output piped and ``COLUMNS`` set; return (exit code, stdout, stderr)."""
+    from fleetsched.cli.app import main
+
+    def run(*args: str, columns: int = 80) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["fleetsched", *args])
+        monkeypatch.setenv("COLUMNS", str(columns))
+        code = 0
+        try:
+            main()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else int(e.code is not None)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 def V(i: int, **kw: object) -> InstanceView:

@@ -67,7 +67,7 @@ def test_synth_writes_the_requested_workload(monkeypatch, capsys, tmp_path: Path
         "--requests",
         "400",
         "--rate",
-        "8",
+        "24",  # requests/s: 8 sessions/s of 3 turns on average
         "--arrival",
         "gamma",
         "--cv",

@@ -39,7 +39,10 @@ def test_default_is_roofline() -> None:
 def test_overrides_reach_roofline() -> None:
     m = build_step_model("H100-SXM", "Llama-3.1-8B", tp=2, overhead_s=0.0, compute_efficiency=0.5)
     assert isinstance(m, RooflineModel)
-    assert (m.tp, m.overhead_s, m.compute_efficiency) == (2, 0.0, 0.5)
+    assert (m.tp, m.params.overhead_s, m.params.compute_efficiency) == (2, 0.0, 0.5)
+    # None means "the calibrated value", as a scenario's unset perf knobs are passed on
+    d = build_step_model("H100-SXM", "Llama-3.1-8B", overhead_s=None)
+    assert d.params == RooflineModel(get_gpu("H100-SXM"), get_model("Llama-3.1-8B")).params
 
 
 def test_unknown_override_is_input_error() -> None:
@@ -86,3 +89,8 @@ def test_profile_rejects_roofline_overrides(tmp_path: Path) -> None:
     path.write_text(PROFILE_YAML)
     with pytest.raises(InputError, match="roofline model only"):
         build_step_model("H100-SXM", "Llama-3.1-8B", tp=2, profile_path=path, overhead_s=0.0)
+    # unset (None) knobs are fine with a profile
+    assert isinstance(
+        build_step_model("H100-SXM", "Llama-3.1-8B", tp=2, profile_path=path, overhead_s=None),
+        FittedProfile,
+    )

@@ -11,7 +11,7 @@ GiB = 2**30
 
 
 def test_required_gpus_present() -> None:
-    for name in ("H100-SXM", "H200", "A100-80GB", "A100-40GB", "L40S", "A10G", "MI300X"):
+    for name in ("H100-SXM", "H200", "A100-80GB", "A100-40GB", "A40", "L40S", "A10G", "MI300X"):
         assert GPUS[name].name == name
 
 
@@ -22,6 +22,12 @@ def test_h100_datasheet_figures() -> None:
     assert g.mem_bytes == 80 * GiB
     assert g.interconnect_bw_bytes_s == 450e9  # 900 GB/s NVLink total / 2 directions
     assert g.host_link_bw_bytes_s == 64e9
+
+
+def test_a40_datasheet_figures() -> None:
+    g = get_gpu("a40")
+    assert (g.bf16_flops, g.mem_bw_bytes_s, g.mem_bytes) == (149.7e12, 696e9, 48 * GiB)
+    assert g.interconnect_bw_bytes_s == g.host_link_bw_bytes_s == 32e9  # PCIe Gen4, one way
 
 
 def test_gpu_figures_plausible() -> None:
@@ -115,12 +121,15 @@ def _params_from_architecture(
         ("Qwen2.5-32B", {"qkv_bias": True}),
         ("Mistral-7B-v0.3", {}),
         ("Mixtral-8x7B", {}),
-        ("gemma-3-270m", {"tied": True, "norms_per_layer": 4, "qk_norm": True}),
+        ("gemma-3-270m", {"norms_per_layer": 4, "qk_norm": True}),
     ],
 )
 def test_param_counts_match_architecture(name: str, kwargs: dict[str, bool]) -> None:
     m = get_model(name)
-    assert _params_from_architecture(m, **kwargs) == (m.total_params, m.active_params)
+    rebuilt = _params_from_architecture(m, tied=m.tie_word_embeddings, **kwargs)
+    assert rebuilt == (m.total_params, m.active_params)
+    # only gemma ties its LM head to the embedding table
+    assert m.tie_word_embeddings == (name == "gemma-3-270m")
 
 
 def test_moe_split() -> None:
@@ -161,15 +170,20 @@ def test_model_spec_validation() -> None:
         head_dim=16,
         intermediate_size=128,
         vocab_size=100,
-        total_params=1000,
-        active_params=1000,
+        total_params=20_000,
+        active_params=20_000,
     )
     ModelSpec(**base)
     with pytest.raises(InputError, match="num_kv_heads"):
         ModelSpec(**{**base, "num_kv_heads": 3})
     with pytest.raises(InputError, match="active_params"):
-        ModelSpec(**{**base, "active_params": 2000})
+        ModelSpec(**{**base, "active_params": 40_000})
     with pytest.raises(InputError, match="active_params must equal"):
-        ModelSpec(**{**base, "active_params": 500})
+        ModelSpec(**{**base, "active_params": 15_000})
     with pytest.raises(InputError, match="num_layers"):
         ModelSpec(**{**base, "num_layers": 0})
+    # two 100 x 64 tables (12,800 parameters) leave nothing for the layers of a 12,000 model
+    with pytest.raises(InputError, match="no parameters for the transformer layers"):
+        ModelSpec(**{**base, "total_params": 12_000, "active_params": 12_000})
+    tied = {"total_params": 12_000, "active_params": 12_000, "tie_word_embeddings": True}
+    ModelSpec(**{**base, **tied})  # one table of 6,400 leaves 5,600 for the layers

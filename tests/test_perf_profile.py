@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from fleetsched.perf import (
     load_profile,
     parse_profile,
 )
+from fleetsched.perf.calibration import DATASHEET
 
 PROFILE_YAML = """\
 model: Llama-3.1-8B
@@ -126,14 +128,25 @@ H100 = get_gpu("H100-SXM")
 L8B = get_model("Llama-3.1-8B")
 
 
+#: A datasheet roofline (no GEMM padding or kernel latencies) with a 1.5 ms step overhead: in
+#: each regime below every term is linear, so a fit must recover it exactly.
+KNOBS = {**asdict(DATASHEET), "overhead_s": 1.5e-3}
+#: Per token: its embedding row (8,192 B) and elementwise traffic (32 layers x 163,840 B).
+PER_TOKEN_S = (8_192 + 32 * 163_840) / 3.35e12
+#: Llama-3.1-8B's transformer layers: 8,030,261,248 - 2 x 128,256 x 4,096 parameters.
+LAYER_PARAMS = 6_979_588_096
+#: LM head weights: 128,256 x 4,096 x 2 B = 1,050,673,152 B / 3.35e12 = 0.3136 ms.
+HEAD_S = 1_050_673_152 / 3.35e12
+
+
 def _roofline_samples(
-    rng: np.random.Generator, n_rows: int, min_tokens: int, max_tokens: int
+    rng: np.random.Generator, n_rows: int, min_tokens: int, max_tokens: int, max_decodes: int
 ) -> np.ndarray:
-    m = RooflineModel(H100, L8B)
+    m = RooflineModel(H100, L8B, **KNOBS)
     rows = []
     while len(rows) < n_rows:
         p = int(rng.integers(0, max_tokens + 1))
-        d = int(rng.integers(0, max_tokens + 1 - p))
+        d = int(rng.integers(0, min(max_decodes, max_tokens - p) + 1))
         if not min_tokens <= p + d <= max_tokens:
             continue
         pairs = float(rng.integers(0, 1 + p * 4096))
@@ -143,18 +156,21 @@ def _roofline_samples(
 
 
 def test_fit_recovers_roofline_in_compute_bound_regime() -> None:
-    # With >= 400 tokens per step, 8B on H100 is compute-bound in its linear layers
-    # (2 * 8.03e9 * 400 / 989e12 = 6.5 ms > 16.06e9 / 3.35e12 = 4.79 ms of weight reads), and
-    # decode attention is always KV-bandwidth-bound, so the roofline is exactly linear:
-    #   c0_s               = overhead                          = 1.5e-3
-    #   prefill_token_s    = decode_token_s = 2 * 8,030,261,248 / 989e12 = 1.6239e-05
-    #   prefill_pair_s     = 4 * 32 * 32 * 128 / 989e12        = 5.3012e-10
-    #   decode_ctx_token_s = 131,072 / 3.35e12                 = 3.9126e-08
-    samples = _roofline_samples(np.random.default_rng(0), 300, 400, 8192)
+    # With >= 400 tokens per step, the layers of 8B on H100 are compute-bound
+    # (2 x 6,979,588,096 x 400 / 989e12 = 5.65 ms > 13,959,176,192 B / 3.35e12 = 4.17 ms); with
+    # <= 250 decodes the LM head stays weight-bound (its FLOPs for 251 positions,
+    # 2 x 525,336,576 x 251 / 989e12 = 0.27 ms, are under its 0.31 ms read); decode attention
+    # is always KV-bandwidth-bound. So the roofline is exactly linear:
+    #   c0_s               = overhead + LM head read            = 1.5e-3 + 0.3136e-3
+    #   prefill_token_s    = decode_token_s = 2 x 6,979,588,096 / 989e12 + 1.567 us
+    #   prefill_pair_s     = 4 x 32 x 32 x 128 / 989e12          = 5.3012e-10
+    #   decode_ctx_token_s = 131,072 / 3.35e12                   = 3.9126e-08
+    samples = _roofline_samples(np.random.default_rng(0), 300, 400, 8192, 250)
     prof = fit_profile(samples, model="Llama-3.1-8B", gpu="H100-SXM", tp=1)
-    assert prof.c0_s == pytest.approx(1.5e-3, rel=1e-6)
-    assert prof.prefill_token_s == pytest.approx(2 * 8_030_261_248 / 989e12, rel=1e-6)
-    assert prof.decode_token_s == pytest.approx(2 * 8_030_261_248 / 989e12, rel=1e-6)
+    per_token = 2 * LAYER_PARAMS / 989e12 + PER_TOKEN_S
+    assert prof.c0_s == pytest.approx(1.5e-3 + HEAD_S, rel=1e-6)
+    assert prof.prefill_token_s == pytest.approx(per_token, rel=1e-6)
+    assert prof.decode_token_s == pytest.approx(per_token, rel=1e-6)
     assert prof.prefill_pair_s == pytest.approx(4 * 32 * 32 * 128 / 989e12, rel=1e-6)
     assert prof.decode_ctx_token_s == pytest.approx(131_072 / 3.35e12, rel=1e-6)
     assert (prof.model, prof.gpu, prof.tp) == ("Llama-3.1-8B", "H100-SXM", 1)
@@ -164,13 +180,14 @@ def test_fit_recovers_roofline_in_compute_bound_regime() -> None:
 
 
 def test_fit_recovers_roofline_in_memory_bound_regime() -> None:
-    # With <= 250 tokens the linear layers are weight-read-bound: a constant 4.794 ms, so
-    # c0_s = 1.5e-3 + 16,060,522,496 / 3.35e12 and both per-token coefficients are 0.
-    samples = _roofline_samples(np.random.default_rng(1), 200, 1, 250)
+    # With <= 250 tokens the layers and the LM head are weight-read-bound: a constant
+    # (13,959,176,192 + 1,050,673,152) B / 3.35e12 = 4.481 ms, so c0_s = 1.5e-3 + 4.481e-3, and
+    # each token costs only its embedding row and elementwise traffic, 1.567 us.
+    samples = _roofline_samples(np.random.default_rng(1), 200, 1, 250, 250)
     prof = fit_profile(samples)
-    assert prof.c0_s == pytest.approx(1.5e-3 + 16_060_522_496 / 3.35e12, rel=1e-6)
-    assert prof.prefill_token_s == pytest.approx(0.0, abs=1e-12)
-    assert prof.decode_token_s == pytest.approx(0.0, abs=1e-12)
+    assert prof.c0_s == pytest.approx(1.5e-3 + 13_959_176_192 / 3.35e12 + HEAD_S, rel=1e-6)
+    assert prof.prefill_token_s == pytest.approx(PER_TOKEN_S, rel=1e-6)
+    assert prof.decode_token_s == pytest.approx(PER_TOKEN_S, rel=1e-6)
     assert prof.prefill_pair_s == pytest.approx(4 * 32 * 32 * 128 / 989e12, rel=1e-6)
     assert prof.decode_ctx_token_s == pytest.approx(131_072 / 3.35e12, rel=1e-6)
 

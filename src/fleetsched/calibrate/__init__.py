@@ -3,5 +3,5 @@
 :mod:`~fleetsched.calibrate.client` times streamed completions (aiohttp),
 :mod:`~fleetsched.calibrate.plan` is the microbenchmark plan and its runner,
 :mod:`~fleetsched.calibrate.fit` replays the measurements through the engine model and fits
-the profile, :mod:`~fleetsched.calibrate.replay` replays a trace open-loop for comparisons.
+the profile.
 """

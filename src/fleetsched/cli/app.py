@@ -7,9 +7,12 @@ Every command module registers itself on ``app`` (or a sub-app); ``main`` turns 
 from __future__ import annotations
 
 import sys
+from importlib.metadata import version
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from fleetsched.errors import FleetschedError
 
@@ -20,15 +23,49 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-# Wide enough for comparison tables when the output goes to a file or a CI log.
-console = Console() if sys.stdout.isatty() else Console(width=160)
+# The terminal's width, or $COLUMNS (80 if unset) when the output is a pipe or a file.
+console = Console()
 err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fleetsched {version('fleetsched')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Fleet scheduler for LLM inference: simulate, compare and plan serving policies."""
+
+
+def print_error(message: str) -> None:
+    """``error: <message>`` on stderr, on one line, the message printed literally (no markup)."""
+    err_console.print(
+        Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True
+    )
 
 
 def _register() -> None:
     # Imported for their side effect of adding commands to ``app``.
-    from fleetsched.cli import calibrate, compare, simulate, trace  # noqa: F401
+    from fleetsched.cli import (  # noqa: F401
+        bench,
+        calibrate,
+        catalog,
+        compare,
+        emulate,
+        fidelity,
+        perf,
+        simulate,
+        trace,
+    )
 
 
 def main() -> None:
@@ -37,5 +74,5 @@ def main() -> None:
     try:
         app()
     except FleetschedError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        print_error(str(e))
         sys.exit(2)

@@ -21,8 +21,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from fleetsched.cli.app import app, console, err_console
+from fleetsched.cli.options import check_output
 from fleetsched.core.config import (
     LengthConfig,
     SyntheticConfig,
@@ -67,7 +69,7 @@ def _fmt(v: Any, digits: int = 1) -> str:
 
 def stats_table(stats: dict[str, Any], title: str) -> Table:
     """A rich table of :func:`~fleetsched.workload.trace_stats` output."""
-    t = Table(title=title, title_justify="left", show_header=True, header_style="bold")
+    t = Table(title=Text(title), title_justify="left", show_header=True, header_style="bold")
     t.add_column("", style="bold")
     t.add_column("mean", justify="right")
     t.add_column("p50", justify="right")
@@ -133,7 +135,7 @@ def info(
         print(json.dumps({"file": str(file), **stats}, indent=2))
         return
     if stats["rows"] == 0:  # pragma: no cover - loaders reject traces without rows
-        console.print(f"{file}: no requests")
+        console.print(Text(f"{file}: no requests"))
         return
     console.print(_summary_table(stats))
     console.print(stats_table(stats, f"{file.name} ({time.perf_counter() - t0:.2f} s)"))
@@ -222,7 +224,7 @@ def synthetic_config(
     d = base.model_dump()
     if requests is not None:
         d["num_requests"] = requests
-    for key, v in (("rate", rate), ("kind", arrival), ("cv", cv)):
+    for key, v in (("kind", arrival), ("cv", cv)):
         if v is not None:
             d["arrival"][key] = v
     for key, mean in (("prompt", prompt_mean), ("output", output_mean)):
@@ -232,6 +234,9 @@ def synthetic_config(
             d[key] = {"kind": "lognormal", "mean": mean, "sigma": sigma, "max": old.max}
     if turns is not None:
         d["sessions"]["turns_mean"] = turns
+    if rate is not None:  # requests/s; a session of T turns (mean) brings T requests
+        turns_mean = d["sessions"]["turns_mean"]
+        d["arrival"]["rate"] = rate / turns_mean if rate > 0 and turns_mean >= 1 else rate
     if think_time is not None:
         d["sessions"]["think_time_s"] = think_time
     if system_prompt_tokens is not None:
@@ -286,7 +291,11 @@ def synth(
     ] = None,
     requests: Annotated[int | None, typer.Option(help="Number of requests (default 1000).")] = None,
     rate: Annotated[
-        float | None, typer.Option(help="Mean session start rate, per second (default 4).")
+        float | None,
+        typer.Option(
+            help="Mean request rate, per second (default 4); sessions of --turns T turns "
+            "start at rate / T per second."
+        ),
     ] = None,
     arrival: Annotated[
         str | None,
@@ -322,6 +331,7 @@ def synth(
     Arrivals (poisson, gamma, bursty), lognormal lengths, multi-turn sessions whose later
     turns extend the earlier prompt, shared system prompts and several tenants.
     """
+    check_output(out, "--out")
     base = load_synthetic_config(config) if config is not None else SyntheticConfig()
     cfg = synthetic_config(
         base,
@@ -342,7 +352,7 @@ def synth(
         raise InputError(f"--seed must be >= 0, got {seed}")
     t0 = time.perf_counter()
     n = write_jsonl(_with_progress(generate(cfg, seed), cfg.num_requests, "synthesizing"), out)
-    err_console.print(f"wrote {n:,} requests to {out} in {time.perf_counter() - t0:.1f} s")
+    err_console.print(Text(f"wrote {n:,} requests to {out} in {time.perf_counter() - t0:.1f} s"))
 
 
 # --------------------------------------------------------------------------------- convert
@@ -380,6 +390,7 @@ def convert(
     renumbered 0..N-1.
     """
     _check_rate(generated_rate, "--generated-rate")
+    check_output(out, "--out")
     try:
         tcfg = TransformConfig(
             rate_scale=rate_scale, start_s=start, end_s=end, first_n=first_n, sample=sample
@@ -400,4 +411,9 @@ def convert(
     )
     t0 = time.perf_counter()
     n = write_jsonl(_with_progress(stream, first_n, "converting"), out)
-    err_console.print(f"wrote {n:,} requests to {out} in {time.perf_counter() - t0:.1f} s")
+    if n == 0:
+        out.unlink()
+        opts = (("--start", start), ("--end", end), ("--sample", sample))
+        given = " ".join(f"{k} {v:g}" for k, v in opts if v is not None)
+        raise InputError(f"{given} keeps none of its requests; nothing written", str(src))
+    err_console.print(Text(f"wrote {n:,} requests to {out} in {time.perf_counter() - t0:.1f} s"))

@@ -6,6 +6,7 @@ SLO classes. ``load_scenario`` reports invalid input as ``file:line: field.path:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -27,14 +28,17 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A docstring under a field is its description (docs/scenario.md is generated from them).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ArrivalConfig(_Model):
     """Arrival process. ``rate`` is the mean rate in requests/s (sessions/s for multi-turn)."""
 
     kind: Literal["poisson", "gamma", "bursty"] = "poisson"
+    """Process: Poisson, Gamma-distributed gaps (burstier with cv > 1) or on/off bursts."""
     rate: float = Field(4.0, gt=0)
+    """Mean arrival rate, per second: requests, or sessions when they have several turns."""
     cv: float = Field(1.0, gt=0, description="gamma: coefficient of variation of gaps")
     on_s: float = Field(10.0, gt=0, description="bursty: mean length of an on period")
     off_s: float = Field(10.0, gt=0, description="bursty: mean length of an off period")
@@ -45,6 +49,7 @@ class LengthConfig(_Model):
     """A token-length distribution."""
 
     kind: Literal["fixed", "uniform", "lognormal", "empirical"] = "fixed"
+    """Distribution: one value, uniform integers, lognormal, or resampled from a trace file."""
     value: int = Field(256, ge=1, description="fixed")
     low: int = Field(1, ge=1, description="uniform: inclusive lower bound")
     high: int = Field(512, ge=1, description="uniform: inclusive upper bound")
@@ -53,6 +58,7 @@ class LengthConfig(_Model):
     max: int = Field(32768, ge=1, description="cap applied to every sample")
     path: str | None = Field(None, description="empirical: trace file to sample from")
     column: Literal["prompt", "output"] = "prompt"
+    """empirical: which length of the trace to sample."""
 
     @model_validator(mode="after")
     def _check(self) -> LengthConfig:
@@ -65,9 +71,13 @@ class LengthConfig(_Model):
 
 class TenantConfig(_Model):
     name: str
+    """Tenant name, put on its requests (``Request.tenant``)."""
     weight: float = Field(1.0, gt=0)
+    """Share of the sessions that belong to this tenant (relative to the others)."""
     priority: int = 0
+    """Priority of its requests (larger = more important)."""
     slo_class: str = "default"
+    """SLO class of its requests (a key of ``slo_classes``)."""
 
 
 class SessionConfig(_Model):
@@ -79,31 +89,46 @@ class SessionConfig(_Model):
 
 class SyntheticConfig(_Model):
     num_requests: int = Field(1000, ge=1)
+    """Requests to generate."""
     arrival: ArrivalConfig = ArrivalConfig()
+    """When sessions start."""
     prompt: LengthConfig = LengthConfig(kind="lognormal", mean=1000, sigma=0.8)
+    """Length of each new user message (tokens)."""
     output: LengthConfig = LengthConfig(kind="lognormal", mean=250, sigma=0.8)
+    """Output length of each request (tokens)."""
     sessions: SessionConfig = SessionConfig()
+    """Multi-turn sessions."""
     system_prompt_tokens: int = Field(0, ge=0, description="shared system prompt length")
     num_system_prompts: int = Field(1, ge=1)
+    """Distinct system prompts, one picked at random per session."""
     tenants: list[TenantConfig] = [TenantConfig(name="default")]
+    """Tenants, drawn per session by weight."""
     model: str | None = None
+    """Model name put on every request (None: any instance serves it)."""
 
 
 class TransformConfig(_Model):
     rate_scale: float = Field(1.0, gt=0, description="multiply arrival rate (divide timestamps)")
     start_s: float | None = Field(None, ge=0)
+    """Keep arrivals at or after this trace time (s); times are shifted to start at 0."""
     end_s: float | None = Field(None, ge=0)
+    """Keep arrivals before this trace time (s)."""
     first_n: int | None = Field(None, ge=1)
+    """Keep only the first N requests (after the other transforms)."""
     sample: float | None = Field(None, gt=0, le=1, description="keep each request w.p. this")
 
 
 class WorkloadConfig(_Model):
     trace: str | None = None
+    """Trace file to replay (relative to the scenario file); exactly one of trace and synthetic."""
     format: str = "auto"
+    """Trace format: auto (detected), native, azure, mooncake, vidur or burstgpt."""
     synthetic: SyntheticConfig | None = None
+    """A generated workload instead of a trace."""
     transforms: TransformConfig = TransformConfig()
-    #: Arrival rate (req/s) for length-only traces (Vidur stats CSVs).
+    """Time window, rate scaling, sampling and truncation applied to the request stream."""
     generated_rate: float = Field(4.0, gt=0)
+    """Arrival rate (req/s) given to length-only traces (Vidur stats CSVs), Poisson."""
 
     @model_validator(mode="after")
     def _one_source(self) -> WorkloadConfig:
@@ -116,14 +141,22 @@ class EngineConfig(_Model):
     """Engine knobs, named as vLLM names them."""
 
     kind: Literal["vllm"] = "vllm"
+    """Engine model: ``vllm`` (these knobs, the default) or ``llamacpp`` (LlamaCppConfig)."""
     max_num_batched_tokens: int = Field(8192, ge=16)
+    """Token budget of one engine step (decodes + prefill chunks), as vLLM."""
     max_num_seqs: int = Field(256, ge=1)
+    """Most requests running in one batch, as vLLM."""
     block_tokens: int = Field(16, ge=1)
+    """Tokens per KV-cache block (vLLM's block_size)."""
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    """Share of GPU memory for weights, activations and KV cache, as vLLM."""
     enable_prefix_caching: bool = True
+    """Reuse cached KV blocks of identical prompt prefixes (automatic prefix caching)."""
     enable_chunked_prefill: bool = True
+    """Split long prefills over several steps; off, a prompt must fit one step budget."""
     long_prefill_token_threshold: int = Field(0, ge=0, description="0 = no per-request cap")
     preemption_mode: Literal["recompute", "swap"] = "recompute"
+    """What preemption does with the victim's KV: drop and recompute it, or swap it to host."""
     host_link_gbps: float = Field(25.0, gt=0, description="swap bandwidth, GB/s")
     num_gpu_blocks: int | None = Field(None, ge=1, description="override computed KV capacity")
     preemptible_prefill: bool = Field(
@@ -139,6 +172,7 @@ class LlamaCppConfig(_Model):
     its defaults). See docs/llamacpp.md for what the engine model does with them."""
 
     kind: Literal["llamacpp"]
+    """``llamacpp`` selects this engine model (docs/llamacpp.md)."""
     parallel: int = Field(4, ge=1, description="--parallel: number of slots")
     ctx: int = Field(8192, ge=16, description="-c: total context, ctx / parallel per slot")
     threads: int = Field(2, ge=1, description="-t: CPU threads (the CPU roofline uses it)")
@@ -175,46 +209,123 @@ AnyEngineConfig = Annotated[
 ]
 
 
+def _efficiency(description: str) -> Any:
+    return Field(None, gt=0, le=1, allow_inf_nan=False, description=description)
+
+
+def _seconds(description: str) -> Any:
+    return Field(None, ge=0, allow_inf_nan=False, description=description)
+
+
+class PerfConfig(_Model):
+    """Knobs of the roofline step-time model (docs/perf.md); ``None`` (the default) takes the
+    value calibrated for the group's GPU. Not allowed together with a fitted ``profile``."""
+
+    compute_efficiency: float | None = _efficiency(
+        "fraction of the dense BF16 peak that large GEMMs and attention reach"
+    )
+    compute_half_tokens: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="tokens at which a GEMM reaches half of compute_efficiency",
+    )
+    bandwidth_efficiency: float | None = _efficiency(
+        "fraction of peak memory bandwidth for weight and KV-cache reads"
+    )
+    gemm_latency_s: float | None = _seconds("fixed time of each GEMM kernel")
+    elementwise_bandwidth_efficiency: float | None = _efficiency(
+        "fraction of peak memory bandwidth for norm, rotary, activation and residual kernels"
+    )
+    elementwise_latency_s: float | None = _seconds("fixed time of each elementwise kernel")
+    allreduce_latency_s: float | None = _seconds("fixed time of each tensor-parallel all-reduce")
+    allreduce_bandwidth_efficiency: float | None = _efficiency(
+        "fraction of the GPU-to-GPU bandwidth an all-reduce reaches"
+    )
+    overhead_s: float | None = _seconds("fixed time per engine step outside the GPU kernels")
+
+    def knobs(self) -> dict[str, float]:
+        """The knobs that are set (not ``None``)."""
+        return self.model_dump(exclude_none=True)
+
+
 class InstanceGroup(_Model):
     name: str = "main"
-    #: The device: a GPU catalog name, or a CPU one for a llama.cpp engine (alias ``device``).
+    """Group name; instances are named <name>-0, <name>-1, ..."""
     gpu: str = Field("H100-SXM", validation_alias=AliasChoices("gpu", "device"))
+    """Device of every instance: a GPU (``fleetsched list gpus``), or for a ``llamacpp``
+    engine a CPU of the CPU catalog (docs/perf.md); ``device`` is an alias."""
     model: str = "Llama-3.1-8B"
+    """Model served (``fleetsched list models``; Hugging Face ids accepted)."""
     tp: int = Field(1, ge=1)
+    """Tensor-parallel degree: GPUs per instance, within one node."""
     count: int = Field(1, ge=1)
+    """Number of instances in the group."""
     role: Literal["mixed", "prefill", "decode"] = "mixed"
+    """Prefill/decode disaggregation role (needs a router that routes by role, e.g. pd_disagg)."""
     engine: AnyEngineConfig = EngineConfig()
+    """Engine of every instance: vLLM-style knobs, or ``kind: llamacpp`` for llama.cpp's
+    server (docs/llamacpp.md)."""
     profile: str | None = Field(None, description="fitted step-time profile YAML")
+    perf: PerfConfig = PerfConfig()
+
+    @model_validator(mode="after")
+    def _perf_or_profile(self) -> InstanceGroup:
+        if self.profile is not None and self.perf.knobs():
+            raise ValueError(
+                f"perf knobs ({', '.join(self.perf.knobs())}) apply to the roofline model "
+                "only; this group uses the fitted profile " + repr(self.profile)
+            )
+        if isinstance(self.engine, LlamaCppConfig) and self.perf.knobs():
+            raise ValueError(
+                f"perf knobs ({', '.join(self.perf.knobs())}) apply to the GPU roofline of the "
+                "vLLM engine, not to a llamacpp engine (fit a profile with fleetsched calibrate)"
+            )
+        return self
 
 
 class PolicyRef(_Model):
     name: str
+    """Registered policy name (``fleetsched list policies``)."""
     params: dict[str, Any] = {}
+    """Keyword arguments of the policy, checked against its signature (see Policy parameters)."""
 
 
 class PoliciesConfig(_Model):
     router: PolicyRef = PolicyRef(name="round_robin")
+    """Which instance each request goes to."""
     admission: PolicyRef = PolicyRef(name="aggressive")
+    """Whether the head of an engine's waiting queue may start now."""
     ordering: PolicyRef = PolicyRef(name="fcfs")
+    """Order of an engine's waiting queue."""
     preemption: PolicyRef = PolicyRef(name="newest")
+    """Which running request an engine preempts when KV memory runs out."""
 
 
 class SLOClass(_Model):
     ttft_s: float = Field(2.0, gt=0)
+    """Time-to-first-token target, seconds."""
     tpot_s: float = Field(0.1, gt=0)
+    """Time-per-output-token target (mean after the first), seconds."""
 
 
 class Scenario(_Model):
     name: str = "scenario"
+    """Name shown in tables and reports."""
     seed: int = 0
+    """Seed of every random stream (workload, policies); same seed, same output."""
     workload: WorkloadConfig
+    """The requests: a trace or a synthetic generator, with transforms."""
     cluster: list[InstanceGroup] = Field(default_factory=lambda: [InstanceGroup()], min_length=1)
+    """Instance groups: GPU, model, tp, count, role and engine knobs of each."""
     policies: PoliciesConfig = PoliciesConfig()
+    """Router and engine-local policies, by registered name with parameters."""
     slo_classes: dict[str, SLOClass] = {"default": SLOClass()}
-    #: Router sees instance state refreshed every this many seconds (0 = exact state).
+    """SLO targets by class name; requests of an unknown class use "default"."""
     view_refresh_s: float = Field(0.0, ge=0)
-    #: Bandwidth between instances for KV handover (prefill -> decode) and live migration.
+    """The router sees instance state refreshed every this many seconds (0 = exact state)."""
     kv_link_gb_s: float = Field(25.0, gt=0)
+    """Bandwidth between instances (GB/s) for KV handover (prefill -> decode) and migration."""
 
 
 def _node_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
@@ -255,14 +366,36 @@ def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     return tuple(out)
 
 
+#: A problem found in a scenario: (field path, message), e.g.
+#: ``(("policies", "router", "params", "cache_threshold"), "Input should be a valid number")``.
+Problem = tuple[tuple[str | int, ...], str]
+
+#: Checks a validated scenario against what the schema cannot know (registries, catalogs).
+ScenarioCheck = Callable[["Scenario"], list[Problem]]
+
+
+def format_problem(
+    loc: tuple[str | int, ...],
+    msg: str,
+    source: str | None = None,
+    root: yaml.Node | None = None,
+    count: int = 1,
+) -> str:
+    """``source:line: field.path: msg`` (the line of ``loc`` in the YAML ``root``), or
+    ``field.path: msg`` without a source; ``count > 1`` adds ``(and N more problems)``."""
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    more = f" (and {count - 1} more problems)" if count > 1 else ""
+    if source is None:
+        return f"{path}: {msg}{more}"
+    line = _node_line(root, loc)
+    where = f"{source}:{line}" if line else source
+    return f"{where}: {path}: {msg}{more}"
+
+
 def format_validation_error(err: ValidationError, source: str, root: yaml.Node | None) -> str:
     first = err.errors()[0]
     loc = _clean_loc(first["loc"])
-    path = ".".join(str(p) for p in loc) or "(top level)"
-    line = _node_line(root, loc)
-    where = f"{source}:{line}" if line else source
-    more = f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else ""
-    return f"{where}: {path}: {first['msg']}{more}"
+    return format_problem(loc, first["msg"], source, root, err.error_count())
 
 
 def parse_yaml_model(text: str, source: str, model: type[M], what: str) -> M:
@@ -289,15 +422,33 @@ def read_text(path: str | Path, what: str) -> str:
         raise InputError(f"cannot read {what}: {e.strerror}", str(path)) from None
 
 
-def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
-    """Parse and validate scenario YAML text; raise :class:`InputError` naming line and field."""
-    return parse_yaml_model(text, source, Scenario, "a scenario")
+def _check(scenario: Scenario, check: ScenarioCheck | None, text: str, source: str) -> None:
+    problems = check(scenario) if check is not None else []
+    if problems:
+        loc, msg = problems[0]
+        raise InputError(format_problem(loc, msg, source, yaml.compose(text), len(problems)))
 
 
-def load_scenario(path: str | Path) -> Scenario:
+def parse_scenario(
+    text: str, source: str = "<scenario>", check: ScenarioCheck | None = None
+) -> Scenario:
+    """Parse and validate scenario YAML text; raise :class:`InputError` naming line and field.
+
+    ``check`` (e.g. :func:`fleetsched.sim.check.scenario_problems`) adds checks against the
+    policy registries and hardware catalogs, reported the same way."""
+    scenario = parse_yaml_model(text, source, Scenario, "a scenario")
+    _check(scenario, check, text, source)
+    return scenario
+
+
+def load_scenario(path: str | Path, check: ScenarioCheck | None = None) -> Scenario:
+    """Read a scenario file (relative paths in it are relative to its folder); see
+    :func:`parse_scenario` for ``check``."""
     p = Path(path)
-    scenario = parse_scenario(read_text(p, "scenario"), str(p))
-    return _resolve_paths(scenario, p.parent)
+    text = read_text(p, "scenario")
+    scenario = _resolve_paths(parse_scenario(text, str(p)), p.parent)
+    _check(scenario, check, text, str(p))
+    return scenario
 
 
 def _resolve_paths(s: Scenario, base: Path) -> Scenario:
@@ -388,7 +539,7 @@ def apply_overrides(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
     except ValidationError as e:
         first = e.errors()[0]
         loc = ".".join(str(p) for p in _clean_loc(first["loc"]))
-        raise InputError(f"{loc}: {first['msg']}") from None
+        raise InputError(first["msg"], loc) from None
 
 
 def _is_open_mapping(keys: list[str]) -> bool:

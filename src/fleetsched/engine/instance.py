@@ -53,6 +53,7 @@ class EngineStats:
     cached_tokens: int = 0  # prompt tokens served from the prefix cache (first admission)
     served_tokens: int = 0  # prompt + output tokens of finished requests
     rejected: int = 0  # requests that can never fit in KV memory
+    aborted: int = 0  # requests the client gave up on (``abort``)
 
 
 class Instance:
@@ -136,6 +137,7 @@ class Instance:
         self._order = 0
         self.outstanding = 0  # dispatched, unfinished requests
         self.inflight_prompt_tokens = 0
+        self._aborted_waiting = 0  # aborted requests still in the waiting queue (see abort)
 
         # The step or run in flight.
         self.busy = False
@@ -316,6 +318,40 @@ class Instance:
             self._to_detach = []
         return self._schedule(now)
 
+    def abort(self, seq: Seq, now: float) -> float | None:
+        """Drop ``seq`` at ``now`` wherever it is, as vLLM aborts a request whose client went
+        away: its KV blocks are freed at once (cached prefix blocks stay cached, unreferenced),
+        it produces no more tokens and it ends unfinished (``finish_s`` NaN), with the
+        engine policies' ``on_finish`` hooks and ``on_finish`` called as for a rejected
+        request. Call ``sync(now)`` first. The step in progress keeps its planned end time; a
+        fast-forward run is cut after it (the new end time is returned, else None).
+
+        A waiting request leaves the queue when it reaches the head (the ordering policies
+        have no removal), costing nothing meanwhile; ``view().queue_len`` excludes it.
+        """
+        if seq.state == DONE:
+            return None
+        decoding = seq.state == DECODE
+        if decoding:
+            blocks = self.blocks_held(seq)
+            seq.generated += self.dstep - seq.entry
+            self._leave_decode(seq)
+            seq.computed = self.dstep + seq.base
+        elif seq.state == PREFILL:
+            del self.prefilling[id(seq)]
+            blocks = seq.blocks
+        elif seq in self._swapin:  # swapped in by the step in progress, not decoding yet
+            self._swapin.remove(seq)
+            blocks = seq.blocks
+        else:  # waiting (possibly swapped out: its KV is in host memory, nothing to free here)
+            self._aborted_waiting += 1
+            blocks = 0
+        if blocks or seq.held:
+            self._release(seq, blocks)
+        self.stats.aborted += 1
+        self._done(seq, math.nan)
+        return self.truncate(now) if decoding else None
+
     def request_detach(self, seq: Seq, now: float) -> float | None:
         """Take decoding ``seq`` out at the end of the step in progress (live migration's
         stop-the-world stage). Call ``sync(now)`` first; returns a new event time or None."""
@@ -345,10 +381,13 @@ class Instance:
             self.on_detach(seq, now)
 
     # ------------------------------------------------------------------ views
-    def cached_prefix_tokens(self, seq: Seq) -> int:
-        """Prompt tokens of ``seq`` in the prefix cache now (0 without prefix caching)."""
+    def cached_prefix_tokens(self, seq: Seq, now: float | None = None) -> int:
+        """Prompt tokens of ``seq`` in the prefix cache (0 without prefix caching), as of
+        ``now`` if given (``sync(now)`` first)."""
         if not self.cfg.enable_prefix_caching:
             return 0
+        if now is not None:
+            self.sync(now)
         keys = seq.prefix_keys(self.bt)
         return self.kv.match(keys, len(keys)) * self.bt
 
@@ -366,7 +405,7 @@ class Instance:
             gpu=self.gpu,
             role=self.role,
             healthy=self.healthy,
-            queue_len=len(self.waiting),
+            queue_len=len(self.waiting) - self._aborted_waiting,
             running=len(self.running),
             kv_utilization=kv.used / kv.num_blocks,
             free_blocks=kv.free,
@@ -593,7 +632,8 @@ class Instance:
                     # while others run), else it would idle with work forever.
                     self._admit(now, budget, plan, force=True)
                     if not plan and not self._swapin:
-                        self._reject(self.waiting.pop(now), now)
+                        if len(self.waiting):  # else only aborted requests were waiting
+                            self._reject(self.waiting.pop(now), now)
                         return self._schedule(now)
                 else:
                     self.busy = False
@@ -644,6 +684,10 @@ class Instance:
         self._room_victims: set[int] = set()
         while budget > 0 and len(waiting):
             seq = waiting.peek(now)
+            if seq.state == DONE:  # aborted while waiting: leaves the queue now
+                waiting.pop(now)
+                self._aborted_waiting -= 1
+                continue
             if id(seq) in self._room_victims and not force:
                 # Preempted to make room in this very step: it waits for the next one (else
                 # an order that ranks it first would admit and preempt it forever).

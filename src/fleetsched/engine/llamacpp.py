@@ -306,7 +306,7 @@ class LlamaCppInstance:
     def request_detach(self, seq: Seq, now: float) -> float | None:
         raise InputError("the llamacpp engine does not support live migration")
 
-    def cached_prefix_tokens(self, seq: Seq) -> int:
+    def cached_prefix_tokens(self, seq: Seq, now: float | None = None) -> int:
         """Prompt tokens of ``seq`` found in a slot or in the host-RAM cache (LCP)."""
         keys = seq.prefix_keys(self.bt)
         p = seq.req.prompt_tokens

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
@@ -52,26 +52,47 @@ def _import_pyarrow(p: Path) -> Any:
     return pa, pq
 
 
-def write_records(records: Iterable[RequestRecord], path: str | Path) -> int:
+def check_records_path(path: str | Path) -> None:
+    """Raise :class:`~fleetsched.errors.InputError` now if :func:`write_records` could not
+    write this format (Parquet without ``pyarrow``)."""
+    p = Path(path)
+    if p.suffix.lower() == ".parquet":
+        _import_pyarrow(p)
+
+
+def write_records(
+    records: Iterable[RequestRecord],
+    path: str | Path,
+    extra: Mapping[str, Sequence[Any]] | None = None,
+) -> int:
     """Write records to ``path`` (Parquet if it ends in ``.parquet``, else CSV); return the count.
 
+    ``extra`` adds columns after the standard ones (name -> one value per record, in order):
+    fields only some producers have, e.g. a live run's HTTP status. Readers ignore them.
     Raises :class:`~fleetsched.errors.InputError` if Parquet is asked for and ``pyarrow``
     is not installed.
     """
     p = Path(path)
+    extra = dict(extra or {})
+    clash = sorted(set(extra) & set(COLUMNS))
+    if clash:
+        raise ValueError(f"extra columns {', '.join(clash)} would rename standard ones")
     if p.suffix.lower() == ".parquet":
-        return _write_parquet(records, p)
+        return _write_parquet(records, p, extra)
     n = 0
+    cols = list(extra.values())
     with p.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(COLUMNS)
+        w.writerow([*COLUMNS, *extra])
         for r in records:
-            w.writerow([_fmt(v) for v in _row(r)])
+            w.writerow([_fmt(v) for v in (*_row(r), *(c[n] for c in cols))])
             n += 1
     return n
 
 
-def _write_parquet(records: Iterable[RequestRecord], p: Path) -> int:
+def _write_parquet(
+    records: Iterable[RequestRecord], p: Path, extra: dict[str, Sequence[Any]]
+) -> int:
     pa, pq = _import_pyarrow(p)
     rows = [_row(r) for r in records]
     types = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
@@ -80,7 +101,8 @@ def _write_parquet(records: Iterable[RequestRecord], p: Path) -> int:
     )
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(COLUMNS)
     arrays = [pa.array(list(col), type=t) for col, t in zip(columns, col_types, strict=True)]
-    table = pa.Table.from_arrays(arrays, names=list(COLUMNS))
+    arrays += [pa.array(list(v)) for v in extra.values()]
+    table = pa.Table.from_arrays(arrays, names=[*COLUMNS, *extra])
     pq.write_table(table, p)
     return len(rows)
 

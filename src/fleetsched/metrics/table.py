@@ -6,10 +6,15 @@ Latencies are shown in milliseconds; an undefined value (NaN or missing) shows a
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from rich import box
 from rich.table import Table
+from rich.text import Text
+
+from fleetsched.errors import InputError
 
 DASH = "-"
 
@@ -53,7 +58,7 @@ def summary_table(summary: Mapping[str, Any], title: str | None = "Summary") -> 
 
     Scalar metrics (throughput, goodput, attainment, …) sit in the "mean / value" column.
     """
-    table = Table(title=title, title_justify="left")
+    table = Table(title=None if title is None else Text(title), title_justify="left")
     table.add_column("metric")
     table.add_column("mean / value", justify="right")
     table.add_column("p50", justify="right")
@@ -69,6 +74,7 @@ def summary_table(summary: Mapping[str, Any], title: str | None = "Summary") -> 
     done, total = fmt_int(summary.get("completed")), fmt_int(summary.get("requests"))
     scalars = (
         ("requests (completed/all)", f"{done}/{total}"),
+        ("rejected (can never run)", fmt_int(summary.get("rejected", 0))),
         ("throughput (req/s)", fmt_num(summary.get("throughput_req_s"))),
         ("throughput (output tok/s)", fmt_num(summary.get("throughput_tok_s"), 1)),
         ("goodput (req/s)", fmt_num(summary.get("goodput_req_s"))),
@@ -82,41 +88,101 @@ def summary_table(summary: Mapping[str, Any], title: str | None = "Summary") -> 
     return table
 
 
-_COMPARE_COLUMNS: tuple[tuple[str, str, str | None, str], ...] = (
-    # (header, summary key, dist stat or None, format)
-    ("TTFT p50 ms", "ttft_s", "p50", "ms"),
-    ("TTFT p99 ms", "ttft_s", "p99", "ms"),
-    ("TPOT p50 ms", "tpot_s", "p50", "ms"),
-    ("TPOT p99 ms", "tpot_s", "p99", "ms"),
-    ("E2E p50 ms", "e2e_s", "p50", "ms"),
-    ("E2E p99 ms", "e2e_s", "p99", "ms"),
-    ("goodput req/s", "goodput_req_s", None, "num"),
-    ("SLO att.", "slo_attainment", None, "pct"),
-    ("prefix hit", "prefix_hit_rate", None, "pct"),
-    ("load CoV", "load_cov", None, "cov"),
-    ("preempt", "preemptions", None, "int"),
-    ("migr", "migrations", None, "int"),
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A column of :func:`compare_table`: a header (two short lines) and where its value is."""
+
+    header: str
+    key: str
+    stat: str | None
+    kind: str
+
+
+def fmt_ms_short(seconds: Any) -> str:
+    """Seconds -> milliseconds, one decimal below 100 ms, none above (``7,025``)."""
+    f = _num(seconds)
+    if not math.isfinite(f):
+        return DASH
+    ms = f * 1000
+    return f"{ms:.1f}" if abs(ms) < 100 else f"{ms:,.0f}"
+
+
+#: Every column :func:`compare_table` can show, by the name ``--columns`` takes.
+COMPARE_COLUMNS: dict[str, Column] = {
+    "ttft_mean": Column("TTFT\nmean", "ttft_s", "mean", "ms"),
+    "ttft_p50": Column("TTFT\np50", "ttft_s", "p50", "ms"),
+    "ttft_p99": Column("TTFT\np99", "ttft_s", "p99", "ms"),
+    "tpot_p50": Column("TPOT\np50", "tpot_s", "p50", "ms"),
+    "tpot_p99": Column("TPOT\np99", "tpot_s", "p99", "ms"),
+    "e2e_p50": Column("E2E\np50", "e2e_s", "p50", "ms"),
+    "e2e_p99": Column("E2E\np99", "e2e_s", "p99", "ms"),
+    "queue_p99": Column("queue\np99", "queue_s", "p99", "ms"),
+    "throughput": Column("thru-\nput", "throughput_req_s", None, "num"),
+    "tok_s": Column("output\ntok/s", "throughput_tok_s", None, "num0"),
+    "goodput": Column("good-\nput", "goodput_req_s", None, "num"),
+    "slo": Column("SLO\natt.", "slo_attainment", None, "pct"),
+    "prefix_hit": Column("prefix\nhit", "prefix_hit_rate", None, "pct"),
+    "load_cov": Column("load\nCoV", "load_cov", None, "cov"),
+    "preempt": Column("pre-\nempt", "preemptions", None, "int"),
+    "migr": Column("mig-\nrate", "migrations", None, "int"),
+    "rejected": Column("re-\nject", "rejected", None, "int"),
+}
+
+#: Columns shown by default: fit in 80 columns with ten routers.
+DEFAULT_COLUMNS: tuple[str, ...] = (
+    "ttft_p50",
+    "ttft_p99",
+    "tpot_p50",
+    "e2e_p99",
+    "goodput",
+    "slo",
+    "prefix_hit",
+    "preempt",
 )
 
 _FORMATTERS = {
-    "ms": fmt_ms,
+    "ms": fmt_ms_short,
     "num": fmt_num,
+    "num0": lambda x: fmt_num(x, 0),
     "pct": fmt_pct,
     "cov": lambda x: fmt_num(x, 3),
     "int": fmt_int,
 }
 
+COMPARE_CAPTION = "times in ms; throughput and goodput in req/s"
 
-def compare_table(summaries: Mapping[str, Mapping[str, Any]], title: str = "Comparison") -> Table:
-    """One row per policy (the mapping's keys, in the mapping's order)."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("policy", no_wrap=True, min_width=16)
-    for header, *_ in _COMPARE_COLUMNS:
-        table.add_column(header, justify="right")
+
+def compare_table(
+    summaries: Mapping[str, Mapping[str, Any]],
+    title: str = "Comparison",
+    columns: Sequence[str] = DEFAULT_COLUMNS,
+    label: str = "policy",
+) -> Table:
+    """One row per entry of ``summaries`` (in its order), one column per name in ``columns``
+    (keys of :data:`COMPARE_COLUMNS`); ``label`` heads the first column. Cells never get
+    cut short: a table wider than the console folds its cells."""
+    unknown = [c for c in columns if c not in COMPARE_COLUMNS]
+    if unknown:
+        known = ", ".join(COMPARE_COLUMNS)
+        raise InputError(f"unknown column {unknown[0]!r} (known: {known})", "--columns")
+    table = Table(
+        title=Text(title),
+        title_justify="left",
+        caption=COMPARE_CAPTION,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,  # two spaces between columns: ten policies fit in 80
+    )
+    table.add_column(Text(label), overflow="fold")
+    cols = [COMPARE_COLUMNS[c] for c in columns]
+    for col in cols:
+        table.add_column(col.header, justify="right", overflow="fold")
     for name, s in summaries.items():
-        cells = []
-        for _, key, stat, kind in _COMPARE_COLUMNS:
-            value = _dist(s, key, stat) if stat else s.get(key)
-            cells.append(_FORMATTERS[kind](value))
-        table.add_row(str(name), *cells)
+        cells = [Text(str(name))]
+        for col in cols:
+            value = _dist(s, col.key, col.stat) if col.stat else s.get(col.key)
+            cells.append(Text(_FORMATTERS[col.kind](value)))
+        table.add_row(*cells)
     return table

@@ -14,6 +14,9 @@ Units: FLOP/s, bytes/s and bytes. Conventions used for every entry:
   GPU-to-GPU fabric use PCIe.
 - ``host_link_bw_bytes_s`` is the PCIe x16 link to the host, one direction (Gen4 = 32 GB/s,
   Gen5 = 64 GB/s; datasheets print 64 / 128 GB/s bidirectional).
+- ``gpus_per_node`` is the largest common server of that GPU (8 for every entry here: HGX /
+  DGX H100, H200 and A100 boards, AMD's MI300X platform, and the largest AWS instances with
+  A10G (g5.48xlarge) and L40S (g6e.48xlarge)); a tensor-parallel group must fit in one node.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class GPU:
     mem_bytes: int
     interconnect_bw_bytes_s: float
     host_link_bw_bytes_s: float
+    gpus_per_node: int = 8
 
     def __post_init__(self) -> None:
         for field in (
@@ -45,6 +49,7 @@ class GPU:
             "mem_bytes",
             "interconnect_bw_bytes_s",
             "host_link_bw_bytes_s",
+            "gpus_per_node",
         ):
             value = getattr(self, field)
             if not value > 0:
@@ -91,6 +96,18 @@ GPUS: dict[str, GPU] = {
         mem_bw_bytes_s=1.555e12,
         mem_bytes=40 * GiB,
         interconnect_bw_bytes_s=300 * _GB,
+        host_link_bw_bytes_s=32 * _GB,
+    ),
+    # NVIDIA A40 datasheet: BF16 tensor 149.7 TFLOPS dense (299.4 sparse); GDDR6 48 GB at
+    # 696 GB/s; PCIe Gen4 x16 64 GB/s (bidir.) -> 32. An optional NVLink bridge joins pairs of
+    # A40s at 112.5 GB/s (bidir.); a TP group beyond a pair goes over PCIe, which is the figure
+    # used here.
+    "A40": GPU(
+        name="A40",
+        bf16_flops=149.7 * _TFLOPS,
+        mem_bw_bytes_s=696 * _GB,
+        mem_bytes=48 * GiB,
+        interconnect_bw_bytes_s=32 * _GB,
         host_link_bw_bytes_s=32 * _GB,
     ),
     # NVIDIA L40S datasheet: BF16 tensor 362.05 TFLOPS dense (733 sparse); GDDR6 48 GB at

@@ -18,6 +18,7 @@ class ModelSpec:
 
     ``active_params`` are the parameters one token passes through (== ``total_params`` for a
     dense model; for a mixture of experts the shared part plus ``experts_per_token`` experts).
+    ``tie_word_embeddings``: the LM head is the embedding table (counted once in the totals).
     """
 
     name: str
@@ -33,6 +34,7 @@ class ModelSpec:
     active_params: int
     num_experts: int = 1
     experts_per_token: int = 1
+    tie_word_embeddings: bool = False
     #: Sliding-window attention: ``sliding_layers`` of the layers attend only to the last
     #: ``sliding_window`` positions (0 and 0 for full attention everywhere).
     sliding_window: int = 0
@@ -60,6 +62,12 @@ class ModelSpec:
             raise InputError(f"model {self.name!r}: num_heads must be a multiple of num_kv_heads")
         if self.active_params > self.total_params:
             raise InputError(f"model {self.name!r}: active_params > total_params")
+        tables = self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)
+        if tables >= self.active_params:
+            raise InputError(
+                f"model {self.name!r}: the embedding table and LM head ({tables:,} parameters) "
+                "leave no parameters for the transformer layers"
+            )
         if not 0 <= self.sliding_layers <= self.num_layers or (self.sliding_window > 0) != (
             self.sliding_layers > 0
         ):
@@ -208,9 +216,10 @@ MODELS: dict[str, ModelSpec] = {
     ),
     # https://huggingface.co/google/gemma-3-270m/blob/main/config.json
     # 18 layers, hidden 640, 4 heads / 1 KV head, head_dim 256, MLP 2048, vocab 262144, tied
-    # embeddings: 268,098,176 parameters. Gemma 3 uses a 512-token sliding window on 5 of every
-    # 6 layers (15 of 18); the KV figures here assume full attention on all layers (an
-    # overestimate for the vLLM engine model; the llama.cpp engine model uses the window).
+    # embeddings (the LM head is the embedding table): 268,098,176 parameters. Gemma 3 uses a
+    # 512-token sliding window on 5 of every 6 layers (15 of 18); the KV figures here assume
+    # full attention on all layers (an overestimate for the vLLM engine model; the llama.cpp
+    # engine model uses the window).
     "gemma-3-270m": ModelSpec(
         name="gemma-3-270m",
         num_layers=18,
@@ -222,6 +231,7 @@ MODELS: dict[str, ModelSpec] = {
         vocab_size=262144,
         total_params=268_098_176,
         active_params=268_098_176,
+        tie_word_embeddings=True,
         sliding_window=512,
         sliding_layers=15,
     ),

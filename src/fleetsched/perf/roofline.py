@@ -3,46 +3,66 @@
 One step runs one forward pass over a batch mixing prefill chunks and decode tokens. Its time
 (per GPU of a tensor-parallel group of ``tp`` GPUs; every term below is already per GPU):
 
-    tokens  = prefill_tokens + num_decodes
-    linear  = max(W / tp / BW,  2 * active_params * tokens / tp / F)
+    T       = prefill_tokens + num_decodes                 tokens of the forward pass
+    S       = num_decodes + (1 if prefill_tokens else 0)   positions the LM head runs on
+    gemm(M, W, P, n) = n * gemm_latency_s
+                       + max(W / tp / BW, 2 * P * (M + compute_half_tokens) / tp / F)
+    linear  = gemm(T, W_layers, P_layers, 4 L) + gemm(S, W_head, P_head, 1)
+    embed   = T * hidden * dtype_bytes / tp / BW           the rows of the batch's tokens
+    elemw   = L * (5 * elementwise_latency_s + T * elementwise_bytes_per_token / BW_elementwise)
     prefill = 4 * L * H * D * prefill_attn_pairs / tp / F
-    decode  = max(kv_bytes_per_token_per_gpu * decode_ctx_sum / BW,
-                  4 * L * H * D * decode_ctx_sum / tp / F)
-    comm    = 2 * L * (latency + tokens * hidden * dtype_bytes * 2 (tp - 1) / tp / IC)   [tp > 1]
-    step    = linear + prefill + decode + comm + overhead_s
+    decode  = decode_ctx_sum * max(kv_bytes_per_token_per_gpu / BW, 4 * L * H * D / tp / F)
+    comm    = 2 L * (allreduce_latency_s + T * hidden * dtype_bytes * 2 (tp - 1) / tp / IC)
+              (tp > 1 only)
+    step    = linear + embed + elemw + prefill + decode + comm + overhead_s
 
-with F = bf16_flops * compute_efficiency, BW = mem_bw * bandwidth_efficiency, IC the per-GPU
-one-direction interconnect bandwidth, L layers, H query heads, D head_dim. An empty step (no
-tokens) takes 0 s.
+with F = bf16_flops * compute_efficiency, BW = mem_bw * bandwidth_efficiency, BW_elementwise =
+mem_bw * elementwise_bandwidth_efficiency, IC = interconnect_bw * allreduce_bandwidth_efficiency,
+L layers, H query heads, D head_dim. ``W_layers`` / ``P_layers`` are the bytes / parameters of
+the transformer layers (every parameter but the embedding table and LM head; for a mixture of
+experts the weights read are ``dense + experts * min(E, T k) / E``), ``W_head`` / ``P_head`` those
+of the LM head (``vocab * hidden``; with tied embeddings it is the embedding table, read once).
+The knobs (:class:`~fleetsched.perf.calibration.PerfParams`) default to the values calibrated
+for the GPU (``calibration.py``). An empty step (no tokens) takes 0 s.
 
 Approximations, all deliberate:
 
-- Linear layers read every weight once per step (``W``); their FLOPs use ``active_params``
-  including the embedding table and LM head for every token (vLLM computes logits only for
-  sampled positions; the gap is ~6% of FLOPs for Llama-3.1-8B).
-- Mixture of experts: a step reads the dense part plus the experts its tokens can touch,
-  ``W = dense + experts * min(E, tokens * k) / E``. This is the no-collision upper bound (each
-  token's k experts assumed distinct from the others'); real routing overlaps, so it is
-  pessimistic for batches of a few tokens and exact once ``tokens * k >= E``.
-- Attention FLOPs are 4 * L * H * D per query-key pair (QK^T and PV, 2 FLOPs per MAC);
-  prefill is compute-bound and causal (``prefill_attn_pairs`` counts each chunk's pairs,
-  ``chunk * (context_before + (chunk + 1) / 2)``); decode reads the request's whole KV.
-  Re-reading a cached prefix's KV during prefill is ignored.
+- Linear layers read every weight once per step. ``compute_half_tokens`` makes small GEMMs
+  slower than the peak rate (a GEMM of ``M`` tokens costs as if it had ``M +
+  compute_half_tokens``), fitted to measured kernels; ``gemm_latency_s`` is each GEMM kernel's
+  fixed time (4 per layer: QKV, O, gate-up, down; 1 for the LM head).
+- The embedding lookup has no FLOPs; it reads the batch's rows only. The LM head is a real GEMM
+  over the positions that produce logits. vLLM v1 computes logits at the last scheduled
+  position of *every* request in the batch (``logits_indices = query_start_loc[1:] - 1`` in
+  ``gpu_model_runner``, partial prefill chunks included, their samples discarded); the step's
+  inputs do not say how many prefill chunks it holds, so ``S`` counts one for any prefill. Each
+  missed chunk is ``2 * hidden * vocab`` FLOPs (~1 us on an H100 for Llama-3.1-8B), next to a
+  prefill step of milliseconds.
+- Elementwise kernels (two RMSNorms, rotary, gated activation, residual add: 5 per layer as
+  Vidur profiles them) move ``2 * (7 hidden + 3 mlp k / tp + 2 (H + H_kv) D / tp)`` bytes per
+  token per layer (``k`` experts per token).
+- Mixture of experts: the weights read assume each token's ``k`` experts are distinct from the
+  others' (no-collision upper bound), so they are pessimistic for a few tokens and exact once
+  ``T * k >= E``.
+- Attention FLOPs are 4 * L * H * D per query-key pair (QK^T and PV, 2 FLOPs per MAC), at the
+  GEMMs' ``compute_efficiency``; prefill is compute-bound and causal (``prefill_attn_pairs``
+  counts each chunk's pairs, ``chunk * (context_before + (chunk + 1) / 2)``); decode reads the
+  request's whole KV. Re-reading a cached prefix's KV during prefill is ignored.
 - KV heads are split across TP ranks; when ``tp > num_kv_heads`` each rank holds one full copy
   of a KV head (as vLLM does), so KV bytes per GPU stop shrinking.
-- Compute and memory traffic of different terms do not overlap; all-reduce is a ring, two per
-  layer (after attention and after the MLP), each of ``tokens * hidden * dtype_bytes`` bytes.
+- Terms do not overlap; all-reduce is a ring, two per layer (after attention and after the MLP),
+  each of ``T * hidden * dtype_bytes`` bytes.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from fleetsched.errors import InputError
+from fleetsched.perf.calibration import PerfParams, calibrated_params
 from fleetsched.perf.hardware import GPU, GiB
 from fleetsched.perf.models import ModelSpec
 
@@ -51,6 +71,10 @@ from fleetsched.perf.models import ModelSpec
 ACTIVATION_PROFILE_TOKENS = 8192
 #: Fixed part of the activation reserve: CUDA context, cuBLAS/NCCL workspaces, CUDA graphs.
 FIXED_RESERVE_BYTES = 1 * GiB
+#: GEMM kernels per transformer layer (QKV, O, gate-up, down projections).
+GEMMS_PER_LAYER = 4
+#: Elementwise kernels per layer (input and post-attention RMSNorm, rotary, activation, add).
+ELEMENTWISE_PER_LAYER = 5
 
 
 def check_tp(model: ModelSpec, tp: int) -> None:
@@ -80,92 +104,141 @@ def kv_bytes_per_token_per_gpu(model: ModelSpec, tp: int) -> int:
     return 2 * model.num_layers * kv_heads_per_gpu(model, tp) * model.head_dim * model.dtype_bytes
 
 
+def gemm_time_s(
+    tokens: Any, weight_bytes: Any, flops_per_token: Any, kernels: Any, gpu: GPU, p: PerfParams
+) -> Any:
+    """Seconds of ``kernels`` GEMMs over ``tokens`` tokens that read ``weight_bytes`` once and do
+    ``flops_per_token`` FLOPs per token (one GPU's share):
+    ``kernels * gemm_latency_s + max(weights / BW, (tokens + compute_half_tokens) * flops / F)``.
+
+    Works on floats and on numpy arrays (``fleetsched perf check`` evaluates it over every
+    profiled row); :class:`RooflineModel` folds the same expression into its constants.
+    """
+    weights_s = weight_bytes / (gpu.mem_bw_bytes_s * p.bandwidth_efficiency)
+    flops = gpu.bf16_flops * p.compute_efficiency
+    flops_s = (tokens + p.compute_half_tokens) * flops_per_token / flops
+    return kernels * p.gemm_latency_s + np.maximum(weights_s, flops_s)
+
+
+def elementwise_time_s(
+    tokens: Any, bytes_per_token: Any, kernels: Any, gpu: GPU, p: PerfParams
+) -> Any:
+    """Seconds of ``kernels`` elementwise kernels moving ``bytes_per_token`` per token:
+    ``kernels * elementwise_latency_s + tokens * bytes / BW_elementwise`` (floats or arrays)."""
+    bw = gpu.mem_bw_bytes_s * p.elementwise_bandwidth_efficiency
+    return kernels * p.elementwise_latency_s + tokens * bytes_per_token / bw
+
+
+def elementwise_bytes_per_token(
+    *,
+    hidden: int,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    mlp: int,
+    tp: int,
+    dtype_bytes: int = 2,
+    gated: bool = True,
+    norms: int = 2,
+    adds: int = 1,
+    rotary: bool = True,
+    activation: bool = True,
+) -> int:
+    """Bytes one token moves per layer through the elementwise kernels, on one GPU of ``tp``.
+
+    Each RMSNorm reads and writes ``hidden`` values (replicated on every rank); a residual add
+    reads two and writes one; the activation reads ``2 * mlp`` (gated) or ``mlp`` values and
+    writes ``mlp``, sharded; rotary reads and writes the query and key heads, sharded.
+    """
+    values = (2 * norms + 3 * adds) * hidden
+    if activation:
+        values += (3 if gated else 2) * mlp // tp
+    if rotary:
+        values += 2 * (heads + kv_heads) * head_dim // tp
+    return values * dtype_bytes
+
+
 class RooflineModel:
-    """Step time of one engine step from datasheet peaks (formula in the module docstring).
+    """Step time of one engine step from datasheet peaks and calibrated knobs (formula in the
+    module docstring). ``knobs`` are :class:`~fleetsched.perf.calibration.PerfParams` fields;
+    each one left out or ``None`` takes the GPU's calibrated value.
 
     ``step_time`` and ``decode_step_times`` share one formula, so
-    ``decode_step_times(n, c)[i]`` is bitwise ``step_time(0, 0.0, n, int(c[i]))``.
+    ``decode_step_times(n, c)[i]`` is bitwise ``step_time(0, 0.0, n, int(c[i]))``, and a
+    decode-only step is ``base(n) + decode_ctx_sum * slope``: affine in the context sum.
     Inputs are trusted (non-negative counts); this is the simulator's hot path.
     """
 
     __slots__ = (
-        "_allreduce_fixed_s",
-        "_allreduce_token_s",
         "_attn_flop_s",
-        "_dense_weights_s",
+        "_ctx_s",
         "_expert_weights_s",
         "_experts",
         "_experts_per_token",
-        "_kv_read_s",
-        "_linear_flop_s",
-        "allreduce_latency_s",
-        "bandwidth_efficiency",
-        "compute_efficiency",
+        "_fixed_s",
+        "_head_flop_s",
+        "_head_weights_s",
+        "_layer_flop_s",
+        "_layer_weights_s",
+        "_pad",
+        "_token_s",
         "gpu",
         "model",
-        "overhead_s",
+        "params",
         "tp",
     )
 
-    def __init__(
-        self,
-        gpu: GPU,
-        model: ModelSpec,
-        tp: int = 1,
-        overhead_s: float = 0.0015,
-        compute_efficiency: float = 1.0,
-        bandwidth_efficiency: float = 1.0,
-        allreduce_latency_s: float = 5e-6,
-    ) -> None:
+    def __init__(self, gpu: GPU, model: ModelSpec, tp: int = 1, **knobs: float | None) -> None:
         check_tp(model, tp)
-        for name, value in (
-            ("compute_efficiency", compute_efficiency),
-            ("bandwidth_efficiency", bandwidth_efficiency),
-        ):
-            if not 0 < value <= 1:
-                raise InputError(f"{name} must be in (0, 1], got {value!r}")
-        for name, value in (
-            ("overhead_s", overhead_s),
-            ("allreduce_latency_s", allreduce_latency_s),
-        ):
-            if not (0 <= value < math.inf):
-                raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
+        p = calibrated_params(gpu.name, **knobs)
         self.gpu = gpu
         self.model = model
         self.tp = tp
-        self.overhead_s = float(overhead_s)
-        self.compute_efficiency = float(compute_efficiency)
-        self.bandwidth_efficiency = float(bandwidth_efficiency)
-        self.allreduce_latency_s = float(allreduce_latency_s)
+        self.params = p
 
-        flops = gpu.bf16_flops * compute_efficiency  # per GPU
-        bw = gpu.mem_bw_bytes_s * bandwidth_efficiency  # per GPU
-        attn_flops_per_pair = 4 * model.num_layers * model.num_heads * model.head_dim
+        flops = gpu.bf16_flops * p.compute_efficiency  # per GPU
+        bw = gpu.mem_bw_bytes_s * p.bandwidth_efficiency  # per GPU
+        dtype = model.dtype_bytes
+        L = model.num_layers
+        table = model.vocab_size * model.hidden_size  # embedding table == LM head, parameters
+        tables = table if model.tie_word_embeddings else 2 * table
         # Per-GPU seconds per unit of each input; fixed once so both methods use equal floats.
-        self._dense_weights_s = model.dense_params * model.dtype_bytes / tp / bw
-        self._expert_weights_s = model.expert_params * model.dtype_bytes / tp / bw
+        self._layer_weights_s = (model.dense_params - tables) * dtype / tp / bw
+        self._expert_weights_s = model.expert_params * dtype / tp / bw
         self._experts = float(model.num_experts)
         self._experts_per_token = float(model.experts_per_token)
-        self._linear_flop_s = 2 * model.active_params / tp / flops
+        self._layer_flop_s = 2 * (model.active_params - tables) / tp / flops
+        self._head_weights_s = table * dtype / tp / bw
+        self._head_flop_s = 2 * table / tp / flops
+        self._pad = p.compute_half_tokens
+        attn_flops_per_pair = 4 * L * model.num_heads * model.head_dim
         self._attn_flop_s = attn_flops_per_pair / tp / flops
-        self._kv_read_s = kv_bytes_per_token_per_gpu(model, tp) / bw
+        self._ctx_s = max(kv_bytes_per_token_per_gpu(model, tp) / bw, self._attn_flop_s)
+        elementwise = elementwise_bytes_per_token(
+            hidden=model.hidden_size,
+            heads=model.num_heads,
+            kv_heads=model.num_kv_heads,
+            head_dim=model.head_dim,
+            mlp=model.intermediate_size * model.experts_per_token,
+            tp=tp,
+            dtype_bytes=dtype,
+        )
+        token_s = model.hidden_size * dtype / tp / bw  # embedding rows
+        token_s += L * elementwise_time_s(1, elementwise, 0, gpu, p)
+        fixed_s = (GEMMS_PER_LAYER * L + 1) * p.gemm_latency_s
+        fixed_s += L * ELEMENTWISE_PER_LAYER * p.elementwise_latency_s
         if tp > 1:
             ring = 2 * (tp - 1) / tp
-            per_token_bytes = model.hidden_size * model.dtype_bytes * ring
-            self._allreduce_token_s = (
-                2 * model.num_layers * per_token_bytes / (gpu.interconnect_bw_bytes_s)
-            )
-            self._allreduce_fixed_s = 2 * model.num_layers * self.allreduce_latency_s
-        else:
-            self._allreduce_token_s = 0.0
-            self._allreduce_fixed_s = 0.0
+            link = gpu.interconnect_bw_bytes_s * p.allreduce_bandwidth_efficiency
+            token_s += 2 * L * model.hidden_size * dtype * ring / link
+            fixed_s += 2 * L * p.allreduce_latency_s
+        self._token_s = token_s
+        self._fixed_s = fixed_s + p.overhead_s
 
     def __repr__(self) -> str:
         return (
             f"RooflineModel(gpu={self.gpu.name!r}, model={self.model.name!r}, tp={self.tp}, "
-            f"overhead_s={self.overhead_s}, compute_efficiency={self.compute_efficiency}, "
-            f"bandwidth_efficiency={self.bandwidth_efficiency}, "
-            f"allreduce_latency_s={self.allreduce_latency_s})"
+            f"params={self.params!r})"
         )
 
     @property
@@ -173,17 +246,24 @@ class RooflineModel:
         """Bytes of KV cache one token occupies on each GPU of the TP group."""
         return kv_bytes_per_token_per_gpu(self.model, self.tp)
 
-    def _formula(self, tokens: float, pairs: float, ctx: Any, maximum: Callable[..., Any]) -> Any:
-        """The one step-time formula. ``ctx`` is a float or a float64 array; ``maximum`` is
-        ``max`` or ``np.maximum`` — both return one of their operands exactly, so the two
-        choices give bitwise-equal results. Keep the operation order fixed."""
-        touched = min(self._experts, tokens * self._experts_per_token) / self._experts
-        weights_s = self._dense_weights_s + self._expert_weights_s * touched
-        linear_s = maximum(weights_s, tokens * self._linear_flop_s)
-        prefill_attn_s = pairs * self._attn_flop_s
-        decode_attn_s = maximum(ctx * self._kv_read_s, ctx * self._attn_flop_s)
-        comm_s = self._allreduce_fixed_s + tokens * self._allreduce_token_s
-        return linear_s + prefill_attn_s + decode_attn_s + comm_s + self.overhead_s
+    def _base(self, tokens: float, sampled: float, pairs: float) -> float:
+        """Everything but the decode-attention term: the one formula of both methods (keep
+        its operation order fixed). ``max`` is spelled as conditionals for speed."""
+        weights = self._layer_weights_s
+        if self._expert_weights_s:  # mixture of experts: the experts the tokens can touch
+            touched = min(self._experts, tokens * self._experts_per_token) / self._experts
+            weights += self._expert_weights_s * touched
+        flops = (tokens + self._pad) * self._layer_flop_s
+        head = (sampled + self._pad) * self._head_flop_s
+        if head < self._head_weights_s:
+            head = self._head_weights_s
+        return (
+            (weights if weights > flops else flops)
+            + head
+            + pairs * self._attn_flop_s
+            + tokens * self._token_s
+            + self._fixed_s
+        )
 
     def step_time(
         self,
@@ -196,7 +276,9 @@ class RooflineModel:
         tokens = prefill_tokens + num_decodes
         if tokens == 0:
             return 0.0
-        return self._formula(float(tokens), float(prefill_attn_pairs), float(decode_ctx_sum), max)
+        sampled = num_decodes + 1 if prefill_tokens else num_decodes
+        # ints mix with floats exactly as float(int) would (counts are far below 2**53)
+        return self._base(tokens, sampled, prefill_attn_pairs) + decode_ctx_sum * self._ctx_s
 
     def decode_step_times(self, num_decodes: int, ctx_sums: np.ndarray) -> np.ndarray:
         """Seconds of decode-only steps of ``num_decodes`` requests, one per context sum.
@@ -207,8 +289,8 @@ class RooflineModel:
         ctx = np.asarray(ctx_sums, dtype=np.float64)
         if num_decodes == 0:
             return np.zeros(ctx.shape, dtype=np.float64)
-        out = self._formula(float(0 + num_decodes), 0.0, ctx, np.maximum)
-        return np.asarray(out, dtype=np.float64)
+        base = self._base(num_decodes, num_decodes, 0.0)
+        return np.asarray(base + ctx * self._ctx_s, dtype=np.float64)
 
 
 def default_activation_reserve_bytes(

@@ -8,18 +8,11 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from fleetsched.errors import InputError
+from fleetsched.perf.calibration import PERF_KNOBS
 from fleetsched.perf.hardware import get_gpu
 from fleetsched.perf.models import get_model
 from fleetsched.perf.profile import load_profile
 from fleetsched.perf.roofline import RooflineModel
-
-#: Keyword arguments ``build_step_model`` passes on to :class:`RooflineModel`.
-ROOFLINE_OPTIONS = (
-    "overhead_s",
-    "compute_efficiency",
-    "bandwidth_efficiency",
-    "allreduce_latency_s",
-)
 
 
 @runtime_checkable
@@ -56,21 +49,21 @@ def build_step_model(
     model_name: str,
     tp: int = 1,
     profile_path: str | Path | None = None,
-    **overrides: float,
+    **overrides: float | None,
 ) -> StepTimeModel:
     """A step-time model for ``model_name`` on ``tp`` x ``gpu_name``.
 
-    Without ``profile_path``: a :class:`RooflineModel`; ``overrides`` are its options
-    (``overhead_s``, ``compute_efficiency``, ``bandwidth_efficiency``, ``allreduce_latency_s``).
-    With ``profile_path``: the fitted profile in that file, which must be for the same model,
-    GPU and tp; ``overrides`` are then not allowed.
+    Without ``profile_path``: a :class:`RooflineModel`; ``overrides`` are its knobs
+    (:data:`~fleetsched.perf.calibration.PERF_KNOBS`), ``None`` meaning the GPU's calibrated
+    value. With ``profile_path``: the fitted profile in that file, which must be for the same
+    model, GPU and tp; knobs are then not allowed.
     """
-    unknown = sorted(set(overrides) - set(ROOFLINE_OPTIONS))
+    unknown = sorted(set(overrides) - set(PERF_KNOBS))
     if unknown:
         raise InputError(
-            f"unknown step-time option(s) {', '.join(unknown)}; "
-            f"known: {', '.join(ROOFLINE_OPTIONS)}"
+            f"unknown step-time option(s) {', '.join(unknown)}; known: {', '.join(PERF_KNOBS)}"
         )
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     if profile_path is None:
         return RooflineModel(get_gpu(gpu_name), get_model(model_name), tp, **overrides)
     if overrides:

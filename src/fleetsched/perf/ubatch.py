@@ -86,7 +86,7 @@ class CPURoofline:
 
         F       = threads * fp32_flops_per_core * compute_efficiency
         BW      = mem_bw_bytes_s * bandwidth_efficiency
-        body    = active_params - vocab * hidden          (the LM head is priced per output)
+        body    = active_params - embedding table(s)       (the LM head is priced per output)
         ubatch  = max(weight_bytes / BW, (2 * body * tokens + 2 * vocab * hidden * outputs) / F)
                   + 4 * layers * heads * head_dim * pairs / F + ubatch_overhead_s
         ckpt    = checkpoint_cells * kv_bytes_per_swa_token * 2 / BW + checkpoint_overhead_s
@@ -143,8 +143,9 @@ class CPURoofline:
         flops = threads * cpu.fp32_flops_per_core * compute_efficiency
         bw = cpu.mem_bw_bytes_s * bandwidth_efficiency
         head = model.vocab_size * model.hidden_size
+        tables = head if model.tie_word_embeddings else 2 * head  # embedding lookup is free
         self._weights_s = model.total_params * weight_bits / 8 / bw
-        self._body_flop_s = 2 * max(model.active_params - head, 0) / flops
+        self._body_flop_s = 2 * (model.active_params - tables) / flops
         self._head_flop_s = 2 * head / flops
         self._attn_flop_s = 4 * model.num_layers * model.num_heads * model.head_dim / flops
         swa_token_bytes = model.kv_bytes_per_token * model.sliding_layers / model.num_layers

@@ -32,6 +32,19 @@ from fleetsched.perf.ubatch import (
 from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION, make
 
 
+def group_kv_blocks(g: InstanceGroup) -> int:
+    """KV-cache blocks of each instance of ``g`` (vLLM's "# GPU blocks"): the engine's
+    ``num_gpu_blocks`` if set, else what fits beside the weights and activations."""
+    e = g.engine
+    if e.num_gpu_blocks:
+        return e.num_gpu_blocks
+    model = get_model(g.model)
+    reserve = default_activation_reserve_bytes(model, g.tp, e.max_num_batched_tokens)
+    return kv_capacity_blocks(
+        get_gpu(g.gpu), model, g.tp, e.gpu_memory_utilization, e.block_tokens, reserve
+    )
+
+
 def build_instances(
     groups: list[InstanceGroup],
     policies: PoliciesConfig,
@@ -60,12 +73,9 @@ def build_instances(
                 )
             continue
         gpu, model = get_gpu(g.gpu), get_model(g.model)
-        step_model = build_step_model(g.gpu, g.model, g.tp, g.profile)
+        step_model = build_step_model(g.gpu, g.model, g.tp, g.profile, **g.perf.knobs())
         e = g.engine
-        reserve = default_activation_reserve_bytes(model, g.tp, e.max_num_batched_tokens)
-        blocks = e.num_gpu_blocks or kv_capacity_blocks(
-            gpu, model, g.tp, e.gpu_memory_utilization, e.block_tokens, reserve
-        )
+        blocks = group_kv_blocks(g)
         for j in range(g.count):
             i = len(instances)
             ctx = {"slo_classes": slo_classes or {}, "seed": seed * 1_000_003 + i}

@@ -162,8 +162,7 @@ class Simulator:
         for snap, inst in zip(self._snapshot, self.instances, strict=True):
             cached = 0
             if prefix:
-                inst.sync(t)
-                cached = inst.cached_prefix_tokens(seq)
+                cached = inst.cached_prefix_tokens(seq, t)
             out.append(
                 dataclasses.replace(
                     snap,

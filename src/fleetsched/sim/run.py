@@ -14,6 +14,7 @@ from fleetsched.metrics.records import RequestRecord
 from fleetsched.metrics.summary import summarize
 from fleetsched.policies.routing import make_router
 from fleetsched.sim.build import build_instances
+from fleetsched.sim.check import check_scenario
 from fleetsched.sim.kernel import Simulator
 
 
@@ -32,7 +33,12 @@ def simulate(
     fast_forward: bool = True,
     progress: Callable[[int, float], None] | None = None,
 ) -> SimResult:
-    """Simulate ``scenario`` (or ``requests`` instead of its workload) and summarise it."""
+    """Simulate ``scenario`` (or ``requests`` instead of its workload) and summarise it.
+
+    The scenario is checked first (:func:`~fleetsched.sim.check.check_scenario`): a bad
+    policy, GPU, model or tp raises :class:`~fleetsched.errors.InputError` naming the field.
+    """
+    check_scenario(scenario, workload=requests is None)
     t0 = time.perf_counter()
     instances = build_instances(
         scenario.cluster,

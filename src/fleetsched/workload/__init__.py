@@ -3,7 +3,7 @@
 Everything here streams (iterators), so a million-request trace stays in bounded memory.
 """
 
-from fleetsched.workload.loaders import FORMATS, detect_format, load_trace
+from fleetsched.workload.loaders import FORMATS, detect_format, generates_arrivals, load_trace
 from fleetsched.workload.native import read_jsonl, write_jsonl
 from fleetsched.workload.stats import trace_stats
 from fleetsched.workload.synthetic import arrival_times, generate, length_sampler
@@ -16,6 +16,7 @@ __all__ = [
     "build_workload",
     "detect_format",
     "generate",
+    "generates_arrivals",
     "length_sampler",
     "load_trace",
     "read_jsonl",

@@ -71,6 +71,14 @@ def detect_format(path: PathLike) -> str:
     )
 
 
+def generates_arrivals(path: PathLike, format: str = "auto") -> bool:
+    """Whether the trace has no timestamps, so :func:`load_trace` gives its requests Poisson
+    arrivals at ``generated_rate`` (Vidur's length-only CSVs)."""
+    p = Path(path)
+    fmt = detect_format(p) if format.lower() == "auto" else format.lower()
+    return fmt == "vidur" and "arrived_at" not in csv_names(p)
+
+
 def load_trace(
     path: PathLike, format: str = "auto", *, generated_rate: float = 4.0, seed: int = 0
 ) -> Iterator[Request]:

@@ -7,7 +7,6 @@ through the small protocols in :mod:`fleetsched.policies.engine.base`. Conventio
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +27,7 @@ from fleetsched.policies.engine.priority import PriorityQueue
 from fleetsched.policies.engine.sjf import SJFQueue
 from fleetsched.policies.engine.vtc import VTCQueue
 from fleetsched.policies.engine.wfq import WFQQueue
+from fleetsched.policies.params import build_policy
 
 ORDERING: dict[str, Callable[..., WaitingQueue]] = {
     "fcfs": FCFSQueue,
@@ -62,16 +62,12 @@ def make(
     """Build a registered policy, with a clear error for unknown names or bad parameters.
 
     ``context`` (e.g. ``slo_classes``, ``seed``) is passed to factories that take those
-    keyword arguments; ``params`` come from the scenario.
+    keyword arguments; ``params`` come from the scenario and are checked against the
+    factory's signature (:mod:`fleetsched.policies.params`).
     """
     try:
         factory = registry[name]
     except KeyError:
         known = ", ".join(sorted(registry))
         raise InputError(f"unknown {kind} policy {name!r} (known: {known})") from None
-    accepted = inspect.signature(factory).parameters
-    extra = {k: v for k, v in (context or {}).items() if k in accepted and k not in params}
-    try:
-        return factory(**params, **extra)
-    except TypeError as e:
-        raise InputError(f"bad parameters for {kind} policy {name!r}: {e}") from None
+    return build_policy(factory, f"{kind} policy", name, params, context)

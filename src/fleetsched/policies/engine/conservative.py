@@ -1,4 +1,5 @@
-"""Conservative admission: reserve every running request's full KV need, never preempt.
+"""Conservative admission: reserve every running request's full KV need, never preempt
+(Orca-style reservation, as measured by Kwon et al., SOSP 2023).
 
 Serving systems before paged KV (Orca, FasterTransformer) reserved KV memory for a request's
 maximum length up front; Kwon et al. ("Efficient Memory Management for Large Language Model

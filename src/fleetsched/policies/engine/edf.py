@@ -1,4 +1,5 @@
-"""Least-slack-first for deadlines and SLO classes, serving what can still meet its SLO first.
+"""Least-slack-first for deadlines and SLO classes, serving what can still meet its SLO first
+(after JITServe, NSDI 2026).
 
 After JITServe (Zhang et al., "JITServe: SLO-aware LLM Serving with Imprecise Request
 Information", NSDI'26, arXiv:2504.20068): serve each request just in time for its SLO and

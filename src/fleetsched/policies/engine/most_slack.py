@@ -1,4 +1,5 @@
-"""Preempt the running request with the most slack to its deadline or SLO.
+"""Preempt the running request with the most slack to its deadline or SLO (after JITServe,
+NSDI 2026).
 
 The preemption side of least-slack / SLO-aware scheduling (JITServe, Zhang et al., NSDI'26,
 arXiv:2504.20068; Andes, Liu et al., "Andes: Defining and Enhancing Quality-of-Experience in

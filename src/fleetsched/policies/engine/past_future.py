@@ -1,4 +1,5 @@
-"""Past-Future admission (LightLLM): admit while the batch's predicted *peak* KV use fits.
+"""Past-Future admission (LightLLM): admit while the batch's predicted *peak* KV use fits
+(Gong et al., ASPLOS 2025).
 
 Gong et al., "Past-Future Scheduler for LLM Serving under SLA Guarantees", ASPLOS'25; the
 scheduler of LightLLM (github.com/ModelTC/lightllm, ``req_queue/continues_batch``).

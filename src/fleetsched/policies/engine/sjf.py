@@ -1,4 +1,5 @@
-"""Shortest job first on predicted output length, with a pluggable length predictor.
+"""Shortest job first on predicted output length, with a pluggable length predictor
+(S³, NeurIPS 2023; Fu et al., NeurIPS 2024).
 
 Output-length-aware ordering for LLM serving: S³ (Jin et al., "S³: Increasing GPU
 Utilization during Generative Inference for Higher Throughput", NeurIPS'23) and learning-to-

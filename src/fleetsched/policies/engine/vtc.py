@@ -1,4 +1,5 @@
-"""Virtual Token Counter: fair sharing of an engine's token service between tenants.
+"""Virtual Token Counter: fair sharing of an engine's token service between tenants
+(Sheng et al., OSDI 2024).
 
 Sheng et al., "Fairness in Serving Large Language Models", OSDI'24 (VTC; reference code
 github.com/Ying1123/VTC-artifact, ``vtc_req_queue.py``).

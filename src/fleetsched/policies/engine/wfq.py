@@ -1,4 +1,5 @@
-"""User-level weighted fair queuing (UWFQ): per-tenant virtual start and finish tags.
+"""User-level weighted fair queuing (UWFQ): per-tenant virtual start and finish tags
+(Demers, Keshav & Shenker, SIGCOMM 1989).
 
 Weighted fair queuing (Demers, Keshav & Shenker, "Analysis and Simulation of a Fair Queueing
 Algorithm", SIGCOMM'89) applied per user/tenant, with the system virtual time of start-time

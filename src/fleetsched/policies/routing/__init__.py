@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fleetsched.errors import InputError
+from fleetsched.policies.params import build_policy
 from fleetsched.policies.routing.base import RoutingPolicy
 from fleetsched.policies.routing.cache_aware import CacheAware
 from fleetsched.policies.routing.consistent_hash import ConsistentHash
@@ -45,15 +46,14 @@ ROUTERS: dict[str, Callable[..., RoutingPolicy]] = {
 
 
 def make_router(name: str, params: dict | None = None, seed: int = 0) -> RoutingPolicy:
+    """The router registered as ``name``, its ``params`` checked against the factory's
+    signature (:mod:`fleetsched.policies.params`)."""
     try:
         factory = ROUTERS[name]
     except KeyError:
         known = ", ".join(sorted(ROUTERS))
         raise InputError(f"unknown router {name!r} (known: {known})") from None
-    try:
-        return factory(seed=seed, **(params or {}))
-    except TypeError as e:
-        raise InputError(f"bad parameters for router {name!r}: {e}") from None
+    return build_policy(factory, "router", name, params or {}, {"seed": seed})
 
 
 __all__ = ["ROUTERS", "Profile", "RoutingPolicy", "make_router"]

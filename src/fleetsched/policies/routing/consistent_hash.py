@@ -1,4 +1,5 @@
-"""Consistent hashing on the prompt prefix or the session, with bounded loads.
+"""Consistent hashing on the prompt prefix or the session, with bounded loads (Karger et al.,
+STOC 1997; Mirrokni et al., SODA 2018).
 
 Karger et al., "Consistent Hashing and Random Trees" (STOC 1997): each instance owns
 ``vnodes`` pseudo-random points of a 64-bit ring; a request goes to the owner of the first

@@ -1,4 +1,4 @@
-"""DualMap: two hash candidates per prompt prefix, the better one wins.
+"""DualMap: two hash candidates per prompt prefix, the better one wins (ICLR 2026).
 
 "DualMap: Enabling Both Cache Affinity and Load Balancing for Distributed LLM Serving"
 (arXiv 2602.06502, ICLR 2026). Each request's prefix key is mapped to two candidate

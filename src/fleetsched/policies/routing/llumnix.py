@@ -1,4 +1,5 @@
-"""Llumnix: dispatch to the freest instance; pair overloaded with free ones for migration.
+"""Llumnix: dispatch to the freest instance; pair overloaded with free ones for migration
+(Sun et al., OSDI 2024).
 
 Sun et al., "Llumnix: Dynamic Scheduling for Large Language Model Serving" (OSDI 2024).
 Each instance reports its *freeness* ``F = (M - sum V) / B``: free KV memory ``M`` minus the

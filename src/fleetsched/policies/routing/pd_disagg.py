@@ -1,4 +1,5 @@
-"""Prefill/decode disaggregation: a prefill instance first, then a decode instance.
+"""Prefill/decode disaggregation: a prefill instance first, then a decode instance
+(DistServe, OSDI 2024; Splitwise, ISCA 2024).
 
 DistServe (Zhong et al., OSDI 2024) and Splitwise (Patel et al., ISCA 2024) run prefill and
 decode on separate instances, so long prompts never stall decodes; the KV cache moves from

@@ -1,4 +1,5 @@
-"""Power of two choices: sample two distinct instances at random, send to the less loaded.
+"""Power of two choices: sample two distinct instances at random, send to the less loaded
+(Mitzenmacher, IEEE TPDS 2001).
 
 Mitzenmacher, "The Power of Two Choices in Randomized Load Balancing" (IEEE TPDS 2001):
 two random probes bring the maximum load from O(log n / log log n) down to
