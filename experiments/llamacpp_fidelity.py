@@ -45,10 +45,13 @@ TRACES: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def scenario(trace: str, profile: Path, threads: int, swa_full: bool, n: int | None) -> Scenario:
+def scenario(
+    trace: str, profile: Path, threads: int, swa_full: bool, n: int | None, rate_scale: float
+) -> Scenario:
     syn = {**LENGTHS, **TRACES[trace]}
     if n is not None:
         syn["num_requests"] = n
+    syn["arrival"] = {**syn["arrival"], "rate": syn["arrival"]["rate"] * rate_scale}
     return Scenario.model_validate(
         {
             "name": f"llamacpp-{trace}",
@@ -116,12 +119,18 @@ def main() -> None:
     ap.add_argument("--swa-full", action="store_true")
     ap.add_argument("--profile", type=Path, help="use this profile instead of calibrating")
     ap.add_argument("--requests", type=int, help="only this many requests per trace")
+    ap.add_argument("--rate-scale", type=float, default=1.0, help="multiply arrival rates")
     ap.add_argument("--name", default="llamacpp_fidelity")
     args = ap.parse_args()
     RESULTS.mkdir(exist_ok=True)
     tag = f"{args.name}{'_swafull' if args.swa_full else ''}_t{args.threads}"
     extra = ["--swa-full"] if args.swa_full else []
-    out: dict[str, Any] = {"swa_full": args.swa_full, "threads": args.threads, "traces": {}}
+    out: dict[str, Any] = {
+        "swa_full": args.swa_full,
+        "threads": args.threads,
+        "rate_scale": args.rate_scale,
+        "traces": {},
+    }
     log = Path(f"/tmp/{tag}-server.log")
     with LlamaServer(parallel=4, ctx=8192, threads=args.threads, extra_args=extra,
                      log_path=log) as srv:  # fmt: skip
@@ -149,7 +158,9 @@ def main() -> None:
                 "cache_mismatches": fit.cache_mismatches,
             }
         for name in args.traces.split(","):
-            sc = scenario(name, profile_path, args.threads, args.swa_full, args.requests)
+            sc = scenario(
+                name, profile_path, args.threads, args.swa_full, args.requests, args.rate_scale
+            )
             runs = []
             for k in range(args.repeats):
                 with Others(pid) as o:

@@ -171,3 +171,14 @@ def test_calibrate_bad_input_is_one_line_and_exit_2(tmp_path: Path, args, messag
     )
     assert p.returncode == 2, p.stderr
     assert message in p.stderr and "Traceback" not in p.stderr
+
+
+def test_list_cpus_json() -> None:
+    import json
+
+    p = subprocess.run([*CLI, "list", "cpus", "--json"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    rows = {r["name"]: r for r in json.loads(p.stdout)}
+    assert set(rows) == set(CPUS)
+    assert rows["EPYC-9654"]["mem_bw_gb_s"] == pytest.approx(460.8)
+    assert "cpu" in rows["EPYC-Milan-2vCPU"]["aliases"]
