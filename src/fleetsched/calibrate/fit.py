@@ -201,7 +201,8 @@ def fit_llamacpp(
     rows: list[Row] = []
     checks = {m.probe.row for m in runs if m.probe.measure == "ttft_check"}
     done = 0
-    for done in range(1, iterations + 1):  # noqa: B007
+    while done < iterations:
+        done += 1
         rp = replay(runs, prof, engine, model)
         samples = _samples(runs, rp, table, prof.request_s, copy_byte_s)
         if not samples:
