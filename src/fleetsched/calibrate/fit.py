@@ -59,21 +59,22 @@ class FitResult:
     iterations: int
 
 
-def requests_of(runs: list[Measured]) -> list[Request]:
-    """The measured requests as the simulator's workload, in send order (ids = indices)."""
-    order = sorted(range(len(runs)), key=lambda i: runs[i].send_s)
+def requests_of(runs: list[Measured], indices: list[int], start: float) -> list[Request]:
+    """Requests ``indices`` of ``runs`` (one experiment) as the simulator's workload: ids are
+    run indices, arrivals keep their offsets from the experiment's first send, from ``start``."""
+    t0 = min(runs[i].send_s for i in indices)
     reqs = []
-    for new_id, i in enumerate(order):
+    for i in sorted(indices, key=lambda i: (runs[i].send_s, i)):
         p = runs[i].probe
         reqs.append(
             Request(
-                id=new_id,
-                arrival_s=runs[i].send_s,
+                id=i,
+                arrival_s=start + runs[i].send_s - t0,
                 prompt_tokens=p.prompt_tokens,
                 output_tokens=p.n_predict,
                 block_hashes=chain_hashes(p.blocks),
                 hash_block_tokens=BLOCK,
-                extra={"id_slot": p.id_slot, "run": i},
+                extra={"id_slot": p.id_slot},
             )
         )
     return reqs
@@ -93,21 +94,32 @@ class Replay:
 def replay(
     runs: list[Measured], profile: LlamaCppProfile, engine: LlamaCppConfig, model: ModelSpec
 ) -> Replay:
-    reqs = requests_of(runs)
+    """Run the measured experiments through one engine model, each after the previous one
+    ended (as the runner sent them), its requests at their offsets within the experiment."""
     inst = LlamaCppInstance(0, profile, engine, model)
     steps: list[tuple[float, float, StepPlan]] = []
     inst.step_observer = lambda a, b, p: steps.append((a, b, p))
-    recs = Simulator([inst], make_router("round_robin")).run(reqs)
-    run_of = {r.id: int(r.extra["run"]) for r in reqs}  # type: ignore[call-overload]
+    experiments: dict[int, list[int]] = defaultdict(list)
+    for i, m in enumerate(runs):
+        experiments[m.instance].append(i)
+    arrival: dict[int, float] = {}
+    cached: dict[int, int] = {}
+    t = 0.0
+    for k in sorted(experiments):
+        reqs = requests_of(runs, experiments[k], t)
+        recs = Simulator([inst], make_router("round_robin")).run(reqs)
+        for r in recs:
+            arrival[r.id] = r.arrival_s
+            cached[r.id] = r.cached_prompt_tokens
+            t = max(t, r.finish_s if r.finished else r.arrival_s)
+        t += 1.0  # the server idles between experiments
     tokens: dict[int, list[float]] = defaultdict(list)
     slot: dict[int, int] = {}
     for _, end, plan in steps:
         for rid, sid, _, out in plan.members:
-            slot[run_of[rid]] = sid
+            slot[rid] = sid
             if out:
-                tokens[run_of[rid]].append(end)
-    arrival = {run_of[r.id]: r.arrival_s for r in reqs}
-    cached = {run_of[r.id]: recs[r.id].cached_prompt_tokens for r in reqs}
+                tokens[rid].append(end)
     return Replay(steps, dict(tokens), arrival, cached, slot)
 
 

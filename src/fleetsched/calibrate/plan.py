@@ -34,6 +34,10 @@ import numpy as np
 from fleetsched.calibrate.client import StreamResult, session, stream_completion
 
 BLOCK = 16
+#: Requests of one experiment leave this far apart, so that they reach the server's queue in
+#: a known order (llama-server's HTTP threads may post simultaneous requests in any order,
+#: and the order decides what the host-RAM prompt cache holds for each).
+STAGGER_S = 0.02
 #: Token ids are drawn from this range (gemma-3 and llama vocabularies: ordinary tokens).
 TOKEN_LOW, TOKEN_HIGH = 1000, 30000
 
@@ -153,16 +157,18 @@ def llamacpp_plan(
         b = fresh.take(ctx)  # one prompt per context length, on every slot
         for k in range(1, slots + 1):
             row = f"decode {k} x {ctx}"
-            exps.append(Experiment(row, [Probe(row, "gaps", 0, b, 0, gen, i) for i in range(k)]))
+            probes = [Probe(row, "gaps", STAGGER_S * i, b, 0, gen, i) for i in range(k)]
+            exps.append(Experiment(row, probes))
     if slots >= 3:
         b = fresh.take(32)
         row = "decode 2 x 32 on slots 0, 2"
-        exps.append(Experiment(row, [Probe(row, "gaps", 0, b, 0, gen, i) for i in (0, 2)]))
+        probes = [Probe(row, "gaps", STAGGER_S * j, b, 0, gen, i) for j, i in enumerate((0, 2))]
+        exps.append(Experiment(row, probes))
     mixed = [304] if quick else [256, 704]
     for n in (x for x in mixed if x + 2 < room):
         name = f"mixed {slots - 1} decoding + prefill {n}"
         probes = [
-            Probe(name + " (decoding stream)", "span", 0, fresh.take(32), 0, 2 * gen, i)
+            Probe(name + " (decoding stream)", "span", STAGGER_S * i, fresh.take(32), 0, 2 * gen, i)
             for i in range(slots - 1)
         ]
         offset = 0.25 if quick else 0.5
