@@ -132,50 +132,56 @@ def main() -> None:
         "traces": {},
     }
     log = Path(f"/tmp/{tag}-server.log")
-    with LlamaServer(parallel=4, ctx=8192, threads=args.threads, extra_args=extra,
-                     log_path=log) as srv:  # fmt: skip
-        assert srv._proc is not None
-        pid = srv._proc.pid
-        if args.profile:
-            profile_path = args.profile
-            load_llamacpp_profile(profile_path)
-        else:
-            with Others(pid) as o:
+
+    def server() -> LlamaServer:
+        # A fresh server for every run: a run must not find the previous one's prompts in
+        # the slots or the host-RAM cache (the simulation starts cold too).
+        return LlamaServer(
+            parallel=4, ctx=8192, threads=args.threads, extra_args=extra, log_path=log
+        )
+
+    if args.profile:
+        profile_path = args.profile
+        load_llamacpp_profile(profile_path)
+    else:
+        with server() as srv:
+            assert srv._proc is not None
+            with Others(srv._proc.pid) as o:
                 m = measure(srv.url, repeats=args.calibrate_repeats, progress=progress)
-            print(f"\ncalibration: {o.wall:.0f} s, other processes used {o.cores:.2f} cores")
-            save_measurements(m, RESULTS / f"{tag}_measurements.json")
-            fit, _ = calibrate(m, device="cpu", threads=args.threads, swa_full=args.swa_full)
-            profile_path = RESULTS / f"{tag}_profile.yaml"
-            profile_path.write_text(fit.profile.to_yaml())
-            print_fit(fit)
-            out["calibration"] = {
-                "others_cores": o.cores,
-                "wall_s": o.wall,
-                "rows": [
-                    [r.name, r.samples, r.measured_s, r.predicted_s, r.noise_cv, r.fitted]
-                    for r in fit.rows
-                ],
-                "cache_mismatches": fit.cache_mismatches,
-            }
-        for name in args.traces.split(","):
-            sc = scenario(
-                name, profile_path, args.threads, args.swa_full, args.requests, args.rate_scale
-            )
-            runs = []
-            for k in range(args.repeats):
-                with Others(pid) as o:
+        print(f"\ncalibration: {o.wall:.0f} s, other processes used {o.cores:.2f} cores")
+        save_measurements(m, RESULTS / f"{tag}_measurements.json")
+        fit, _ = calibrate(m, device="cpu", threads=args.threads, swa_full=args.swa_full)
+        profile_path = RESULTS / f"{tag}_profile.yaml"
+        profile_path.write_text(fit.profile.to_yaml())
+        print_fit(fit)
+        out["calibration"] = {
+            "others_cores": o.cores,
+            "wall_s": o.wall,
+            "rows": [
+                [r.name, r.samples, r.measured_s, r.predicted_s, r.noise_cv, r.fitted]
+                for r in fit.rows
+            ],
+            "cache_mismatches": fit.cache_mismatches,
+        }
+    for name in args.traces.split(","):
+        sc = scenario(
+            name, profile_path, args.threads, args.swa_full, args.requests, args.rate_scale
+        )
+        runs = []
+        for k in range(args.repeats):
+            with server() as srv:
+                assert srv._proc is not None
+                with Others(srv._proc.pid) as o:
                     res = run_fidelity(sc, BenchConfig(target=srv.url, timeout_s=1800))
-                rows = {r.label: (r.live, r.simulated, r.rel_err) for r in res.rows}
-                runs.append({"others_cores": o.cores, "wall_s": o.wall, "rows": rows})
-                print(
-                    f"{name} run {k + 1}: {o.wall:.0f} s, others used {o.cores:.2f} cores; "
-                    + ", ".join(
-                        f"{lbl} {v[2]:+.0%}"
-                        for lbl, v in rows.items()
-                        if lbl.startswith(("TTFT", "E2E"))
-                    )
-                )
-            out["traces"][name] = runs
+            rows = {r.label: (r.live, r.simulated, r.rel_err) for r in res.rows}
+            runs.append({"others_cores": o.cores, "wall_s": o.wall, "rows": rows})
+            errs = ", ".join(
+                f"{lbl} {v[2]:+.0%}"
+                for lbl, v in rows.items()
+                if lbl.startswith(("TTFT", "E2E", "prefix"))
+            )
+            print(f"{name} run {k + 1}: {o.wall:.0f} s, others used {o.cores:.2f} cores; {errs}")
+        out["traces"][name] = runs
     (RESULTS / f"{tag}.json").write_text(json.dumps(out, indent=1))
     table = []
     for name, runs in out["traces"].items():
