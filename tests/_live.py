@@ -40,6 +40,7 @@ class Url(str):
     """A base URL that also names the process serving it."""
 
     pid: int
+    process: subprocess.Popen[str]
 
 
 @contextmanager
@@ -47,8 +48,21 @@ def emulator_process(*args: str, timeout: float = 60.0, priority: int = 0) -> It
     """Run ``fleetsched emulate --port 0 ARGS`` on 127.0.0.1; yield its base URL (with the
     process id as ``.pid``); stop it. ``priority`` > 0 raises the process's scheduling
     priority (where allowed: as root)."""
+    with server_process("emulate", *args, timeout=timeout, priority=priority) as url:
+        yield url
+
+
+@contextmanager
+def gateway_process(*args: str, timeout: float = 60.0, priority: int = 0) -> Iterator[Url]:
+    """Run ``fleetsched serve --port 0 ARGS`` on 127.0.0.1, like :func:`emulator_process`."""
+    with server_process("serve", *args, timeout=timeout, priority=priority) as url:
+        yield url
+
+
+@contextmanager
+def server_process(command: str, *args: str, timeout: float, priority: int) -> Iterator[Url]:
     p = subprocess.Popen(
-        [*CLI, "emulate", "--host", "127.0.0.1", "--port", "0", *args],
+        [*CLI, command, "--host", "127.0.0.1", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -71,13 +85,14 @@ def emulator_process(*args: str, timeout: float = 60.0, priority: int = 0) -> It
             try:
                 line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
             except queue.Empty:
-                raise RuntimeError("the emulator did not start in time") from None
+                raise RuntimeError(f"fleetsched {command} did not start in time") from None
             if not line:
                 err = p.stderr.read() if p.stderr else ""
-                raise RuntimeError(f"the emulator exited: {err.strip()}")
+                raise RuntimeError(f"fleetsched {command} exited: {err.strip()}")
             if line.startswith("listening on "):
                 url = Url(line.split()[-1])
                 url.pid = p.pid
+                url.process = p
         yield url
     finally:
         p.terminate()

@@ -75,6 +75,19 @@ def V(i: int, **kw: object) -> InstanceView:
     return InstanceView(**d)  # type: ignore[arg-type]
 
 
+class ToFirst:
+    """A router for tests: every request goes to instance 0."""
+
+    needs_views = False
+    needs_prefix = False
+
+    def route(self, req: RequestView, instances: Sequence[InstanceView]) -> int:
+        return 0
+
+    def on_finish(self, req: RequestView, index: int) -> None:
+        pass
+
+
 class LeastKV:
     """A view-reading router for tests: lowest KV use, then fewest outstanding, then index."""
 

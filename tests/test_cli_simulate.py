@@ -139,6 +139,21 @@ def test_compare_runs_each_router_on_the_same_workload(tmp_path: Path) -> None:
     assert "cache_aware" in p.stdout
 
 
+def test_compare_all_runs_every_registered_router(tmp_path: Path) -> None:
+    from fleetsched.cli.compare import router_names
+    from fleetsched.policies.routing import ROUTERS
+
+    assert router_names("all") == list(ROUTERS)
+    assert router_names("random, all,random") == ["random"] + [r for r in ROUTERS if r != "random"]
+    js = tmp_path / "all.json"
+    args = ["--requests", "120", "--instances", "2", "--jobs", "2", "--summary-json", str(js)]
+    p = fleetsched("compare", "--routers", "all", *args)
+    assert p.returncode == 0, p.stderr
+    res = json.loads(js.read_text())
+    assert set(res) == set(ROUTERS)
+    assert all(s["requests"] == s["completed"] == 120 for s in res.values())
+
+
 def test_compare_rejects_unknown_router() -> None:
     p = fleetsched("compare", "--routers", "round_robin,bogus")
     assert p.returncode == 2 and "unknown router 'bogus'" in p.stderr

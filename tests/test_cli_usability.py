@@ -427,7 +427,7 @@ def test_list_policies_shows_every_parameter_default_and_source(cli) -> None:
         "weights": None,
     }
     code, out, _ = cli("list", "policies", "router", "cache_aware", columns=120)
-    assert code == 0 and "sgl-router" in out and "cache_threshold: float = 0.5" in out
+    assert code == 0 and "sgl-router" in out and "cache_threshold: float = 0.3" in out
     code, _, err = cli("list", "policies", "router", "nope")
     assert (code, one_line(err)) == (
         2,

@@ -36,7 +36,7 @@ def test_new_policy_name_clears_old_params() -> None:
     ("override", "message"),
     [
         ({"cluster.3.count": 1}, "cluster.3.count: cluster.3: no item '3' (the list has 1 items)"),
-        ({"cluster.0.cnt": 1}, "cluster.0.cnt: cluster.0.cnt: no such field (known: count,"),
+        ({"cluster.0.cnt": 1}, "cluster.0.cnt: no such field (known: count,"),
         ({"cluster.0.count": "x"}, "cluster.0.count: Input should be a valid integer"),
         ({"seed.x": 1}, "seed.x: seed is not a section"),
     ],

@@ -46,13 +46,20 @@ def test_check_detects_leak() -> None:
         kv.check({}, 1)
 
 
-def test_insert_run_stops_at_first_cached_key() -> None:
+def test_insert_run_caches_the_keys_after_one_already_cached() -> None:
     kv = KVCache(10)
     kv.allocate(3)
-    assert kv.insert_run([1, 2, 3]) == 3
+    assert kv.insert_run([1, 2, 3]) == [1, 2, 3]
     kv.allocate(3)
-    assert kv.insert_run([4, 2, 5]) == 1  # 2 is cached already: it and 5 stay private
-    assert set(kv.refs) == {1, 2, 3, 4}
+    # 2 is cached and in use: that block stays private; 4 and 5 after it are cached all the same.
+    assert kv.insert_run([4, 2, 5]) == [4, 5]
+    assert kv.refs == {1: 1, 2: 1, 3: 1, 4: 1, 5: 1}
     kv.release([1, 2, 3], 0)
-    kv.release([4], 2)
-    assert kv.used == 0 and list(kv.lru) == [3, 2, 1, 4]
+    kv.release([4, 5], 1)  # the private duplicate of 2 comes back empty
+    assert kv.used == 0 and kv.empty == 5 and list(kv.lru) == [3, 2, 1, 5, 4]
+    # A key whose cached copy is idle takes it over: the copy leaves the LRU list and the
+    # caller's new block is freed empty in its place, so counts do not change.
+    kv.allocate(1)
+    assert kv.insert_run([2]) == [2]
+    assert list(kv.lru) == [3, 1, 5, 4] and kv.empty == 5 and kv.used == 1
+    kv.check({2: 1}, 0)

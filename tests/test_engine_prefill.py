@@ -23,7 +23,12 @@ PROF = FittedProfile(
 
 
 def run(reqs, preemptible: bool, ff: bool = True):
-    cfg = EngineConfig(preemptible_prefill=preemptible, prefill_yield_tokens=256)
+    # An 8192-token budget, so the 8000-token prompt is one step.
+    cfg = EngineConfig(
+        max_num_batched_tokens=8192,
+        preemptible_prefill=preemptible,
+        prefill_yield_tokens=256,
+    )
     inst = Instance(0, 10_000, PROF, cfg, fast_forward=ff)
     return Simulator([inst], make_router("round_robin")).run(reqs, check=True)
 

@@ -93,7 +93,7 @@ def test_colocate_victim_does_not_preempt_under_an_order_that_requeues_it_first(
 def test_duplicate_block_keys_do_not_leak() -> None:
     kv = KVCache(10)
     kv.allocate(2)
-    assert kv.insert_run([7, 7]) == 1
+    assert kv.insert_run([7, 7]) == [7]
     recs, inst = one([Request(0, 0.0, 64, 3, block_hashes=(7, 7, 7, 7))], EngineConfig())
     assert inst.kv.used == 0 and recs[0].generated_tokens == 3
 

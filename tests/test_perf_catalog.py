@@ -170,6 +170,7 @@ def test_model_spec_validation() -> None:
         head_dim=16,
         intermediate_size=128,
         vocab_size=100,
+        max_position_embeddings=4096,
         total_params=20_000,
         active_params=20_000,
     )

@@ -22,6 +22,7 @@ from fleetsched.policies.routing.framework import (
     max_score,
     model_match,
     not_saturated,
+    outstanding_score,
     power_of_two,
     prefix_score,
     queue_score,
@@ -76,10 +77,12 @@ def test_not_saturated_thresholds_and_fallback():
 
 
 # ------------------------------------------------------------------------------ scorers
-def test_queue_score_min_max_normalised_over_candidates():
-    vs = [V(0, queue_len=0), V(1, queue_len=2, running=3), V(2, running=10)]
+def test_queue_score_counts_waiting_requests_like_the_endpoint_picker():
+    # GIE / llm-d queue-scorer: WaitingQueueSize only, min-max normalised.
+    vs = [V(0, queue_len=0, running=30), V(1, queue_len=2, running=3), V(2, queue_len=4)]
     assert queue_score(R(), vs) == [1.0, 0.5, 0.0]
-    assert queue_score(R(), [V(0, running=4), V(1, queue_len=4)]) == [1.0, 1.0]
+    assert queue_score(R(), [V(0, running=4), V(1, running=9)]) == [1.0, 1.0]
+    assert outstanding_score(R(), vs) == pytest.approx([0.0, 25 / 26, 1.0])
 
 
 def test_kv_prefix_load_lora_scores():
@@ -119,19 +122,22 @@ def test_scores_are_in_unit_interval(rows):
         )
         for i, (q, r, k) in enumerate(rows)
     ]
-    for scorer in (queue_score, kv_score, prefix_score, load_score, lora_score):
+    for scorer in (queue_score, outstanding_score, kv_score, prefix_score, load_score, lora_score):
         out = scorer(R(prompt=160, model="m"), vs)
         assert len(out) == len(vs)
         assert all(0.0 <= x <= 1.0 for x in out)
 
 
 # ------------------------------------------------------------------------------ pickers
-def test_max_score_breaks_ties_by_lowest_index_even_unsorted():
-    rng = UniformStream(0)
+def test_max_score_breaks_ties_at_random_from_the_seed():
     vs = [V(5), V(2), V(7)]
-    assert max_score(vs, [1.0, 3.0, 3.0], rng).index == 2
-    assert max_score(vs, [3.0, 1.0, 3.0], rng).index == 5
-    assert max_score(vs, [0.0, 0.0, 9.0], rng).index == 7
+    assert max_score(vs, [0.0, 0.0, 9.0], UniformStream(0)).index == 7
+    rng = UniformStream(0)
+    c = Counter(max_score(vs, [1.0, 3.0, 3.0], rng).index for _ in range(3000))
+    assert set(c) == {2, 7} and 1350 < c[2] < 1650  # the two tied, evenly
+    a, b = UniformStream(3), UniformStream(3)
+    seq = [max_score(vs, [3.0, 3.0, 3.0], a).index for _ in range(50)]
+    assert seq == [max_score(vs, [3.0, 3.0, 3.0], b).index for _ in range(50)]  # same seed
 
 
 def test_weighted_random_follows_weights_and_skips_zero():
@@ -160,9 +166,9 @@ def test_profile_weights_scores_and_needs_prefix():
     assert p.needs_prefix and p.needs_views
     assert not Profile([healthy], [(queue_score, 1.0)]).needs_prefix
     vs = [
-        V(0, cached_prefix_tokens=160, running=10),
-        V(1, running=0),
-        V(2, healthy=False, running=0),
+        V(0, cached_prefix_tokens=160, queue_len=10),
+        V(1, queue_len=0),
+        V(2, healthy=False, queue_len=0),
     ]
     # 0: 3*1 + 2*0 = 3; 1: 3*0 + 2*1 = 2 -> 0 wins; 2 unhealthy never considered.
     assert p.route(R(prompt=160), vs) == 0
@@ -172,9 +178,9 @@ def test_profile_weights_scores_and_needs_prefix():
 
 def test_profile_skips_a_filter_that_empties_the_set():
     p = Profile([healthy, model_match], [(queue_score, 1.0)])
-    vs = [V(0, running=3), V(1, running=1), V(2, healthy=False)]
+    vs = [V(0, queue_len=3), V(1, queue_len=1), V(2, healthy=False)]
     assert p.route(R(model="unknown"), vs) == 1  # model filter empties -> skipped
-    all_down = [V(0, healthy=False, running=5), V(1, healthy=False, running=2)]
+    all_down = [V(0, healthy=False, queue_len=5), V(1, healthy=False, queue_len=2)]
     assert p.route(R(), all_down) == 1  # nothing healthy -> best of all
 
 
@@ -201,7 +207,9 @@ def test_profile_generic_sum_matches_manual_sum():
 
 
 def test_profile_without_scorers_uses_picker_alone():
-    assert Profile([healthy], []).route(R(), [V(0, healthy=False), V(1), V(2)]) == 1
+    p = Profile([healthy], [], seed=4)
+    picks = Counter(p.route(R(k), [V(0, healthy=False), V(1), V(2)]) for k in range(400))
+    assert set(picks) == {1, 2} and 150 < picks[1] < 250  # all score 0: a random tie
 
 
 def test_make_profile_from_names():

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 import pytest
+from tests.conftest import ToFirst
 
 from fleetsched.core.config import EngineConfig
 from fleetsched.core.request import Request
@@ -32,17 +33,6 @@ def inst(i: int, role: str = "mixed", ff: bool = True, blocks: int = 1000) -> In
     return Instance(
         i, blocks, PROF, EngineConfig(), role=role, kv_bytes_per_token=KVB, fast_forward=ff
     )
-
-
-class ToFirst:
-    needs_views = False
-    needs_prefix = False
-
-    def route(self, req: RequestView, instances: Sequence[InstanceView]) -> int:
-        return 0
-
-    def on_finish(self, req: RequestView, index: int) -> None:
-        pass
 
 
 class MoveZeroToOne(ToFirst):

@@ -40,14 +40,19 @@ def workloads(draw: st.DrawFn) -> list[Request]:
         t += draw(st.sampled_from([0.0, 0.001, 0.01, 0.05, 0.2]))
         p = draw(st.integers(1, 400))
         o = draw(st.integers(1, 120))
-        fam = draw(st.integers(0, 3))
-        hs = tuple(fam * 1000 + j for j in range(p // 16))
+        # A family shares content by position; -1: no hashes (own keys only). Output hashes
+        # continue the family's chain, as a multi-turn session's next prompt repeats an answer.
+        fam = draw(st.integers(-1, 3))
+        hs = tuple(fam * 1000 + j for j in range(p // 16)) if fam >= 0 else ()
+        out_hs = ()
+        if fam >= 0 and draw(st.booleans()):
+            out_hs = tuple(fam * 1000 + j for j in range(p // 16, (p + o) // 16))
         prio = draw(st.integers(0, 1))
-        reqs.append(Request(i, t, p, o, block_hashes=hs, priority=prio))
+        reqs.append(Request(i, t, p, o, block_hashes=hs, priority=prio, output_block_hashes=out_hs))
     return reqs
 
 
-def simulate(reqs, *, ff, router, n, blocks, mode, cap, seqs, pp=False):
+def simulate(reqs, *, ff, router, n, blocks, mode, cap, seqs, pp=False, pd=False):
     cfg = EngineConfig(
         max_num_batched_tokens=128,
         max_num_seqs=seqs,
@@ -56,8 +61,11 @@ def simulate(reqs, *, ff, router, n, blocks, mode, cap, seqs, pp=False):
         preemptible_prefill=pp,
         prefill_yield_tokens=16,
     )
+    # pd: instance 0 prefills and hands requests over to the others (prefill/decode roles).
+    roles = ["prefill"] + ["decode"] * (n - 1) if pd and n > 1 else ["mixed"] * n
     insts = [
-        Instance(i, blocks, PROF, cfg, fast_forward=ff, kv_bytes_per_token=4096) for i in range(n)
+        Instance(i, blocks, PROF, cfg, fast_forward=ff, kv_bytes_per_token=4096, role=roles[i])
+        for i in range(n)
     ]
     r = LeastKV() if router == "least_kv" else make_router("round_robin")
     times: list[float] = []
@@ -74,6 +82,7 @@ CASES = dict(
     cap=st.sampled_from([0, 48]),
     seqs=st.sampled_from([4, 64]),
     pp=st.booleans(),
+    pd=st.booleans(),
 )
 
 
@@ -83,8 +92,8 @@ def _key(rec) -> tuple:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reqs=workloads(), **CASES)
-def test_fast_forward_equals_step_by_step(reqs, router, n, blocks, mode, cap, seqs, pp) -> None:
-    kw = dict(router=router, n=n, blocks=blocks, mode=mode, cap=cap, seqs=seqs, pp=pp)
+def test_fast_forward_equals_step_by_step(reqs, router, n, blocks, mode, cap, seqs, pp, pd) -> None:
+    kw = dict(router=router, n=n, blocks=blocks, mode=mode, cap=cap, seqs=seqs, pp=pp, pd=pd)
     a, ia, _ = simulate(reqs, ff=True, **kw)
     b, ib, _ = simulate(reqs, ff=False, **kw)
     assert [_key(r) for r in a] == [_key(r) for r in b]
@@ -95,10 +104,19 @@ def test_fast_forward_equals_step_by_step(reqs, router, n, blocks, mode, cap, se
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reqs=workloads(), **CASES)
 def test_every_request_finishes_once_with_its_tokens(
-    reqs, router, n, blocks, mode, cap, seqs, pp
+    reqs, router, n, blocks, mode, cap, seqs, pp, pd
 ) -> None:
     recs, insts, times = simulate(
-        reqs, ff=True, router=router, n=n, blocks=blocks, mode=mode, cap=cap, seqs=seqs, pp=pp
+        reqs,
+        ff=True,
+        router=router,
+        n=n,
+        blocks=blocks,
+        mode=mode,
+        cap=cap,
+        seqs=seqs,
+        pp=pp,
+        pd=pd,
     )
     assert [r.id for r in recs] == [r.id for r in reqs]  # exactly once each
     for req, rec in zip(reqs, recs, strict=True):

@@ -63,7 +63,11 @@ def _register() -> None:
         emulate,
         fidelity,
         perf,
+        place,
+        plan,
+        serve,
         simulate,
+        sweep,
         trace,
     )
 

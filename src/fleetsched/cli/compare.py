@@ -56,6 +56,8 @@ Examples:
 
   fleetsched compare --routers round_robin,least_requests,cache_aware
 
+  fleetsched compare --routers all --instances 8 --requests 2000
+
   fleetsched compare --routers round_robin,prefix_load,kv_overlap --instances 8
   --trace ../shared/traces/mooncake_fast25/conversation_trace.jsonl --summary-json cmp.json
 
@@ -103,11 +105,25 @@ def _vary(text: str) -> tuple[str, list[Any]]:
     return key.strip(), [parse_override_value(v) for v in _split(values, "--vary")]
 
 
+def router_names(text: str) -> list[str]:
+    """``--routers``: comma-separated names, ``all`` standing for every registered router (in
+    registry order); duplicates dropped. Unknown names fail in the scenario check."""
+    names: list[str] = []
+    for r in _split(text, "--routers"):
+        for name in ROUTERS if r == "all" else [r]:
+            if name not in names:
+                names.append(name)
+    return names
+
+
 @app.command(epilog=EXAMPLES)
 def compare(
     routers: Annotated[
         str | None,
-        Opt(help=f"Comma-separated routers (default {DEFAULT_ROUTERS}): {', '.join(ROUTERS)}."),
+        Opt(
+            help=f"Comma-separated routers, or 'all' (default {DEFAULT_ROUTERS}): "
+            f"{', '.join(ROUTERS)}."
+        ),
     ] = None,
     vary: Annotated[
         str | None,
@@ -154,7 +170,7 @@ def compare(
     if vary is not None:
         key, values = _vary(vary)
     else:
-        key, values = "router", _split(routers or DEFAULT_ROUTERS, "--routers")
+        key, values = "router", router_names(routers or DEFAULT_ROUTERS)
     if columns is None:
         cols: list[str] = list(DEFAULT_COLUMNS)
     elif columns.strip() == "all":

@@ -138,14 +138,26 @@ class WorkloadConfig(_Model):
 
 
 class EngineConfig(_Model):
-    """Engine knobs, named as vLLM names them."""
+    """Engine knobs, named as vLLM names them.
+
+    ``None`` means what vLLM picks by itself, resolved when the instances are built (see
+    :func:`fleetsched.engine.defaults.resolve_engine_config`): the token budget and the seat
+    count by GPU kind and memory (``vllm serve`` defaults), ``max_model_len`` from the model's
+    context length.
+    """
 
     kind: Literal["vllm"] = "vllm"
     """Engine model: ``vllm`` (these knobs, the default) or ``llamacpp`` (LlamaCppConfig)."""
-    max_num_batched_tokens: int = Field(8192, ge=16)
-    """Token budget of one engine step (decodes + prefill chunks), as vLLM."""
-    max_num_seqs: int = Field(256, ge=1)
-    """Most requests running in one batch, as vLLM."""
+
+    max_num_batched_tokens: int | None = Field(
+        None, ge=16, description="token budget of a step; None = vLLM's default for the GPU"
+    )
+    max_num_seqs: int | None = Field(
+        None, ge=1, description="requests in the batch at most; None = vLLM's default for the GPU"
+    )
+    max_model_len: int | None = Field(
+        None, ge=2, description="context length (prompt + output); None = the model's"
+    )
     block_tokens: int = Field(16, ge=1)
     """Tokens per KV-cache block (vLLM's block_size)."""
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
@@ -302,6 +314,28 @@ class PoliciesConfig(_Model):
     """Which running request an engine preempts when KV memory runs out."""
 
 
+class AutoscalingConfig(_Model):
+    """A fleet whose replica count changes during the run (one instance group scales)."""
+
+    policy: PolicyRef = PolicyRef(name="static")
+    #: The instance group that scales (default: the first); its ``count`` is the start.
+    group: str | None = None
+    min_replicas: int = Field(1, ge=1)
+    max_replicas: int = Field(64, ge=1)
+    #: Model weights load at this many GB/s per GPU when a replica starts.
+    load_gb_s: float = Field(2.0, gt=0)
+    #: Fixed start-up time on top of loading weights (process, CUDA graphs, warm-up).
+    startup_s: float = Field(15.0, ge=0)
+    #: No scale-down within this many seconds of the previous scaling action.
+    scale_down_cooldown_s: float = Field(30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _range(self) -> AutoscalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) > max_replicas")
+        return self
+
+
 class SLOClass(_Model):
     ttft_s: float = Field(2.0, gt=0)
     """Time-to-first-token target, seconds."""
@@ -326,6 +360,15 @@ class Scenario(_Model):
     """The router sees instance state refreshed every this many seconds (0 = exact state)."""
     kv_link_gb_s: float = Field(25.0, gt=0)
     """Bandwidth between instances (GB/s) for KV handover (prefill -> decode) and migration."""
+    autoscaling: AutoscalingConfig | None = None
+    """Scale one instance group during the run (None: a fixed fleet)."""
+
+    @model_validator(mode="after")
+    def _autoscaled_group(self) -> Scenario:
+        a = self.autoscaling
+        if a is not None and a.group is not None and a.group not in {g.name for g in self.cluster}:
+            raise ValueError(f"autoscaling.group: no instance group named {a.group!r}")
+        return self
 
 
 def _node_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
@@ -509,16 +552,15 @@ def apply_overrides(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
         for depth, key in enumerate(keys):
             last = depth == len(keys) - 1
             where = ".".join(keys[: depth + 1])
+            at = raw_path if where == raw_path else f"{raw_path}: {where}"
             if isinstance(node, list):
                 if not key.isdigit() or int(key) >= len(node):
-                    raise InputError(
-                        f"{raw_path}: {where}: no item {key!r} (the list has {len(node)} items)"
-                    )
+                    raise InputError(f"{at}: no item {key!r} (the list has {len(node)} items)")
                 idx: Any = int(key)
             elif isinstance(node, dict):
                 if key not in node and not _is_open_mapping(keys[:depth]):
                     known = ", ".join(sorted(node)) or "none"
-                    raise InputError(f"{raw_path}: {where}: no such field (known: {known})")
+                    raise InputError(f"{at}: no such field (known: {known})")
                 idx = key
             else:
                 raise InputError(f"{raw_path}: {'.'.join(keys[:depth])} is not a section")

@@ -16,6 +16,13 @@ class Request:
     ``hash_block_tokens`` tokens (equal hash at position i means the first i+1 blocks are
     identical). Only full blocks are hashed. Loaders chain raw per-block ids with
     :func:`chain_hashes`.
+
+    ``output_block_hashes`` continue that chain over the full blocks of prompt + output that
+    follow the prompt's full blocks (the block that holds the prompt's last tokens and the first
+    output tokens, then output blocks), when the workload knows them: a multi-turn generator
+    knows the next turn's prompt, which repeats this answer. An engine caches these blocks as
+    the output fills them, so the next turn can hit them. Only used when ``block_hashes`` covers
+    every full prompt block.
     """
 
     id: int
@@ -31,6 +38,7 @@ class Request:
     model: str | None = None
     deadline_s: float | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    output_block_hashes: tuple[int, ...] = ()
 
 
 def chain_hashes(block_ids: list[int] | tuple[int, ...], seed: int = 0) -> tuple[int, ...]:

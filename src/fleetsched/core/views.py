@@ -21,6 +21,10 @@ class RequestView:
     deadline_s: float | None
     #: Predicted output length, when a predictor is configured (else None).
     predicted_output_tokens: int | None = None
+    #: When the request reached the router (the runtime's clock, seconds), or None. The
+    #: simulator passes simulated time, a gateway its monotonic clock; routers with timed
+    #: maintenance (``cache_aware``'s periodic eviction) read time only from here.
+    arrival_s: float | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -42,6 +46,9 @@ class InstanceView:
     #: Prompt tokens of this request already in this instance's prefix cache (0 if unknown).
     cached_prefix_tokens: int = 0
     lora_adapters: tuple[str, ...] = ()
+    #: Requests preempted on this instance so far (a cumulative counter, like vLLM's
+    #: ``vllm:num_preemptions_total``; 0 if unknown). A router compares it between calls.
+    preemptions: int = 0
 
     @property
     def outstanding(self) -> int:

@@ -68,7 +68,8 @@ def build_emulator(
 ) -> Emulator:
     """An emulator of one instance of ``group`` (its ``count`` is ignored), built by the
     simulator's own factory. ``max_model_len`` defaults to what always fits: the KV capacity
-    in tokens (and, without chunked prefill, the step token budget)."""
+    in tokens, at most the engine's ``max_model_len`` (and, without chunked prefill, the step
+    token budget)."""
     from fleetsched.sim.build import build_instances
 
     if speedup <= 0:
@@ -79,6 +80,8 @@ def build_emulator(
     )[0]
     cfg = inst.cfg
     fits = inst.kv.num_blocks * inst.bt
+    if cfg.max_model_len:
+        fits = min(fits, cfg.max_model_len)
     if not cfg.enable_chunked_prefill:
         fits = min(
             fits,

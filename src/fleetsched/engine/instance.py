@@ -26,18 +26,34 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
+from typing import TypeVar
 
 import numpy as np
 
 from fleetsched.core.config import EngineConfig
 from fleetsched.core.views import InstanceView
+from fleetsched.engine.defaults import resolve_engine_config
 from fleetsched.engine.kv_cache import KVCache
 from fleetsched.engine.sequence import DECODE, DONE, PREFILL, WAITING, Seq
-from fleetsched.perf import StepTimeModel
+from fleetsched.errors import InputError
+from fleetsched.perf import StepTimeModel, get_gpu, get_model
 from fleetsched.policies.engine.aggressive import AggressiveAdmission
 from fleetsched.policies.engine.base import AdmissionPolicy, PreemptionPolicy, WaitingQueue
 from fleetsched.policies.engine.fcfs import FCFSQueue
 from fleetsched.policies.engine.newest import NewestVictim
+
+T = TypeVar("T")
+
+
+def _known(lookup: Callable[[str], T], name: str) -> T | None:
+    """The catalog entry called ``name``, or None for an empty or unknown name."""
+    if not name:
+        return None
+    try:
+        return lookup(name)
+    except InputError:
+        return None
 
 
 @dataclass(slots=True)
@@ -52,7 +68,7 @@ class EngineStats:
     prompt_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens served from the prefix cache (first admission)
     served_tokens: int = 0  # prompt + output tokens of finished requests
-    rejected: int = 0  # requests that can never fit in KV memory
+    rejected: int = 0  # requests that can never run here: prompt >= max_model_len, or no room
     aborted: int = 0  # requests the client gave up on (``abort``)
 
 
@@ -85,14 +101,19 @@ class Instance:
         on_finish: Callable[[Seq, float], None] | None = None,
     ) -> None:
         cfg = engine or EngineConfig()
-        if cfg.max_num_batched_tokens < cfg.max_num_seqs:
-            raise ValueError("max_num_batched_tokens must be >= max_num_seqs")
+        if cfg.max_num_batched_tokens is None or cfg.max_num_seqs is None or not cfg.max_model_len:
+            cfg = resolve_engine_config(cfg, _known(get_gpu, gpu), _known(get_model, model))
         self.index = index
         self.name = name or f"inst{index}"
         self.model, self.gpu, self.role = model, gpu, role
         self.cfg = cfg
+        self.budget: int = cfg.max_num_batched_tokens  # type: ignore[assignment]  # resolved
+        self.max_num_seqs: int = cfg.max_num_seqs  # type: ignore[assignment]
+        #: Context length (prompt + output); None when the model is unknown (no limit).
+        self.max_model_len = cfg.max_model_len
         self.bt = cfg.block_tokens
         self.kv = KVCache(num_blocks)
+        self._caching = cfg.enable_prefix_caching
         self.step_model = step_model
         self.kv_bytes_per_token = kv_bytes_per_token
         self.host_link_bytes_s = host_link_bytes_s
@@ -134,6 +155,10 @@ class Instance:
         self.base_sum = 0
         self.cnt = [0] * self.bt  # decoders by base mod block_tokens
         self._finish_heap: list[tuple[int, int, int, Seq]] = []
+        # Decoders whose output fills blocks with shared keys, by base mod block_tokens: a step
+        # registers the blocks it fills in the prefix cache (see _cache_decodes).
+        self._share: list[dict[int, Seq]] = [{} for _ in range(self.bt)]
+        self._nshare = 0
         self._order = 0
         self.outstanding = 0  # dispatched, unfinished requests
         self.inflight_prompt_tokens = 0
@@ -142,7 +167,6 @@ class Instance:
         # The step or run in flight.
         self.busy = False
         self._plan: list[tuple[Seq, int]] = []  # prefill chunks of the current step
-        self._swapin: list[Seq] = []
         self._ends: list[float] = []  # end times of the steps of the current run
         self._period: list[int] = [0]  # prefix sums of a run's new blocks over one period
         self._k = 0
@@ -157,19 +181,27 @@ class Instance:
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.bt)
 
+    def output_tokens(self, seq: Seq) -> int:
+        """Output tokens ``seq`` will produce here: as many as the workload says, but generation
+        stops at ``max_model_len`` tokens in all, as vLLM's ``check_stop`` stops it."""
+        out = seq.req.output_tokens
+        if self.max_model_len is not None:
+            out = min(out, self.max_model_len - seq.req.prompt_tokens)
+        return out
+
     def fits_ever(self, seq: Seq) -> bool:
-        """Whether the request can ever run here: its KV at the end (prompt + output - 1
-        tokens) fits the cache, and without chunked prefill any (re)prefill fits one step."""
+        """Whether the request can ever run here: its prompt is shorter than ``max_model_len``
+        (vLLM rejects a prompt of ``max_model_len`` tokens or more: it leaves no room for an
+        output token), its KV at the end (prompt + output - 1 tokens) fits the cache, and
+        without chunked prefill any (re)prefill fits one step."""
         r = seq.req
-        tokens = r.prompt_tokens + r.output_tokens - 1
+        if self.max_model_len is not None and r.prompt_tokens >= self.max_model_len:
+            return False
+        tokens = r.prompt_tokens + self.output_tokens(seq) - 1
         if self.blocks_for(tokens) > self.kv.num_blocks:
             return False
-        cfg = self.cfg
-        if not cfg.enable_chunked_prefill:
-            cap = min(
-                cfg.max_num_batched_tokens,
-                cfg.long_prefill_token_threshold or cfg.max_num_batched_tokens,
-            )
+        if not self.cfg.enable_chunked_prefill:
+            cap = min(self.budget, self.cfg.long_prefill_token_threshold or self.budget)
             return tokens + 1 <= cap
         return True
 
@@ -177,8 +209,10 @@ class Instance:
     def enqueue(self, seq: Seq, now: float) -> float | None:
         """Accept a routed request at ``now`` (call ``sync(now)`` first).
 
-        A request whose KV was moved here (``seq.transferred``, after a prefill on a prefill
-        instance or a live migration) resumes decoding once its blocks are allocated.
+        A request whose KV was moved here (``seq.transferred``) resumes decoding in the step
+        its blocks are allocated. After a prefill on a prefill instance it joins the back of the
+        waiting queue, as vLLM's ``add_request`` appends it; after a live migration
+        (``seq.migrated``) the front, ahead of new work.
         """
         self.outstanding += 1
         self.inflight_prompt_tokens += seq.req.prompt_tokens
@@ -188,9 +222,14 @@ class Instance:
         if not self.fits_ever(seq):
             self._reject(seq, now)
             return None
+        seq.out_tokens = self.output_tokens(seq)
         if seq.transferred:
             seq.swapped = True
-            self.waiting.push_front(seq)
+            if seq.migrated:
+                seq.migrated = False
+                self.waiting.push_front(seq)
+            else:
+                self.waiting.push(seq)
         else:
             seq.target = seq.req.prompt_tokens
             self.waiting.push(seq)
@@ -254,15 +293,21 @@ class Instance:
 
     def _shrink(self, seq: Seq, chunk: int, done: int) -> bool:
         """Give back the blocks of the part of ``chunk`` that will not be computed."""
-        bt = self.bt
-        keep_full = (seq.computed + done) // bt
-        drop = seq.held[keep_full:]
+        keep_full = (seq.computed + done) // self.bt
+        held = seq.held
+        n = len(held)
+        if seq.done > keep_full:
+            # The blocks this chunk cached past the cut (held is in block order).
+            cut = set(seq.keys[keep_full : seq.done])  # type: ignore[index]
+            while n and held[n - 1] in cut:
+                n -= 1
         refs = self.kv.refs
-        if any(refs[k] != 1 for k in drop):
+        if any(refs[k] != 1 for k in held[n:]):
             return False  # another request already shares those blocks: do not cut
-        for k in drop:
+        for k in held[n:]:
             del refs[k]
-        del seq.held[keep_full:]
+        del held[n:]
+        seq.done = min(seq.done, keep_full)
         keep = self.blocks_for(seq.computed + done)
         self.kv.release([], seq.blocks - keep)
         seq.blocks = keep
@@ -298,8 +343,7 @@ class Instance:
             self._applied = m
         a = m + 1
         if a > self._alloc:
-            self.kv.allocate(self._run_blocks(a - 1) - self._run_blocks(self._alloc - 1))
-            self._alloc = a
+            self._alloc_steps(a)
 
     def _run_blocks(self, j: int) -> int:
         """New KV blocks taken by steps 1..j of the current run (step 0's are taken)."""
@@ -340,9 +384,6 @@ class Instance:
         elif seq.state == PREFILL:
             del self.prefilling[id(seq)]
             blocks = seq.blocks
-        elif seq in self._swapin:  # swapped in by the step in progress, not decoding yet
-            self._swapin.remove(seq)
-            blocks = seq.blocks
         else:  # waiting (possibly swapped out: its KV is in host memory, nothing to free here)
             self._aborted_waiting += 1
             blocks = 0
@@ -382,22 +423,16 @@ class Instance:
 
     # ------------------------------------------------------------------ views
     def cached_prefix_tokens(self, seq: Seq, now: float | None = None) -> int:
-        """Prompt tokens of ``seq`` in the prefix cache (0 without prefix caching), as of
-        ``now`` if given (``sync(now)`` first)."""
-        if not self.cfg.enable_prefix_caching:
-            return 0
-        if now is not None:
+        """:meth:`cached_prompt_tokens` as of ``now`` if given (synced first where caching is
+        on): the call a runtime makes on any engine kind."""
+        if now is not None and self._caching:
             self.sync(now)
-        keys = seq.prefix_keys(self.bt)
-        return self.kv.match(keys, len(keys)) * self.bt
+        return self.cached_prompt_tokens(seq)
 
     def view(self, now: float, seq: Seq | None = None, with_prefix: bool = False) -> InstanceView:
         self.sync(now)
         kv = self.kv
-        cached = 0
-        if with_prefix and seq is not None and self.cfg.enable_prefix_caching:
-            keys = seq.prefix_keys(self.bt)
-            cached = kv.match(keys, len(keys)) * self.bt
+        cached = self.cached_prompt_tokens(seq) if with_prefix and seq is not None else 0
         return InstanceView(
             index=self.index,
             name=self.name,
@@ -412,7 +447,16 @@ class Instance:
             total_blocks=kv.num_blocks,
             inflight_tokens=self.inflight_prompt_tokens,
             cached_prefix_tokens=cached,
+            preemptions=self.stats.preemptions,
         )
+
+    def cached_prompt_tokens(self, seq: Seq) -> int:
+        """Tokens of ``seq``'s prompt in full blocks this instance's prefix cache holds (the
+        longest cached chain). Call ``sync(now)`` first."""
+        if not self._caching:
+            return 0
+        keys = seq.prefix_keys(self.bt)
+        return self.kv.match(keys, seq.req.prompt_tokens // self.bt) * self.bt if keys else 0
 
     # ------------------------------------------------------------------ step end
     def _complete(self, now: float) -> None:
@@ -420,7 +464,7 @@ class Instance:
         if k >= self._horizon:
             self._horizon = min(2 * self._horizon, self.max_run_steps)
         if self._alloc < k:
-            self.kv.allocate(self._run_blocks(k - 1) - self._run_blocks(self._alloc - 1))
+            self._alloc_steps(k)
         self.dstep += k - self._applied
         self.stats.steps += k
         self.stats.busy_s += now - self._start
@@ -433,7 +477,7 @@ class Instance:
             if seq.epoch == epoch and seq.state == DECODE:
                 self._leave_decode(seq)
                 seq.computed = dstep + seq.base
-                seq.generated = seq.req.output_tokens
+                seq.generated = seq.out_tokens
                 self._release(seq, self.blocks_for(seq.computed))
                 self._done(seq, now)
         # Prefill chunks.
@@ -451,7 +495,7 @@ class Instance:
                     if self.on_first_token is not None:
                         self.on_first_token(seq, now)
                 del self.prefilling[id(seq)]
-                if seq.generated >= seq.req.output_tokens:
+                if seq.generated >= seq.out_tokens:
                     self._release(seq, seq.blocks)
                     self._done(seq, now)
                 elif self.role == "prefill":
@@ -459,9 +503,6 @@ class Instance:
                 else:
                     self._enter_decode(seq)
         self._plan = []
-        for seq in self._swapin:
-            self._enter_decode(seq)
-        self._swapin = []
 
     def _enter_decode(self, seq: Seq) -> None:
         seq.state = DECODE
@@ -473,9 +514,12 @@ class Instance:
         self.cnt[b % self.bt] += 1
         self.base_sum += b
         self.ndec += 1
-        finish_at = seq.req.prompt_tokens + seq.req.output_tokens - 1 - b
+        finish_at = seq.req.prompt_tokens + seq.out_tokens - 1 - b
         self._order += 1
         heapq.heappush(self._finish_heap, (finish_at, self._order, seq.epoch, seq))
+        if self._caching and seq.done < len(seq.prefix_keys(self.bt)):
+            self._share[b % self.bt][id(seq)] = seq  # its output fills blocks others may hit
+            self._nshare += 1
 
     def _leave_decode(self, seq: Seq) -> None:
         t = seq.req.tenant
@@ -487,11 +531,69 @@ class Instance:
         self.base_sum -= b
         self.ndec -= 1
         seq.epoch += 1
+        if self._nshare and self._share[b % self.bt].pop(id(seq), None) is not None:
+            self._nshare -= 1
 
-    def _release(self, seq: Seq, blocks: int) -> None:
-        self.kv.release(seq.held, blocks - len(seq.held))
-        seq.held = []
-        seq.blocks = 0
+    def _cache_decodes(self, d: int) -> None:
+        """The decode step that takes ``d`` to ``d + 1`` starts: cache the blocks it fills.
+
+        A decoder fills a block when its token count reaches a multiple of the block size; the
+        block is cached when the step that computes its last token is scheduled, as vLLM's
+        ``allocate_slots`` caches every block full after the step (``cache_blocks``)."""
+        bt = self.bt
+        share = self._share[(-d - 1) % bt]
+        if not share:
+            return
+        kv = self.kv
+        refs = kv.refs
+        for seq in tuple(share.values()):
+            keys = seq.keys
+            assert keys is not None
+            i = seq.done  # the block this step fills (one per decode step at most)
+            k = keys[i]
+            r = refs.get(k)
+            if r is None:
+                refs[k] = 1
+                seq.held.append(k)
+            elif r == 0:  # an idle copy: take it over (see KVCache.insert_run)
+                del kv.lru[k]
+                refs[k] = 1
+                kv.empty += 1
+                seq.held.append(k)
+            seq.done = i + 1
+            if i + 1 >= len(keys):
+                del share[id(seq)]
+                self._nshare -= 1
+
+    def _alloc_steps(self, a: int) -> None:
+        """Take the blocks of steps ``_alloc .. a - 1`` of the current run (and cache the blocks
+        their decodes fill), one step after the other when caching needs the order."""
+        lo, kv = self._alloc, self.kv
+        n = self._run_blocks(a - 1) - self._run_blocks(lo - 1)
+        if not self._nshare:
+            kv.allocate(n)
+        else:
+            d0 = self.dstep - self._applied  # dstep when the run started
+            if n <= kv.empty:  # no eviction: the order of takes and caching does not matter
+                kv.allocate(n)
+                for j in range(lo, a):
+                    self._cache_decodes(d0 + j)
+            else:
+                for j in range(lo, a):
+                    kv.allocate(self._run_blocks(j) - self._run_blocks(j - 1))
+                    self._cache_decodes(d0 + j)
+        self._alloc = a
+
+    def _release(self, seq: Seq, blocks: int, own_full: int = 0) -> None:
+        """Free ``seq``'s blocks: its cached ones stay cached (LRU), the rest become empty,
+        except its first ``own_full`` full blocks past its shared keys, which are cached under
+        its own keys (after a recompute preemption: only it can hit them)."""
+        held = seq.held
+        shared = len(seq.keys or ())
+        if own_full > shared and self._caching:
+            held = held + self.kv.insert_run(seq.own_keys(shared, own_full))
+        self.kv.release(held, blocks - len(held))
+        seq.held, seq.blocks, seq.done = [], 0, 0
 
     def _done(self, seq: Seq, now: float) -> None:
         seq.state = DONE
@@ -501,7 +603,7 @@ class Instance:
         self.outstanding -= 1
         self.inflight_prompt_tokens -= seq.req.prompt_tokens
         if not math.isnan(now):
-            self.stats.served_tokens += seq.req.prompt_tokens + seq.req.output_tokens
+            self.stats.served_tokens += seq.req.prompt_tokens + seq.generated
         for hook in self._finish_hooks:
             hook(seq, now)
         if self.on_finish is not None:
@@ -519,14 +621,10 @@ class Instance:
             # Once this step's blocks are taken, a decoder holds room for one more token.
             blocks = self.blocks_for(seq.computed + self._step_allocated)
             swap = self.cfg.preemption_mode == "swap"
-        elif seq.state == PREFILL:
+        else:
             del self.prefilling[id(seq)]
             blocks = seq.blocks
-        else:  # swapped in by this very step, not decoding yet: back to host memory
-            self._swapin.remove(seq)
-            blocks = seq.blocks
-            swap = True
-        self._release(seq, blocks)
+        self._release(seq, blocks, 0 if swap else seq.computed // self.bt)
         seq.rec.preemptions += 1
         self.stats.preemptions += 1
         seq.state = WAITING
@@ -550,8 +648,8 @@ class Instance:
         cfg, kv, bt = self.cfg, self.kv, self.bt
         self._extra_s = 0.0
         self._step_allocated = False
-        budget = cfg.max_num_batched_tokens - self.ndec
-        cap = cfg.long_prefill_token_threshold or cfg.max_num_batched_tokens
+        budget = self.budget - self.ndec
+        cap = cfg.long_prefill_token_threshold or self.budget
         dec_need = self.cnt[-self.dstep % bt]
         plan: list[tuple[Seq, int, int]] = []  # (seq, chunk, new blocks)
         need = dec_need
@@ -576,24 +674,14 @@ class Instance:
             need += nb
             budget -= chunk
 
-        preempted = False
-        while need > kv.free:
-            victim = self.preemption.victim(list(self.running.values()))
-            if victim.state == DECODE:
-                if (victim.base + self.dstep) % bt == 0:
-                    need -= 1
-            else:
-                for i, (s, chunk, nb) in enumerate(plan):
-                    if s is victim:
-                        need -= nb
-                        budget += chunk
-                        del plan[i]
-                        break
-            self._preempt(victim)
-            preempted = True
-
-        kv.allocate(need)
+        preempted = need > kv.free
+        if preempted:
+            budget = self._allocate_preempting(plan, budget)
+        else:
+            kv.allocate(need)
         self._step_allocated = True
+        if self._nshare:
+            self._cache_decodes(self.dstep)
         for seq, chunk, nb in plan:
             self._grow(seq, chunk, nb)
 
@@ -619,27 +707,25 @@ class Instance:
             plan.append((seq, chunk, nb))
             budget -= chunk
 
+        if not plan and not self.ndec:
+            if deferred:
+                # Nothing else can run: the deferred prefills stop yielding.
+                for seq in deferred:
+                    seq.yield_to = None
+                return self._schedule(now, allow_yield=False)
+            if not len(self.waiting) or self.running:
+                self.busy = False
+                return None
+            # An empty engine always starts the head (policies may refuse it only while
+            # others run), else it would idle with work forever.
+            self._admit(now, budget, plan, force=True)
+            if not plan and not self.ndec:
+                if len(self.waiting):  # else only aborted requests were waiting
+                    self._reject(self.waiting.pop(now), now)
+                return self._schedule(now)
         nd = self.ndec
-        if not plan and not self._swapin:
-            if nd == 0:
-                if deferred:
-                    # Nothing else can run: the deferred prefills stop yielding.
-                    for seq in deferred:
-                        seq.yield_to = None
-                    return self._schedule(now, allow_yield=False)
-                if len(self.waiting) and not self.running:
-                    # An empty engine always starts the head (policies may refuse it only
-                    # while others run), else it would idle with work forever.
-                    self._admit(now, budget, plan, force=True)
-                    if not plan and not self._swapin:
-                        if len(self.waiting):  # else only aborted requests were waiting
-                            self._reject(self.waiting.pop(now), now)
-                        return self._schedule(now)
-                else:
-                    self.busy = False
-                    return None
-            else:
-                return self._start_run(now, preempted, blocked_by_kv)
+        if not plan:
+            return self._start_run(now, preempted, blocked_by_kv)
         # A mixed step (prefill chunks, maybe decodes): one step.
         pf_tokens = 0
         pairs = 0.0
@@ -660,18 +746,56 @@ class Instance:
         return end
 
     def _grow(self, seq: Seq, chunk: int, nb: int) -> None:
-        """Blocks for ``chunk`` more prompt tokens were allocated: cache the ones that fill."""
-        if self.cfg.enable_prefix_caching and seq.req.block_hashes:
-            keys = seq.prefix_keys(self.bt)
-            full_before = seq.computed // self.bt
-            full_after = min((seq.computed + chunk) // self.bt, len(keys))
-            held = seq.held
-            if len(held) >= full_before and full_after > len(held):
-                # Cache the blocks this chunk fills, while they extend the cached chain.
-                new = keys[len(held) : full_after]
-                held.extend(new[: self.kv.insert_run(new)])
+        """Blocks for ``chunk`` more prefill tokens were allocated: cache every block it fills
+        that has a shared key (also past a block that turned out to be cached already)."""
+        if self._caching:
+            keys = seq.keys
+            assert keys is not None  # derived at admission
+            hi = min((seq.computed + chunk) // self.bt, len(keys))
+            if hi > seq.done:
+                seq.held.extend(self.kv.insert_run(keys[seq.done : hi]))
+                seq.done = hi
         seq.blocks += nb
         seq.chunk = chunk
+
+    def _allocate_preempting(self, plan: list[tuple[Seq, int, int]], budget: int) -> int:
+        """The step's blocks do not all fit: take them request by request in running order,
+        preempting the policy's victim each time one does not fit and retrying, as vLLM's
+        scheduler retries ``allocate_slots`` after each preemption (so what a victim frees can
+        be reused, or its cached blocks evicted, before the next victim is chosen). Returns
+        the token budget given back by preempted prefills added to ``budget``."""
+        kv, bt, d = self.kv, self.bt, self.dstep
+        new_blocks = {id(s): nb for s, _, nb in plan}
+        taken: set[int] = set()
+        running = self.running
+        for seq in list(running.values()):
+            if id(seq) not in running:
+                continue  # preempted meanwhile
+            if seq.state == DECODE:
+                n = 1 if (seq.base + d) % bt == 0 else 0
+            else:
+                n = new_blocks.get(id(seq), 0)
+            while n > kv.free:
+                victim = self.preemption.victim(list(running.values()))
+                vid = id(victim)
+                # A victim whose blocks of this step are taken gives them back too.
+                self._step_allocated = vid in taken
+                if victim.state != DECODE:
+                    if vid in taken:
+                        kv.release([], new_blocks[vid])
+                    for i, (s, chunk, _) in enumerate(plan):
+                        if s is victim:
+                            budget += chunk
+                            del plan[i]
+                            break
+                self._preempt(victim)
+                if victim is seq:
+                    break
+            else:
+                if n:
+                    kv.allocate(n)
+                    taken.add(id(seq))
+        return budget
 
     def _admit(
         self, now: float, budget: int, plan: list[tuple[Seq, int, int]], force: bool = False
@@ -679,7 +803,7 @@ class Instance:
         """Start waiting requests while budget, seats and blocks last. Returns whether the
         head was refused by the admission policy (memory), and the budget left."""
         cfg, kv, bt = self.cfg, self.kv, self.bt
-        cap = cfg.long_prefill_token_threshold or cfg.max_num_batched_tokens
+        cap = cfg.long_prefill_token_threshold or self.budget
         waiting = self.waiting
         self._room_victims: set[int] = set()
         while budget > 0 and len(waiting):
@@ -692,14 +816,16 @@ class Instance:
                 # Preempted to make room in this very step: it waits for the next one (else
                 # an order that ranks it first would admit and preempt it forever).
                 return False, budget
-            if len(self.running) >= cfg.max_num_seqs:
+            if len(self.running) >= self.max_num_seqs:
                 freed = self._make_room(seq, plan)
                 if freed < 0:
                     return False, budget
                 budget += freed
                 continue
             if seq.swapped:
-                nb = self.blocks_for(seq.computed)
+                # Its KV comes back (host memory, or another instance): it decodes in this
+                # very step, as vLLM schedules a request the step its remote KV is ready.
+                nb = self.blocks_for(seq.computed + 1)
                 if force:
                     if nb > kv.free:
                         return True, budget
@@ -716,25 +842,32 @@ class Instance:
                 if seq.transferred:
                     seq.transferred = False
                 else:
-                    self._switch_cost(nb)
+                    self._switch_cost(self.blocks_for(seq.computed))
+                if self._caching:
+                    # Its blocks are cached like computed ones (vLLM caches received KV).
+                    keys = seq.prefix_keys(bt)
+                    hi = min((seq.computed + 1) // bt, len(keys))
+                    seq.held = kv.insert_run(keys[:hi])
+                    seq.done = hi
                 self._run(seq)
-                self._swapin.append(seq)
+                self._enter_decode(seq)
+                budget -= 1
                 if force:
                     return False, budget  # force starts the head alone
                 continue
-            hits = 0
-            touch_cost = 0
-            if cfg.enable_prefix_caching and seq.req.block_hashes:
-                keys = seq.prefix_keys(bt)
-                hits = kv.match(keys, (seq.target - 1) // bt)
-                refs = kv.refs
-                touch_cost = sum(1 for k in keys[:hits] if refs[k] == 0)
-            cached = hits * bt
+            hits = own = touch_cost = 0
+            if self._caching:
+                hits, own = self._prefix_hit(seq)
+                if hits:
+                    refs = kv.refs
+                    touch_cost = sum(1 for k in seq.prefix_keys(bt)[:hits] if refs[k] == 0)
+                touch_cost += own  # own cached blocks are idle: nobody else holds them
+            cached = (hits + own) * bt
             remaining = seq.target - cached
             chunk = min(remaining, budget, cap)
             if chunk < remaining and not cfg.enable_chunked_prefill:
                 return False, budget
-            nb = self.blocks_for(cached + chunk) - hits
+            nb = self.blocks_for(cached + chunk) - hits - own
             if force:
                 if nb + touch_cost > kv.free:
                     return True, budget
@@ -749,8 +882,11 @@ class Instance:
                 held = seq.prefix_keys(bt)[:hits]
                 kv.touch(held)
                 seq.held = held
+            if own:
+                kv.take(seq.own_keys(hits, hits + own))
+            seq.done = hits
             seq.computed = cached
-            seq.blocks = hits
+            seq.blocks = hits + own
             if not seq.admitted_once:
                 seq.admitted_once = True
                 seq.rec.first_scheduled_s = now
@@ -767,6 +903,19 @@ class Instance:
             if force:
                 return False, budget  # force starts the head alone
         return False, budget
+
+    def _prefix_hit(self, seq: Seq) -> tuple[int, int]:
+        """Leading blocks of ``seq`` the prefix cache holds, at most all but its last token:
+        (blocks with shared keys, then blocks with its own keys, which only a request that a
+        recompute preemption freed can still have cached)."""
+        bt = self.bt
+        keys = seq.prefix_keys(bt)
+        limit = (seq.target - 1) // bt
+        hits = self.kv.match(keys, limit) if keys else 0
+        own = 0
+        if seq.rec.preemptions and hits == len(keys) and hits < limit:
+            own = self.kv.match(seq.own_keys(hits, limit), limit - hits)
+        return hits, own
 
     def _make_room(self, head: Seq, plan: list[tuple[Seq, int, int]]) -> int:
         """Preempt a running request so ``head`` can start, if the preemption policy names one
@@ -828,16 +977,18 @@ class Instance:
         """
         nd, dstep, bt = self.ndec, self.dstep, self.bt
         k = 1
+        waiting = len(self.waiting)
+        # Seats full: only a different head could change that (by preempting).
+        seats_full = len(self.running) >= self.max_num_seqs and (
+            self.waiting.time_invariant or self._victim_for_admission is None
+        )
         can_run = (
             self.max_run_steps > 1
             and not preempted
+            and not self.prefilling  # a prefill left out of this step may get a chunk next
             and (
-                not len(self.waiting)
-                or (
-                    # Seats full: only a different head could change that (by preempting).
-                    len(self.running) >= self.cfg.max_num_seqs
-                    and (self.waiting.time_invariant or self._victim_for_admission is None)
-                )
+                not waiting
+                or seats_full
                 or (blocked_by_kv and self.waiting.time_invariant and self.admission.monotone)
             )
         )
@@ -848,6 +999,14 @@ class Instance:
             while heap[0][2] != heap[0][3].epoch or heap[0][3].state != DECODE:
                 heapq.heappop(heap)
             kmax = min(self._horizon, heap[0][0] - dstep)
+            if waiting and not seats_full and self._nshare:
+                # A block a decoder caches can let the head in (a longer prefix hit, or an
+                # idle block it hits taken into use): stop before the first step caching one.
+                share = self._share
+                for j in range(1, min(kmax, bt + 1)):
+                    if share[(-dstep - j - 1) % bt]:
+                        kmax = j
+                        break
             if kmax > 1:
                 cnt, p, total = self.cnt, [0], 0
                 for i in range(1, bt + 1):
@@ -862,6 +1021,8 @@ class Instance:
                     t = bisect_right(p, rem, 0, bt) - 1  # P[t] <= rem, t < bt
                     j = min(q * bt + t, kmax - 1)
                 k = j + 1
+                if waiting and not seats_full and j and total:
+                    k = min(k, self._steps_before_head_eviction(now, p, total, self._run_blocks(j)))
         base = self.base_sum + nd * (dstep + 1)
         if k <= 8:
             model = self.step_model
@@ -884,11 +1045,39 @@ class Instance:
         self._plan = []
         return ends[-1]
 
+    def _steps_before_head_eviction(self, now: float, p: list[int], total: int, taken: int) -> int:
+        """Steps a run may take before one whose blocks evict a cached block the blocked
+        waiting head would hit: its need then changes, and not always upwards (fewer hits can
+        mean a smaller chunk to place). ``p``/``total`` give the run's new blocks per step (see
+        _start_run), ``taken`` the blocks its later steps take in all. Returns a large number
+        when no such eviction can come."""
+        never = 1 << 30
+        kv, bt = self.kv, self.bt
+        evictions = taken - kv.empty  # the run takes empty blocks first, then the LRU front
+        head = self.waiting.peek(now)
+        if evictions <= 0 or head.swapped or not self._caching:
+            return never
+        hits, own = self._prefix_hit(head)
+        chain = head.prefix_keys(bt)[:hits] + head.own_keys(hits, hits + own)
+        refs = kv.refs
+        idle = {k for k in chain if refs[k] == 0}
+        if not idle:
+            return never
+        for q, key in enumerate(islice(kv.lru, evictions)):
+            if key in idle:
+                # Steps 1..j take kv.empty + q + 1 blocks when that block goes: find j.
+                target = kv.empty + q + 1
+                a = (target - 1) // total
+                return a * bt + bisect_left(p, target - a * total, 0, bt + 1)
+        return never
+
     # ------------------------------------------------------------------ checks
     def check_invariants(self) -> None:
         """Assert KV accounting agrees with every request's holdings (for tests)."""
         referenced: dict[int, int] = {}
         private = 0
+        bt = self.bt
+        sharing = 0
         for seq in self.running.values():
             if seq.state == DECODE:
                 # Blocks of every step started so far are allocated (a step takes its
@@ -896,11 +1085,30 @@ class Instance:
                 tokens = seq.base + self.dstep
                 if self._k:
                     tokens += self._alloc - self._applied
+                elif self._step_allocated:
+                    tokens += 1
                 blocks = self.blocks_for(tokens)
             else:
                 blocks = seq.blocks
+                tokens = seq.computed + (seq.chunk if self._k and seq.state == PREFILL else 0)
             for k in seq.held:
                 referenced[k] = referenced.get(k, 0) + 1
             private += blocks - len(seq.held)
+            if self._caching:
+                # Every full block with a shared key is cached or a duplicate of one in use
+                # (held is in block order, a subsequence of the settled keys), and only the
+                # ones filled so far.
+                keys = seq.prefix_keys(bt)
+                assert seq.done <= len(keys) and seq.done <= self.blocks_for(tokens)
+                if seq.state == DECODE:
+                    assert seq.done == min(len(keys), tokens // bt), "a filled block not cached"
+                    in_share = id(seq) in self._share[seq.base % bt]
+                    assert in_share == (seq.done < len(keys))
+                    sharing += in_share
+                it = iter(keys[: seq.done])
+                assert all(k in it for k in seq.held), "held is not a subsequence of the keys"
+            else:
+                assert not seq.held
+        assert sharing == self._nshare
         self.kv.check(referenced, private)
         assert self.ndec == sum(1 for s in self.running.values() if s.state == DECODE)

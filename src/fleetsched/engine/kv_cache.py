@@ -5,6 +5,13 @@ Blocks are counted, not materialised: a block is either *free and empty*, *free 
 Cached blocks carry a reference count; when it drops to zero the block joins the tail of the
 LRU list (a request's tail blocks first, so they are evicted first, as vLLM frees them).
 Allocation takes empty blocks before evicting cached ones (least recently used first).
+
+A block whose content is already cached (another request computed the same key) is not cached
+twice: if the cached copy is in use, the new block stays private (it holds the same content,
+and is freed as empty); if the cached copy is idle, the new block takes its place (the idle copy
+is dropped, so counts do not change). vLLM keeps both copies in its hash map
+(``BlockHashToBlockMap``: "we don't de-duplicate the blocks in the cache"); a lookup returns
+either, so hits are the same and only a useless duplicate is dropped early here.
 """
 
 from __future__ import annotations
@@ -64,28 +71,46 @@ class KVCache:
     def try_insert(self, key: int) -> bool:
         """Register a block the caller just allocated as cached under ``key``.
 
-        Returns False (the block stays private) when an identical block is already cached.
+        Returns False (the block stays private) when an identical block is already in use.
         """
-        if key in self.refs:
-            return False
-        self.refs[key] = 1
-        return True
+        return bool(self.insert_run([key]))
 
-    def insert_run(self, keys: list[int]) -> int:
-        """Register freshly allocated blocks as cached, in order, up to the first key already
-        cached (that block and the rest stay private). Returns how many were registered."""
+    def insert_run(self, keys: list[int]) -> list[int]:
+        """Register freshly allocated blocks as cached, in order; return the keys registered.
+
+        Every key is tried, also after one that is cached already (vLLM caches each full block
+        a request computes). A key whose cached copy is in use stays private (not returned); a
+        key whose cached copy is idle takes it over: the idle copy leaves the LRU list and the
+        caller's block is freed as empty in its place (returned, with a reference).
+        """
         refs = self.refs
         fresh = dict.fromkeys(keys, 1)
         if len(fresh) == len(keys) and refs.keys().isdisjoint(fresh):
             refs.update(fresh)
-            return len(keys)
-        n = 0
+            return keys
+        lru = self.lru
+        out: list[int] = []
         for k in keys:
-            if k in refs:
-                break
-            refs[k] = 1
-            n += 1
-        return n
+            r = refs.get(k)
+            if r is None:
+                refs[k] = 1
+            elif r == 0:
+                del lru[k]
+                refs[k] = 1
+                self.empty += 1
+            else:
+                continue
+            out.append(k)
+        return out
+
+    def take(self, keys: list[int]) -> None:
+        """Turn idle cached blocks into the caller's private blocks (their keys are forgotten).
+
+        For blocks only their owner can ever hit (a request's own blocks after a preemption)."""
+        refs, lru = self.refs, self.lru
+        for k in keys:
+            del lru[k]
+            del refs[k]
 
     def release(self, keys: list[int], private: int) -> None:
         """Drop a request's blocks: its cached ones (reverse order) and ``private`` others."""

@@ -19,6 +19,8 @@ class ModelSpec:
     ``active_params`` are the parameters one token passes through (== ``total_params`` for a
     dense model; for a mixture of experts the shared part plus ``experts_per_token`` experts).
     ``tie_word_embeddings``: the LM head is the embedding table (counted once in the totals).
+    ``max_position_embeddings`` is the context length in tokens, as config.json gives it; vLLM
+    derives its default ``max_model_len`` from it.
     """
 
     name: str
@@ -29,6 +31,7 @@ class ModelSpec:
     head_dim: int
     intermediate_size: int
     vocab_size: int
+    max_position_embeddings: int
     dtype_bytes: int = 2
     total_params: int
     active_params: int
@@ -49,6 +52,7 @@ class ModelSpec:
             "head_dim",
             "intermediate_size",
             "vocab_size",
+            "max_position_embeddings",
             "dtype_bytes",
             "total_params",
             "active_params",
@@ -124,7 +128,8 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     # https://huggingface.co/meta-llama/Llama-3.1-8B/blob/main/config.json
     # 32 layers, hidden 4096, 32 heads / 8 KV heads, head_dim 128, MLP 14336, vocab 128256,
-    # untied embeddings: 8,030,261,248 parameters.
+    # untied embeddings: 8,030,261,248 parameters. max_position_embeddings 131072 (128k context;
+    # the llama3 rope_scaling is already included, vLLM does not scale it further).
     "Llama-3.1-8B": ModelSpec(
         name="Llama-3.1-8B",
         num_layers=32,
@@ -134,12 +139,13 @@ MODELS: dict[str, ModelSpec] = {
         head_dim=128,
         intermediate_size=14336,
         vocab_size=128256,
+        max_position_embeddings=131072,
         total_params=8_030_261_248,
         active_params=8_030_261_248,
     ),
     # https://huggingface.co/meta-llama/Llama-3.1-70B/blob/main/config.json
     # 80 layers, hidden 8192, 64 heads / 8 KV heads, head_dim 128, MLP 28672, vocab 128256:
-    # 70,553,706,496 parameters.
+    # 70,553,706,496 parameters. max_position_embeddings 131072.
     "Llama-3.1-70B": ModelSpec(
         name="Llama-3.1-70B",
         num_layers=80,
@@ -149,12 +155,15 @@ MODELS: dict[str, ModelSpec] = {
         head_dim=128,
         intermediate_size=28672,
         vocab_size=128256,
+        max_position_embeddings=131072,
         total_params=70_553_706_496,
         active_params=70_553_706_496,
     ),
     # https://huggingface.co/Qwen/Qwen2.5-7B/blob/main/config.json
     # 28 layers, hidden 3584, 28 heads / 4 KV heads (head_dim 3584/28 = 128), MLP 18944,
     # vocab 152064, QKV biases, untied embeddings: 7,615,616,512 parameters.
+    # max_position_embeddings 131072 (the -Instruct repo's config.json says 32768, and
+    # get_model maps -Instruct names here: set max_model_len for it).
     "Qwen2.5-7B": ModelSpec(
         name="Qwen2.5-7B",
         num_layers=28,
@@ -164,12 +173,14 @@ MODELS: dict[str, ModelSpec] = {
         head_dim=128,
         intermediate_size=18944,
         vocab_size=152064,
+        max_position_embeddings=131072,
         total_params=7_615_616_512,
         active_params=7_615_616_512,
     ),
     # https://huggingface.co/Qwen/Qwen2.5-32B/blob/main/config.json
     # 64 layers, hidden 5120, 40 heads / 8 KV heads (head_dim 128), MLP 27648, vocab 152064,
-    # QKV biases, untied embeddings: 32,763,876,352 parameters.
+    # QKV biases, untied embeddings: 32,763,876,352 parameters. max_position_embeddings 131072
+    # (-Instruct: 32768, as for Qwen2.5-7B).
     "Qwen2.5-32B": ModelSpec(
         name="Qwen2.5-32B",
         num_layers=64,
@@ -179,12 +190,13 @@ MODELS: dict[str, ModelSpec] = {
         head_dim=128,
         intermediate_size=27648,
         vocab_size=152064,
+        max_position_embeddings=131072,
         total_params=32_763_876_352,
         active_params=32_763_876_352,
     ),
     # https://huggingface.co/mistralai/Mistral-7B-v0.3/blob/main/config.json
     # 32 layers, hidden 4096, 32 heads / 8 KV heads, head_dim 128, MLP 14336, vocab 32768,
-    # untied embeddings: 7,248,023,552 parameters.
+    # untied embeddings: 7,248,023,552 parameters. max_position_embeddings 32768.
     "Mistral-7B-v0.3": ModelSpec(
         name="Mistral-7B-v0.3",
         num_layers=32,
@@ -194,12 +206,14 @@ MODELS: dict[str, ModelSpec] = {
         head_dim=128,
         intermediate_size=14336,
         vocab_size=32768,
+        max_position_embeddings=32768,
         total_params=7_248_023_552,
         active_params=7_248_023_552,
     ),
     # https://huggingface.co/mistralai/Mixtral-8x7B-v0.1/blob/main/config.json
     # 32 layers, hidden 4096, 32 heads / 8 KV heads, head_dim 128, expert MLP 14336, vocab 32000,
     # 8 local experts, 2 per token: 46,702,792,704 total, 12,879,925,248 active parameters.
+    # max_position_embeddings 32768.
     "Mixtral-8x7B": ModelSpec(
         name="Mixtral-8x7B",
         num_layers=32,
@@ -209,6 +223,7 @@ MODELS: dict[str, ModelSpec] = {
         head_dim=128,
         intermediate_size=14336,
         vocab_size=32000,
+        max_position_embeddings=32768,
         total_params=46_702_792_704,
         active_params=12_879_925_248,
         num_experts=8,
@@ -216,10 +231,10 @@ MODELS: dict[str, ModelSpec] = {
     ),
     # https://huggingface.co/google/gemma-3-270m/blob/main/config.json
     # 18 layers, hidden 640, 4 heads / 1 KV head, head_dim 256, MLP 2048, vocab 262144, tied
-    # embeddings (the LM head is the embedding table): 268,098,176 parameters. Gemma 3 uses a
-    # 512-token sliding window on 5 of every 6 layers (15 of 18); the KV figures here assume
-    # full attention on all layers (an overestimate for the vLLM engine model; the llama.cpp
-    # engine model uses the window).
+    # embeddings (the LM head is the embedding table): 268,098,176 parameters;
+    # max_position_embeddings 32768. Gemma 3 uses a 512-token sliding window on 5 of every 6
+    # layers (15 of 18); the KV figures here assume full attention on all layers (an
+    # overestimate for the vLLM engine model; the llama.cpp engine model uses the window).
     "gemma-3-270m": ModelSpec(
         name="gemma-3-270m",
         num_layers=18,
@@ -229,6 +244,7 @@ MODELS: dict[str, ModelSpec] = {
         head_dim=256,
         intermediate_size=2048,
         vocab_size=262144,
+        max_position_embeddings=32768,
         total_params=268_098_176,
         active_params=268_098_176,
         tie_word_embeddings=True,

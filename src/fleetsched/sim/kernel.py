@@ -10,13 +10,19 @@ Mechanics the router only decides on live here:
   last refresh, plus exact router-side in-flight accounting (outstanding requests and prompt
   tokens), as a gateway does.
 - **Prefill/decode disaggregation**: an instance with role ``prefill`` hands a request over
-  after its first token; the router's ``pick_decode`` (or least-loaded) names a decode
-  instance and the KV moves over the link (bytes / ``kv_link_bytes_s``).
+  after its first token; the router's ``pick_decode`` (or the least loaded, ties at
+  random) names a decode instance and the KV moves over the link (bytes /
+  ``kv_link_bytes_s``).
 - **Live migration** (Llumnix): every ``router.migration_interval_s`` the router's
   ``plan_migrations(views)`` names (source, destination) pairs; the source's cheapest decoding
   request is copied while it keeps decoding (stage 1: its KV / link bandwidth), then stopped
   at a step boundary and only the tokens produced meanwhile are copied (stage 2, the
   downtime) before it resumes on the destination.
+- **Fleet membership** (autoscaling, ``sim/autoscale.py``): instances can be added during a
+  run and taken out of routing (draining: they finish what they hold). The router only ever
+  sees the *routable* instances; indices are never reused, so a router's per-index state
+  stays valid. The controller drives this through ``add_instance``, ``set_routable``,
+  ``call_at`` and the ``on_arrival`` / ``on_finish`` notifications.
 """
 
 from __future__ import annotations
@@ -35,10 +41,11 @@ from fleetsched.engine.llamacpp import LlamaCppInstance
 from fleetsched.engine.sequence import DECODE, Seq
 from fleetsched.errors import InputError
 from fleetsched.metrics.records import RequestRecord
+from fleetsched.policies.routing._util import UniformStream, pick_min
 from fleetsched.policies.routing.base import RoutingPolicy
 
 #: Timed-action kinds (heap entries with instance index -1).
-_REFRESH, _MIGRATE_TICK, _MIGRATE_STOP, _ATTACH = range(4)
+_REFRESH, _MIGRATE_TICK, _MIGRATE_STOP, _ATTACH, _CALL = range(5)
 
 
 def request_view(req: Request) -> RequestView:
@@ -53,6 +60,7 @@ def request_view(req: Request) -> RequestView:
         slo_class=req.slo_class,
         model=req.model,
         deadline_s=req.deadline_s,
+        arrival_s=req.arrival_s,
     )
 
 
@@ -89,6 +97,8 @@ class Simulator:
         *,
         view_refresh_s: float = 0.0,
         kv_link_bytes_s: float = 25e9,
+        autoscaler: Any = None,
+        seed: int = 0,
     ) -> None:
         if not instances:
             raise InputError("a simulation needs at least one instance")
@@ -117,11 +127,19 @@ class Simulator:
                         f"engine of {inst.name} does not support"
                     )
         self._first_token_hook = getattr(router, "on_first_token", None)
+        #: Indices of the instances the router may choose (all but draining ones).
+        self.routable: list[int] = list(range(len(self.instances)))
+        self._static: list[InstanceView] = []
+        self.autoscaler = autoscaler
+        self._rng = UniformStream(seed)  # ties of the default decode pick
         for inst in self.instances:
-            inst.on_finish = self._finished
-            inst.on_detach = self._detached
-            if self._first_token_hook is not None:
-                inst.on_first_token = self._first_token
+            self._wire(inst)
+
+    def _wire(self, inst: Instance) -> None:
+        inst.on_finish = self._finished
+        inst.on_detach = self._detached
+        if self._first_token_hook is not None:
+            inst.on_first_token = self._first_token
 
     # ------------------------------------------------------------------ events
     def _push_instance(self, i: int, t: float, bump: bool) -> None:
@@ -148,18 +166,52 @@ class Simulator:
         rv = self._views.pop(seq.req.id, None)
         if rv is not None:
             self.router.on_finish(rv, seq.rec.instance)
+        if self.autoscaler is not None:
+            self.autoscaler.on_finish(self, seq, now)
+
+    # ------------------------------------------------------------------ fleet membership
+    def add_instance(self, inst: Instance) -> None:
+        """Add a new instance (not routable until ``set_routable``); its ``index`` must be
+        ``len(self.instances)``."""
+        if inst.index != len(self.instances):
+            raise ValueError(f"new instance index {inst.index}, expected {len(self.instances)}")
+        self.instances.append(inst)
+        self._versions.append(0)
+        self._wire(inst)
+
+    def set_routable(self, index: int, on: bool, t: float) -> None:
+        """Let the router choose ``index`` (a ready instance) or not (a draining one). The
+        router's views change at once: a gateway learns membership from its control
+        plane, not from the next metrics scrape."""
+        if on and index not in self.routable:
+            self.routable.append(index)
+            self.routable.sort()
+        elif not on and index in self.routable:
+            self.routable.remove(index)
+        self._static = self.fresh_views(t)
+        if self.view_refresh_s > 0:
+            self._snapshot = self.fresh_views(t)
+
+    def call_at(self, t: float, fn: Callable[[float], None]) -> None:
+        """Call ``fn(t)`` at time ``t`` (a timed action of the controller)."""
+        self._push_action(t, _CALL, fn)
+
+    def work_left(self) -> bool:
+        return self._work_left()
 
     # ------------------------------------------------------------------ views
     def fresh_views(
         self, t: float, seq: Seq | None = None, prefix: bool = False
     ) -> list[InstanceView]:
-        return [inst.view(t, seq, prefix) for inst in self.instances]
+        insts = self.instances
+        return [insts[i].view(t, seq, prefix) for i in self.routable]
 
     def _router_views(self, t: float, seq: Seq, prefix: bool) -> list[InstanceView]:
         if self.view_refresh_s <= 0:
             return self.fresh_views(t, seq, prefix)
         out = []
-        for snap, inst in zip(self._snapshot, self.instances, strict=True):
+        live = [self.instances[i] for i in self.routable]
+        for snap, inst in zip(self._snapshot, live, strict=True):
             cached = 0
             if prefix:
                 cached = inst.cached_prefix_tokens(seq, t)
@@ -190,10 +242,12 @@ class Simulator:
             self.stats.migration_downtime_s += dt
             self.stats.migration_bytes += seq.computed * src.kv_bytes_per_token
             seq.rec.migrations += 1
+            seq.migrated = True  # resumes ahead of the destination's waiting queue
         else:  # prefill instance -> decode instance
             rv = rv or request_view(seq.req)
-            decode = [i for i in self.instances if i.role == "decode"] or [
-                i for i in self.instances if i.role != "prefill"
+            live = [self.instances[i] for i in self.routable]
+            decode = [i for i in live if i.role == "decode"] or [
+                i for i in live if i.role != "prefill"
             ]
             if not decode:
                 raise InputError("prefill instances need at least one decode or mixed instance")
@@ -202,7 +256,8 @@ class Simulator:
             if pick is not None:
                 dst = pick(rv, views)
             else:
-                dst = min(views, key=lambda v: (v.outstanding, v.kv_utilization, v.index)).index
+                keys = [(v.outstanding, v.kv_utilization) for v in views]
+                dst = pick_min(views, keys, self._rng).index
             dt = seq.computed * src.kv_bytes_per_token / self.kv_link_bytes_s
             self.stats.kv_transfers += 1
             self.stats.kv_transfer_s += dt
@@ -218,6 +273,8 @@ class Simulator:
             nt = inst.enqueue(seq, t)
             if nt is not None:
                 self._push_instance(dst, nt, True)
+        elif kind == _CALL:
+            payload(t)
         elif kind == _REFRESH:
             self._snapshot = self.fresh_views(t)
             self.stats.view_refreshes += 1
@@ -277,8 +334,9 @@ class Simulator:
         router = self.router
         needs_views = router.needs_views
         needs_prefix = router.needs_prefix
-        static = self.fresh_views(0.0)
-        self._snapshot = static
+        self._static = self.fresh_views(0.0)
+        self._snapshot = self._static
+        autoscaler = self.autoscaler
         heap = self._heap
         versions = self._versions
         it = iter(requests)
@@ -290,6 +348,8 @@ class Simulator:
                 self._push_action(t0, _REFRESH)
             if getattr(router, "plan_migrations", None) is not None:
                 self._push_action(t0 + router.migration_interval_s, _MIGRATE_TICK)
+            if autoscaler is not None:
+                autoscaler.start(self, t0)
         last_arrival = -math.inf
         while True:
             if nxt is not None and (not heap or nxt.arrival_s <= heap[0][0]):
@@ -305,7 +365,7 @@ class Simulator:
                 seq = Seq(req, new_record(req))
                 rv = request_view(req)
                 self._views[req.id] = rv
-                views = self._router_views(t, seq, needs_prefix) if needs_views else static
+                views = self._router_views(t, seq, needs_prefix) if needs_views else self._static
                 i = router.route(rv, views)
                 inst = insts[i]
                 inst.sync(t)
@@ -313,6 +373,8 @@ class Simulator:
                 if nt is not None:
                     self._push_instance(i, nt, True)
                 self.arrived += 1
+                if autoscaler is not None:
+                    autoscaler.on_arrival(req, t)
                 if check:
                     inst.check_invariants()
                 if progress is not None and self.arrived % progress_every == 0:

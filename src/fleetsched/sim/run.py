@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -12,8 +13,10 @@ from fleetsched.core.request import Request
 from fleetsched.engine.instance import EngineStats
 from fleetsched.metrics.records import RequestRecord
 from fleetsched.metrics.summary import summarize
+from fleetsched.policies.autoscaling import make_autoscaler
 from fleetsched.policies.routing import make_router
-from fleetsched.sim.build import build_instances
+from fleetsched.sim.autoscale import FleetController
+from fleetsched.sim.build import build_instances, instance_factory
 from fleetsched.sim.check import check_scenario
 from fleetsched.sim.kernel import Simulator
 
@@ -24,6 +27,8 @@ class SimResult:
     summary: dict[str, Any]
     engine_stats: list[EngineStats] = field(default_factory=list)
     wall_s: float = 0.0
+    #: The fleet controller of an autoscaled run (its ``events`` and ``timeline``).
+    autoscaler: FleetController | None = None
 
 
 def simulate(
@@ -32,11 +37,14 @@ def simulate(
     requests: Iterable[Request] | None = None,
     fast_forward: bool = True,
     progress: Callable[[int, float], None] | None = None,
+    autoscaling_policy: Any = None,
 ) -> SimResult:
     """Simulate ``scenario`` (or ``requests`` instead of its workload) and summarise it.
 
     The scenario is checked first (:func:`~fleetsched.sim.check.check_scenario`): a bad
     policy, GPU, model or tp raises :class:`~fleetsched.errors.InputError` naming the field.
+    ``autoscaling_policy`` replaces the policy named in ``scenario.autoscaling`` by this
+    object (to train a learning policy over several runs).
     """
     check_scenario(scenario, workload=requests is None)
     t0 = time.perf_counter()
@@ -50,11 +58,16 @@ def simulate(
     router = make_router(
         scenario.policies.router.name, scenario.policies.router.params, seed=scenario.seed
     )
+    controller = None
+    if scenario.autoscaling is not None:
+        controller = _controller(scenario, instances, fast_forward, autoscaling_policy)
     sim = Simulator(
         instances,
         router,
         view_refresh_s=scenario.view_refresh_s,
         kv_link_bytes_s=scenario.kv_link_gb_s * 1e9,
+        autoscaler=controller,
+        seed=scenario.seed,
     )
     if requests is None:
         from fleetsched.workload import build_workload
@@ -62,7 +75,12 @@ def simulate(
         requests = build_workload(scenario.workload, scenario.seed)
     records = sim.run(requests, progress=progress)
     wall = time.perf_counter() - t0
+    instances = sim.instances
     summary = summarize(records, scenario.slo_classes, wall_s=wall, num_instances=len(instances))
+    if controller is not None:
+        ends = [r.finish_s for r in records if not math.isnan(r.finish_s)]
+        controller.finish(max(ends) if ends else sim.now)
+        summary["autoscaling"] = controller.summary()
     stats = [inst.stats for inst in instances]
     summary["engine_steps"] = sum(s.steps for s in stats)
     summary["recomputed_tokens"] = sum(s.recomputed_tokens for s in stats)
@@ -70,4 +88,33 @@ def simulate(
     summary["rejected"] = sum(s.rejected for s in stats)
     summary["migration_downtime_s"] = sim.stats.migration_downtime_s
     summary["kv_transfers"] = sim.stats.kv_transfers
-    return SimResult(records, summary, stats, wall)
+    return SimResult(records, summary, stats, wall, controller)
+
+
+def _controller(
+    scenario: Scenario, instances: list[Any], fast_forward: bool, policy: Any
+) -> FleetController:
+    cfg = scenario.autoscaling
+    assert cfg is not None
+    names = [g.name for g in scenario.cluster]
+    gi = names.index(cfg.group) if cfg.group is not None else 0
+    group = scenario.cluster[gi]
+    first = sum(g.count for g in scenario.cluster[:gi])
+    make = instance_factory(
+        group,
+        scenario.policies,
+        fast_forward=fast_forward,
+        slo_classes=dict(scenario.slo_classes),
+        seed=scenario.seed,
+    )
+    if policy is None:
+        policy = make_autoscaler(cfg.policy.name, cfg.policy.params, seed=scenario.seed)
+    return FleetController(
+        cfg,
+        group,
+        list(range(first, first + group.count)),
+        make,
+        policy,
+        dict(scenario.slo_classes),
+        seed=scenario.seed,
+    )

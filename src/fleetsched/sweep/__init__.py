@@ -1,5 +1,23 @@
-"""Grids of scenarios run in parallel processes (locally); capacity search."""
+"""Grids of scenarios run in processes or on Ray, cached by content; capacity search."""
 
-from fleetsched.sweep.grid import capacity_search, run_many, variant
+from fleetsched.sweep.grid import (
+    PointResult,
+    capacity_search,
+    expand_grid,
+    parse_grid,
+    run_many,
+    run_points,
+    scenario_key,
+    variant,
+)
 
-__all__ = ["capacity_search", "run_many", "variant"]
+__all__ = [
+    "PointResult",
+    "capacity_search",
+    "expand_grid",
+    "parse_grid",
+    "run_many",
+    "run_points",
+    "scenario_key",
+    "variant",
+]

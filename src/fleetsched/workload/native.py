@@ -4,8 +4,10 @@ Required keys: ``id`` (int), ``arrival_s`` (seconds, non-decreasing down the fil
 ``prompt_tokens`` and ``output_tokens`` (ints >= 1). Optional keys, omitted when they hold the
 default: ``block_hashes`` (chained prefix hashes, ints), ``hash_block_tokens`` (16),
 ``tenant`` ("default"), ``priority`` (0), ``session_id`` (null), ``slo_class`` ("default"),
-``model`` (null), ``deadline_s`` (null) and ``extra`` (a JSON object). Unknown keys are an
-error. :func:`write_jsonl` then :func:`read_jsonl` gives back equal requests.
+``model`` (null), ``deadline_s`` (null), ``extra`` (a JSON object) and
+``output_block_hashes`` (the chain continued over the output's full blocks, see
+:class:`~fleetsched.core.request.Request`). Unknown keys are an error. :func:`write_jsonl` then
+:func:`read_jsonl` gives back equal requests.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ OPTIONAL_KEYS = (
     "model",
     "deadline_s",
     "extra",
+    "output_block_hashes",
 )
 _ALLOWED = frozenset(REQUIRED_KEYS + OPTIONAL_KEYS)
 
@@ -71,6 +74,8 @@ def request_to_dict(r: Request) -> dict[str, Any]:
         d["deadline_s"] = r.deadline_s
     if r.extra:
         d["extra"] = r.extra
+    if r.output_block_hashes:
+        d["output_block_hashes"] = list(r.output_block_hashes)
     return d
 
 
@@ -206,6 +211,18 @@ def request_from_dict(d: dict[str, Any], path: Path, line: int) -> Request:
                 at_line(path, line),
             )
         r.block_hashes = tuple(hs)
+    if "output_block_hashes" in d:
+        hs = d["output_block_hashes"]
+        if not isinstance(hs, list) or any(type(h) is not int for h in hs):
+            raise _bad("output_block_hashes", "a list of integers", hs, path, line)
+        room = (r.prompt_tokens + r.output_tokens) // r.hash_block_tokens - len(r.block_hashes)
+        if len(hs) > room:
+            raise InputError(
+                f"output_block_hashes: {len(hs)} hashes but prompt and output hold only {room} "
+                f"more full blocks of {r.hash_block_tokens} tokens",
+                at_line(path, line),
+            )
+        r.output_block_hashes = tuple(hs)
     if "tenant" in d:
         r.tenant = _str(d, "tenant", False, path, line)  # type: ignore[assignment]
     if "priority" in d:

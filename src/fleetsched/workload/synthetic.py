@@ -13,7 +13,10 @@ Model
   block entirely inside system prompt j has id (j, block index); any other block of a session
   holds that session's own text and has id (session, block index). Equal content therefore
   gives equal chained hashes (shared system prompts across sessions, conversation history
-  within a session) and different content different ones.
+  within a session) and different content different ones. A turn that has a next turn also
+  carries ``output_block_hashes``: the hashes of the full blocks of its prompt + answer past its
+  prompt's full blocks, which are exactly the next turn's hashes there, so an engine that caches
+  the blocks its answer fills lets the next turn hit them (as vLLM's prefix cache does).
 * **Tenants** are drawn per session by weight; each request carries its tenant's ``priority``
   and ``slo_class``.
 
@@ -252,10 +255,12 @@ def _stream(
         prompt = s.context + prompt_len()
         output = output_len()
         n_blocks = prompt // bt
+        more = s.turns_left > 1  # the next turn's prompt repeats this prompt and answer
+        n_known = (prompt + output) // bt if more else n_blocks
         chain = s.chain
-        if len(chain) < n_blocks:
+        if len(chain) < n_known:
             su = s.uid
-            new = [_session_block_id(su, b) for b in range(len(chain), n_blocks)]
+            new = [_session_block_id(su, b) for b in range(len(chain), n_known)]
             chain.extend(chain_hashes(new, chain[-1] if chain else 0))
         tenant = s.tenant
         yield Request(
@@ -270,6 +275,7 @@ def _stream(
             session_id=f"s{s.uid}" if multi_turn else None,
             slo_class=tenant.slo_class,
             model=model,
+            output_block_hashes=tuple(chain[n_blocks:n_known]),
         )
         s.turns_left -= 1
         if s.turns_left > 0:

@@ -1,5 +1,6 @@
-"""Small helpers shared by routing policies: health fallback, argmins, a seeded uniform
-stream and deterministic (unsalted) hashes. Nothing here has state beyond its own object."""
+"""Small helpers shared by routing policies: health fallback, arg-min/max with seeded random
+tie-breaking, a seeded uniform stream and deterministic (unsalted) hashes. Nothing here has
+state beyond its own object."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fleetsched.core.views import InstanceView, RequestView
+from fleetsched.core.views import InstanceView
 
 _MASK64 = (1 << 64) - 1
 
@@ -19,35 +20,47 @@ def healthy(views: Sequence[InstanceView]) -> Sequence[InstanceView]:
     return out if out else views
 
 
-def least_outstanding(views: Sequence[InstanceView]) -> InstanceView:
-    """Fewest outstanding (queued + running) requests; ties go to the lowest index."""
-    best = views[0]
-    bo = best.queue_len + best.running
-    for v in views:
-        o = v.queue_len + v.running
-        if o < bo or (o == bo and v.index < best.index):
-            best, bo = v, o
-    return best
+def pick_min(views: Sequence[InstanceView], keys: Sequence, rng: UniformStream) -> InstanceView:
+    """The view with the smallest key (any comparable: numbers, tuples); ties at random from
+    ``rng`` (the real routers' rule: a lowest-index tie-break herds bursts onto one
+    instance)."""
+    lo = min(keys)
+    if keys.count(lo) == 1:
+        return views[keys.index(lo)]
+    ties = [v for v, k in zip(views, keys, strict=True) if k == lo]
+    return ties[rng.index(len(ties))]
 
 
-def argmin_by(views: Sequence[InstanceView], keys: Sequence[float]) -> InstanceView:
-    """The view with the smallest key; ties go to the lowest index."""
-    best = views[0]
-    bk = keys[0]
-    for v, k in zip(views, keys, strict=True):
-        if k < bk or (k == bk and v.index < best.index):
-            best, bk = v, k
-    return best
+def pick_max(views: Sequence[InstanceView], keys: Sequence, rng: UniformStream) -> InstanceView:
+    """The view with the largest key; ties at random from ``rng``."""
+    hi = max(keys)
+    if keys.count(hi) == 1:
+        return views[keys.index(hi)]
+    ties = [v for v, k in zip(views, keys, strict=True) if k == hi]
+    return ties[rng.index(len(ties))]
 
 
-def argmax_by(views: Sequence[InstanceView], keys: Sequence[float]) -> InstanceView:
-    """The view with the largest key; ties go to the lowest index."""
-    best = views[0]
-    bk = keys[0]
-    for v, k in zip(views, keys, strict=True):
-        if k > bk or (k == bk and v.index < best.index):
-            best, bk = v, k
-    return best
+def least_outstanding(views: Sequence[InstanceView], rng: UniformStream) -> InstanceView:
+    """Fewest outstanding (queued + running) requests; ties at random from ``rng``."""
+    return pick_min(views, [v.queue_len + v.running for v in views], rng)
+
+
+_MASKS: dict[tuple[int, ...], int] = {}
+
+
+def index_mask(idx: Sequence[int]) -> int:
+    """The bitmask with bit ``i`` set for each instance index in ``idx`` (memoised: a fleet
+    routes over the same few candidate sets again and again)."""
+    key = tuple(idx)
+    m = _MASKS.get(key)
+    if m is None:
+        if len(_MASKS) >= 256:
+            _MASKS.clear()
+        m = 0
+        for i in key:
+            m |= 1 << i
+        _MASKS[key] = m
+    return m
 
 
 def by_index(views: Sequence[InstanceView], index: int) -> InstanceView | None:
@@ -103,17 +116,3 @@ def mix64(x: int) -> int:
 def str_hash64(s: str) -> int:
     """A 64-bit hash of a string that is the same in every process (unlike ``hash(str)``)."""
     return int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little")
-
-
-def prefix_key(req: RequestView, blocks: int = 1) -> int:
-    """A 64-bit key for the request's first ``blocks`` prompt blocks.
-
-    The chained hash at block ``blocks - 1`` identifies the whole prefix up to it. Prompts
-    shorter than one block have no prefix: they fall back to the session, then the request id
-    (so they spread instead of piling on one instance)."""
-    hs = req.block_hashes
-    if hs:
-        return mix64(hs[min(blocks, len(hs)) - 1])
-    if req.session_id is not None:
-        return str_hash64(req.session_id)
-    return mix64(req.id ^ 0x5BD1E995)

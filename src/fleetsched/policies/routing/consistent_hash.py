@@ -12,9 +12,16 @@ instance takes at most ``ceil(c * (m + 1) / n)`` of the ``m`` outstanding reques
 one; a full instance is skipped and the walk goes on clockwise. ``load_factor=None`` turns it
 off (plain consistent hashing).
 
-Parameters: ``key`` = ``"prefix"`` (chained hash of the first ``prefix_blocks`` prompt blocks)
-or ``"session"`` (session id; requests without one fall back to the prefix), ``vnodes``
-(points per instance, 160 as in ketama), ``load_factor`` (c >= 1, default 1.25, or None).
+Parameters: ``key`` = ``"prefix"`` or ``"session"`` (session id; requests without one fall
+back to the prefix), ``vnodes`` (points per instance, 160 as in ketama), ``load_factor``
+(c >= 1, default 1.25, or None). The prefix key (:mod:`.prefix_key`) is adaptive by default:
+it covers what many prompts share (a system prompt) plus the first block of the request's
+own content, so a shared system prompt does not send every request to one owner;
+``key_tokens=N`` keys on the first N tokens instead (stateless: gateway replicas agree
+without sharing state). SGLang's ``prefix_hash`` policy keys on the first 256 tokens; with
+a longer shared system prompt that is one key for everything, which is why it is not the
+default here. Among instances below the load bound the first clockwise wins; the fallback
+when all are full (unreachable for c >= 1) takes the least loaded, ties at random.
 
 Ring points come from blake2b of the instance *name*, so the ring is the same in every
 process and an instance keeps its points when others come and go.
@@ -28,7 +35,8 @@ from collections.abc import Iterator, Sequence
 
 from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.errors import InputError
-from fleetsched.policies.routing._util import least_outstanding, prefix_key, str_hash64
+from fleetsched.policies.routing._util import UniformStream, least_outstanding, str_hash64
+from fleetsched.policies.routing.prefix_key import PrefixKey
 
 
 class HashRing:
@@ -114,24 +122,25 @@ class ConsistentHash:
         key: str = "prefix",
         vnodes: int = 160,
         load_factor: float | None = 1.25,
-        prefix_blocks: int = 1,
+        key_tokens: int | None = None,
     ) -> None:
         if key not in ("prefix", "session"):
             raise InputError(f"consistent_hash: key must be 'prefix' or 'session', got {key!r}")
         if load_factor is not None and load_factor < 1.0:
             raise InputError(f"consistent_hash: load_factor must be >= 1, got {load_factor}")
-        if vnodes < 1 or prefix_blocks < 1:
-            raise InputError("consistent_hash: vnodes and prefix_blocks must be >= 1")
+        if vnodes < 1:
+            raise InputError("consistent_hash: vnodes must be >= 1")
         self.key = key
         self.load_factor = load_factor
-        self.prefix_blocks = prefix_blocks
+        self.prefix_key = PrefixKey(key_tokens)
         self.needs_views = load_factor is not None
         self._rings = RingCache(vnodes, f"ch{seed}")
+        self._rng = UniformStream(seed)
 
     def key_of(self, req: RequestView) -> int:
         if self.key == "session" and req.session_id is not None:
             return str_hash64(req.session_id)
-        return prefix_key(req, self.prefix_blocks)
+        return self.prefix_key(req)
 
     def route(self, req: RequestView, instances: Sequence[InstanceView]) -> int:
         ring = self._rings.get(instances)
@@ -151,7 +160,7 @@ class ConsistentHash:
             v = instances[pos]
             if (v.healthy or not any_healthy) and v.queue_len + v.running < cap:
                 return v.index
-        return least_outstanding(cands).index  # unreachable for c >= 1; kept for safety
+        return least_outstanding(cands, self._rng).index  # unreachable for c >= 1
 
     def on_finish(self, req: RequestView, index: int) -> None:
         pass

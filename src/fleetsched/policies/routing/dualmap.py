@@ -7,22 +7,28 @@ keys: the paper's dual-hash-ring scaling), and the better candidate under the cu
 is chosen: requests sharing a prefix land on one of the same two instances (cache affinity),
 distinct prefixes spread by "the power of two choices" (load balance). Here:
 
-* **Better candidate** = lower predicted TTFT (ties: fewer outstanding, then lower index),
-  with a linear model over queue, batch and uncached prompt tokens::
+* **Better candidate** = lower predicted TTFT (ties: fewer outstanding, then at random), with
+  a linear model over queue, batch and uncached prompt tokens::
 
       ttft_s = ttft_base_s + ttft_per_queued_s * queue_len + ttft_per_running_s * running
                + ttft_per_token_s * (prompt_tokens - cached_prefix_tokens)
 
 * **SLO-aware routing**: if the chosen candidate's predicted TTFT exceeds ``ttft_slo_s``,
   switch to load-first: the least loaded healthy instance overall (fewest outstanding; ties:
-  lower predicted TTFT, then index).
+  lower predicted TTFT, then at random).
 * **Hotspot-aware rebalancing**: if a candidate's outstanding count exceeds
   ``hot_factor * max(mean, 1)`` (mean over healthy instances), that prefix key's mapping on
   that ring is remapped to the coolest instance, kept in a small override table (at most
   ``max_overrides`` keys, oldest dropped first). The paper migrates queued requests too;
   moving requests is the simulator's business, the router only remaps future ones.
 
-The key is the chained hash of the first ``key_blocks`` prompt blocks.
+The key (:mod:`.prefix_key`) uses the paper's adaptive prefix length by default: the router
+learns where prompts branch and keys on the prefix up to the first block after the last
+branching point, so a system prompt shared by every request (Mooncake's first block) does
+not give every request the same two candidates, while all turns of one conversation keep
+theirs. ``key_tokens=N`` keys on the first N tokens instead (stateless). The paper does not
+publish the exact rule for choosing the length; this branching rule is our reading of it.
+Ties at every step break at random from the router's seeded generator.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from collections.abc import Sequence
 
 from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.errors import InputError
-from fleetsched.policies.routing._util import prefix_key
+from fleetsched.policies.routing._util import UniformStream, pick_min
 from fleetsched.policies.routing.consistent_hash import RingCache
+from fleetsched.policies.routing.prefix_key import PrefixKey
 
 
 class DualMap:
@@ -42,7 +49,7 @@ class DualMap:
     def __init__(
         self,
         seed: int = 0,
-        key_blocks: int = 1,
+        key_tokens: int | None = None,
         vnodes: int = 160,
         ttft_slo_s: float = 1.0,
         ttft_base_s: float = 0.01,
@@ -52,11 +59,10 @@ class DualMap:
         hot_factor: float = 2.0,
         max_overrides: int = 4096,
     ) -> None:
-        if key_blocks < 1 or vnodes < 1 or hot_factor <= 0 or max_overrides < 0:
-            raise InputError(
-                "dualmap: key_blocks and vnodes must be >= 1, hot_factor > 0, max_overrides >= 0"
-            )
-        self.key_blocks = key_blocks
+        if vnodes < 1 or hot_factor <= 0 or max_overrides < 0:
+            raise InputError("dualmap: vnodes must be >= 1, hot_factor > 0, max_overrides >= 0")
+        self.prefix_key = PrefixKey(key_tokens)
+        self._rng = UniformStream(seed)
         self.ttft_slo_s = ttft_slo_s
         self.coef = (ttft_base_s, ttft_per_queued_s, ttft_per_running_s, ttft_per_token_s)
         self.hot_factor = hot_factor
@@ -74,10 +80,12 @@ class DualMap:
         return b + q * v.queue_len + r * v.running + t * uncached
 
     def candidates(
-        self, req: RequestView, instances: Sequence[InstanceView]
+        self, req: RequestView, instances: Sequence[InstanceView], key: int | None = None
     ) -> tuple[InstanceView, InstanceView]:
-        """The two candidates (the same one twice only when a single instance is healthy)."""
-        key = prefix_key(req, self.key_blocks)
+        """The two candidates (the same one twice only when a single instance is healthy);
+        ``key`` is the request's prefix key (computed when None)."""
+        if key is None:
+            key = self.prefix_key(req)
         picked: list[int] = []  # positions in ``instances``
         for slot, cache in enumerate(self._rings):
             ring = cache.get(instances)
@@ -97,14 +105,16 @@ class DualMap:
         return instances[picked[0]], instances[picked[1]]
 
     def _better(self, req: RequestView, a: InstanceView, b: InstanceView) -> InstanceView:
-        ta, tb = self.predict_ttft_s(req, a), self.predict_ttft_s(req, b)
-        ka = (ta, a.queue_len + a.running, a.index)
-        kb = (tb, b.queue_len + b.running, b.index)
+        ka = (self.predict_ttft_s(req, a), a.queue_len + a.running)
+        kb = (self.predict_ttft_s(req, b), b.queue_len + b.running)
+        if ka == kb and a is not b:
+            return a if self._rng.random() < 0.5 else b
         return a if ka <= kb else b
 
     def route(self, req: RequestView, instances: Sequence[InstanceView]) -> int:
         up = [v for v in instances if v.healthy] or list(instances)
-        a, b = self.candidates(req, instances)
+        key = self.prefix_key(req)
+        a, b = self.candidates(req, instances, key)
         # Hotspot-aware rebalancing: remap a hot candidate's key to the coolest instance.
         if len(up) > 2:
             loads = [v.queue_len + v.running for v in up]
@@ -114,12 +124,10 @@ class DualMap:
                 c = pair[slot]
                 if c.queue_len + c.running > bound:
                     other = pair[1 - slot]
-                    cool = min(
-                        (v for v in up if v is not other),
-                        key=lambda v: (v.queue_len + v.running, v.index),
-                    )
+                    rest = [v for v in up if v is not other]
+                    cool = pick_min(rest, [v.queue_len + v.running for v in rest], self._rng)
                     if cool.queue_len + cool.running < c.queue_len + c.running:
-                        self._remap(req, instances, slot, cool)
+                        self._remap(key, instances, slot, cool)
                         pair[slot] = cool
             a, b = pair
         self.last_candidates = (a.index, b.index)
@@ -127,21 +135,19 @@ class DualMap:
         self.last_switched = False
         if self.predict_ttft_s(req, best) > self.ttft_slo_s:
             self.last_switched = True
-            best = min(
-                up,
-                key=lambda v: (v.queue_len + v.running, self.predict_ttft_s(req, v), v.index),
-            )
+            keys = [(v.queue_len + v.running, self.predict_ttft_s(req, v)) for v in up]
+            best = pick_min(up, keys, self._rng)
         return best.index
 
     def _remap(
-        self, req: RequestView, instances: Sequence[InstanceView], slot: int, to: InstanceView
+        self, prefix: int, instances: Sequence[InstanceView], slot: int, to: InstanceView
     ) -> None:
         if self.max_overrides == 0:
             return
         cache = self._rings[slot]
         cache.get(instances)
         pos = next(i for i, v in enumerate(instances) if v is to)
-        key = (prefix_key(req, self.key_blocks), slot)
+        key = (prefix, slot)
         self._override.pop(key, None)
         self._override[key] = cache.ids[pos]
         while len(self._override) > self.max_overrides:

@@ -11,16 +11,22 @@ scores is handed to a *picker* that chooses one. All three are plain callables:
 
 A filter that leaves no candidate is skipped (the profile keeps the previous set), so a
 profile always answers. A scorer that reads ``InstanceView.cached_prefix_tokens`` carries
-``needs_prefix = True``; a profile using one asks the runtime for prefix matches.
+``needs_prefix = True``; a profile using one asks the runtime for prefix matches. A scorer
+with state (``ApproxPrefixScorer``, fed by routing history) also has ``picked(req, view)``,
+which the profile calls with the chosen instance (the endpoint picker's ``PreRequest``).
+Ties between equal scores break at random from the profile's seeded generator, as the
+endpoint picker's pickers shuffle candidates before sorting.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from fleetsched.core.request import BLOCK_TOKENS
 from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.errors import InputError
-from fleetsched.policies.routing._util import UniformStream
+from fleetsched.policies.routing._util import UniformStream, index_mask
+from fleetsched.policies.routing.prefix_index import PrefixIndex, lengths_of, strided
 
 Views = Sequence[InstanceView]
 Filter = Callable[[RequestView, Views], Views]
@@ -82,9 +88,14 @@ def _low_is_good(xs: Sequence[float]) -> list[float]:
 
 
 def queue_score(req: RequestView, views: Views) -> list[float]:
-    """Fewer outstanding requests (queued + running) is better, min-max normalised over the
-    candidates. (The Inference Extension's queue scorer uses the waiting queue only; running
-    requests are included here because vLLM admits most requests to the batch at once.)"""
+    """Fewer waiting requests is better, min-max normalised over the candidates (all equal:
+    1), as the endpoint picker's ``queue-scorer`` scores ``WaitingQueueSize``
+    (``vllm:num_requests_waiting``)."""
+    return _low_is_good([v.queue_len for v in views])
+
+
+def outstanding_score(req: RequestView, views: Views) -> list[float]:
+    """Fewer outstanding requests (waiting + running) is better, min-max normalised."""
     return _low_is_good([v.queue_len + v.running for v in views])
 
 
@@ -108,6 +119,99 @@ def prefix_score(req: RequestView, views: Views) -> list[float]:
 prefix_score.needs_prefix = True  # type: ignore[attr-defined]
 
 
+def precise_prefix_score(block_tokens: int = 64) -> Scorer:
+    """llm-d's ``precise-prefix-cache-scorer``: full ``block_tokens`` blocks of the prompt in
+    the instance's prefix cache over the prompt's full blocks (the engine's cache as KV events
+    report it: ``cached_prefix_tokens``)."""
+    if block_tokens < 1:
+        raise InputError("precise prefix scorer: block_tokens must be >= 1")
+
+    def precise_prefix(req: RequestView, views: Views) -> list[float]:
+        total = req.prompt_tokens // block_tokens
+        if total <= 0:
+            return [0.0] * len(views)
+        inv = 1.0 / total
+        return [min(v.cached_prefix_tokens // block_tokens, total) * inv for v in views]
+
+    precise_prefix.needs_prefix = True  # type: ignore[attr-defined]
+    return precise_prefix
+
+
+class ApproxPrefixScorer:
+    """llm-d's approximate prefix cache (``approx-prefix-cache-producer`` +
+    ``prefix-cache-scorer``): an index of the prompts the router sent to each instance, fed
+    by its own routing history. Score = the instance's matched blocks / the prompt's blocks,
+    over at most ``max_prefix_tokens`` (llm-d: 256 blocks of 16 tokens); after the pick the
+    prompt's blocks are added to the chosen instance's LRU, whose capacity is the engine's KV
+    blocks (llm-d's ``autoTune`` reads ``num_gpu_blocks``; 31,250 without metrics).
+
+    Differences from llm-d: blocks are the request's chained hash blocks taken in
+    ``unit_tokens`` (64) token units, every 4th 16-token hash (llm-d hashes 16-token blocks of
+    ~4 characters per token of the raw text; the coarser unit is a quarter of the work per
+    request and rounds a match down to 64 tokens); eviction drops whole least recently sent
+    prompts at once, leaves first, so each instance's set stays prefix-closed (llm-d's
+    per-block LRU may drop a prompt's first block before its last).
+    """
+
+    needs_prefix = False
+
+    def __init__(
+        self,
+        max_prefix_tokens: int = 256 * BLOCK_TOKENS,
+        lru_blocks: int | None = None,
+        block_tokens: int = BLOCK_TOKENS,
+        unit_tokens: int = 64,
+    ) -> None:
+        if max_prefix_tokens < 1 or unit_tokens < 1 or (lru_blocks is not None and lru_blocks < 1):
+            raise InputError(
+                "approximate prefix scorer: max_prefix_tokens, unit_tokens, lru_blocks >= 1"
+            )
+        self.max_prefix_tokens = max_prefix_tokens
+        self.lru_blocks = lru_blocks
+        self.block_tokens = block_tokens
+        self.unit_tokens = unit_tokens
+        self.index = PrefixIndex()
+        self._last: tuple[int, Sequence[int], int] = (-1, (), 1)
+
+    def _hashes(self, req: RequestView) -> tuple[Sequence[int], int]:
+        """The tracked head of the prompt's chain, and the tokens per block of it."""
+        if self._last[0] == req.id:
+            return self._last[1], self._last[2]
+        hs, unit = strided(req.block_hashes, req.hash_block_tokens, self.unit_tokens)
+        cap = max(self.max_prefix_tokens // max(unit, 1), 1)
+        if len(hs) > cap:
+            hs = hs[:cap]
+        self._last = (req.id, hs, unit)
+        return hs, unit
+
+    def __call__(self, req: RequestView, views: Views) -> list[float]:
+        hs, bt = self._hashes(req)
+        total = -(-min(req.prompt_tokens, self.max_prefix_tokens) // bt) if bt > 0 else 0
+        if not hs or total <= 0:
+            return [0.0] * len(views)
+        idx = [v.index for v in views]
+        self.index.grow(max(idx) + 1)
+        groups = self.index.match_groups(hs, index_mask(idx))
+        if not groups:
+            return [0.0] * len(views)
+        inv = 1.0 / total
+        return [n * inv for n in lengths_of(groups, idx)]
+
+    def picked(self, req: RequestView, view: InstanceView) -> None:
+        hs, unit = self._hashes(req)
+        if not hs:
+            return
+        i = view.index
+        self.index.grow(i + 1)
+        self.index.insert(i, hs)
+        cap = self.lru_blocks  # in engine blocks (llm-d: num_gpu_blocks, else 31,250)
+        if cap is None:
+            cap = view.total_blocks if view.total_blocks > 0 else 31_250
+        cap = max(cap * self.block_tokens // unit, 1)
+        if self.index.size(i) > cap:
+            self.index.evict(i, cap - cap // 16)
+
+
 def load_score(req: RequestView, views: Views) -> list[float]:
     """Fewer in-flight tokens is better, min-max normalised over the candidates."""
     return _low_is_good([v.inflight_tokens for v in views])
@@ -123,15 +227,13 @@ def lora_score(req: RequestView, views: Views) -> list[float]:
 
 # ---------------------------------------------------------------------------------- pickers
 def max_score(views: Views, scores: list[float], rng: UniformStream) -> InstanceView:
-    """Highest score; ties go to the lowest instance index (deterministic)."""
+    """Highest score; ties at random from ``rng`` (the ``max-score-picker`` shuffles the
+    candidates before its stable sort)."""
     hi = max(scores)
     if scores.count(hi) == 1:
         return views[scores.index(hi)]
-    return min((v for v, s in zip(views, scores, strict=True) if s == hi), key=_index)
-
-
-def _index(v: InstanceView) -> int:
-    return v.index
+    ties = [v for v, s in zip(views, scores, strict=True) if s == hi]
+    return ties[rng.index(len(ties))]
 
 
 def weighted_random(views: Views, scores: list[float], rng: UniformStream) -> InstanceView:
@@ -149,15 +251,14 @@ def weighted_random(views: Views, scores: list[float], rng: UniformStream) -> In
 
 
 def power_of_two(views: Views, scores: list[float], rng: UniformStream) -> InstanceView:
-    """Two distinct random candidates; the higher score wins (tie: lower index)."""
+    """Two distinct random candidates; the higher score wins (tie: either, at random)."""
     n = len(views)
     if n == 1:
         return views[0]
     i, j = rng.two(n)
-    a, b = views[i], views[j]
-    if scores[i] > scores[j] or (scores[i] == scores[j] and a.index < b.index):
-        return a
-    return b
+    if scores[i] > scores[j] or (scores[i] == scores[j] and rng.random() < 0.5):
+        return views[i]
+    return views[j]
 
 
 # ---------------------------------------------------------------------------------- profile
@@ -165,7 +266,7 @@ class Profile:
     """A routing policy made of filters, weighted scorers and a picker.
 
     ``scorers`` is a sequence of ``(scorer, weight)`` pairs; with none, every candidate scores
-    0 and the picker decides alone (``max_score`` then picks the lowest index).
+    0 and the picker decides alone (``max_score`` then picks at random).
     """
 
     needs_views = True
@@ -181,6 +282,7 @@ class Profile:
         self.scorers = tuple((s, float(w)) for s, w in scorers)
         self.picker = picker
         self.needs_prefix = any(getattr(s, "needs_prefix", False) for s, _ in self.scorers)
+        self._picked = [s.picked for s, _ in self.scorers if hasattr(s, "picked")]
         self._rng = UniformStream(seed)
 
     def candidates(self, req: RequestView, views: Views) -> Views:
@@ -214,8 +316,12 @@ class Profile:
     def route(self, req: RequestView, instances: Sequence[InstanceView]) -> int:
         cands = self.candidates(req, instances)
         if len(cands) == 1:
-            return cands[0].index
-        return self.picker(cands, self.scores(req, cands), self._rng).index
+            chosen = cands[0]
+        else:
+            chosen = self.picker(cands, self.scores(req, cands), self._rng)
+        for hook in self._picked:
+            hook(req, chosen)
+        return chosen.index
 
     def on_finish(self, req: RequestView, index: int) -> None:
         pass
@@ -231,10 +337,16 @@ FILTERS: dict[str, Filter] = {
 }
 SCORERS: dict[str, Scorer] = {
     "queue": queue_score,
+    "outstanding": outstanding_score,
     "kv": kv_score,
     "prefix": prefix_score,
     "load": load_score,
     "lora": lora_score,
+}
+#: Scorers with state: a fresh one per profile.
+SCORER_FACTORIES: dict[str, Callable[[], Scorer]] = {
+    "approx_prefix": ApproxPrefixScorer,
+    "precise_prefix": precise_prefix_score,
 }
 PICKERS: dict[str, Picker] = {
     "max": max_score,
@@ -273,10 +385,11 @@ def make_profile(
             fs.append(not_saturated(max_queue, max_kv))
         else:
             fs.append(_lookup(FILTERS, "filter", name))  # type: ignore[arg-type]
-    sc = [
-        (_lookup(SCORERS, "scorer", name), float(w))
-        for name, w in (scorers if scorers is not None else {"queue": 1.0}).items()
-    ]
+    known = {**SCORERS, **SCORER_FACTORIES}
+    sc = []
+    for name, w in (scorers if scorers is not None else {"queue": 1.0}).items():
+        scorer = _lookup(known, "scorer", name)
+        sc.append((scorer() if name in SCORER_FACTORIES else scorer, float(w)))  # type: ignore[operator]
     return Profile(fs, sc, picker_named(picker), seed=seed)  # type: ignore[arg-type]
 
 
@@ -284,6 +397,8 @@ __all__ = [
     "FILTERS",
     "PICKERS",
     "SCORERS",
+    "SCORER_FACTORIES",
+    "ApproxPrefixScorer",
     "Filter",
     "Picker",
     "Profile",
@@ -296,8 +411,10 @@ __all__ = [
     "max_score",
     "model_match",
     "not_saturated",
+    "outstanding_score",
     "picker_named",
     "power_of_two",
+    "precise_prefix_score",
     "prefix_score",
     "queue_score",
     "role",

@@ -10,9 +10,10 @@ disaggregated prefill with NIXL/LMCache connectors and Dynamo's disaggregated se
   ``prefill="least"`` the fewest outstanding; with ``prefill="prefix"`` the longest cached
   prefix, then fewest outstanding (asks the runtime for prefix matches).
 * :meth:`PDDisagg.pick_decode` picks among ``role == "decode"`` instances: lowest
-  ``kv_utilization``, then fewest outstanding, then lowest index.
+  ``kv_utilization``, then fewest outstanding.
 
-Ties go to the lowest index. If no healthy instance has the role, ``mixed`` instances are
+Remaining ties break at random from the router's seeded generator. If no healthy instance
+has the role, ``mixed`` instances are
 used, then any healthy instance (availability over purity); unhealthy ones only if nothing
 is healthy. The simulator moves the KV cache after prefill.
 """
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 
 from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.errors import InputError
+from fleetsched.policies.routing._util import UniformStream, pick_min
 
 
 def _pool(views: Sequence[InstanceView], role: str) -> Sequence[InstanceView]:
@@ -44,18 +46,20 @@ class PDDisagg:
             raise InputError(f"pd_disagg: prefill must be 'least' or 'prefix', got {prefill!r}")
         self.prefill = prefill
         self.needs_prefix = prefill == "prefix"
+        self._rng = UniformStream(seed)
 
     def route(self, req: RequestView, instances: Sequence[InstanceView]) -> int:
         pool = _pool(instances, "prefill")
         if self.prefill == "prefix":
-            key = lambda v: (-v.cached_prefix_tokens, v.queue_len + v.running, v.index)  # noqa: E731
+            keys = [(-v.cached_prefix_tokens, v.queue_len + v.running) for v in pool]
         else:
-            key = lambda v: (v.queue_len + v.running, v.index)  # noqa: E731
-        return min(pool, key=key).index
+            keys = [v.queue_len + v.running for v in pool]
+        return pick_min(pool, keys, self._rng).index
 
     def pick_decode(self, req: RequestView, instances: Sequence[InstanceView]) -> int:
         pool = _pool(instances, "decode")
-        return min(pool, key=lambda v: (v.kv_utilization, v.queue_len + v.running, v.index)).index
+        keys = [(v.kv_utilization, v.queue_len + v.running) for v in pool]
+        return pick_min(pool, keys, self._rng).index
 
     def on_finish(self, req: RequestView, index: int) -> None:
         pass

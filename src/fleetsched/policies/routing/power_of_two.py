@@ -3,9 +3,9 @@
 
 Mitzenmacher, "The Power of Two Choices in Randomized Load Balancing" (IEEE TPDS 2001):
 two random probes bring the maximum load from O(log n / log log n) down to
-O(log log n). Load = outstanding (queued + running) requests; a tie goes to the lower index,
-so the more loaded of the two is never chosen. Used by SGLang's router (``power_of_two``) and
-Envoy's default ``LEAST_REQUEST`` balancer.
+O(log log n). Load = outstanding (queued + running) requests; the more loaded of the two is
+never chosen, and a tie between the two breaks at random from the seeded generator. Used by
+SGLang's router (``power_of_two``) and Envoy's default ``LEAST_REQUEST`` balancer.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class PowerOfTwo:
         self.last_pair = (a.index, b.index)
         la = a.queue_len + a.running
         lb = b.queue_len + b.running
-        if la < lb or (la == lb and a.index < b.index):
+        if la < lb or (la == lb and self._rng.random() < 0.5):
             return a.index
         return b.index
 

@@ -6,7 +6,7 @@ one session go to one instance (its KV cache stays hot: session-affinity batchin
 work stealing keeps the fleet balanced.
 
 * The first call of a session goes to the least loaded healthy instance (fewest
-  outstanding; ties: lowest index) and pins the session there.
+  outstanding; ties at random from the seeded generator) and pins the session there.
 * Later calls follow the pin, unless the pinned instance is unhealthy or gone, or its
   outstanding count exceeds ``steal_bound * max(mean, 1)`` (mean over healthy instances;
   the floor of 1 stops stealing over trivial imbalances): then the session is re-pinned to
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.errors import InputError
-from fleetsched.policies.routing._util import by_index, healthy, least_outstanding
+from fleetsched.policies.routing._util import UniformStream, by_index, healthy, least_outstanding
 
 
 class SessionAffinity:
@@ -35,6 +35,7 @@ class SessionAffinity:
             raise InputError("session_affinity: steal_bound must be >= 1, max_sessions >= 1")
         self.steal_bound = steal_bound
         self.max_sessions = max_sessions
+        self._rng = UniformStream(seed)
         self._pins: OrderedDict[str, int] = OrderedDict()
         #: Sessions moved by work stealing so far.
         self.steals = 0
@@ -46,7 +47,7 @@ class SessionAffinity:
         cands = healthy(instances)
         sid = req.session_id
         if sid is None:
-            return least_outstanding(cands).index
+            return least_outstanding(cands, self._rng).index
         pins = self._pins
         pin = pins.get(sid)
         if pin is not None:
@@ -56,13 +57,13 @@ class SessionAffinity:
                 if v.queue_len + v.running <= self.steal_bound * max(mean, 1.0):
                     pins.move_to_end(sid)
                     return pin
-                best = least_outstanding(cands).index
+                best = least_outstanding(cands, self._rng).index
                 if best != pin:
                     self.steals += 1
             else:
-                best = least_outstanding(cands).index
+                best = least_outstanding(cands, self._rng).index
         else:
-            best = least_outstanding(cands).index
+            best = least_outstanding(cands, self._rng).index
         pins[sid] = best
         pins.move_to_end(sid)
         if len(pins) > self.max_sessions:

@@ -1,0 +1,1 @@
+"""Backends: the registry and accounting, active health checks and scraping, ejection."""
