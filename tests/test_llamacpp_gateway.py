@@ -23,16 +23,18 @@ pytestmark = pytest.mark.llamacpp
 
 
 @contextmanager
-def fleet(*args: str, extra: tuple[str, ...] = ()) -> Iterator[tuple[list[LlamaServer], Url]]:
-    """Two llama-servers (2 slots x 1024 tokens, 1 thread each) and a gateway process."""
+def servers(*extra: str) -> Iterator[list[LlamaServer]]:
+    """Two llama-servers (2 slots x 1024 tokens, 1 thread each)."""
     with ExitStack() as stack:
-        servers = [
+        yield [
             stack.enter_context(LlamaServer(parallel=2, ctx=2048, threads=1, extra_args=[*extra]))
             for _ in range(2)
         ]
-        urls = ",".join(s.url for s in servers)
-        gw = stack.enter_context(gateway_process("--backends", urls, *args))
-        yield servers, gw
+
+
+def gateway_over(backends: list[LlamaServer], *args: str) -> Any:
+    """``fleetsched serve`` (a process) in front of ``backends``."""
+    return gateway_process("--backends", ",".join(s.url for s in backends), *args)
 
 
 async def _complete(s: aiohttp.ClientSession, url: str, prompt: list[int], n: int) -> Any:
@@ -89,51 +91,53 @@ def test_gateway_routes_streams_scrapes_and_fails_over() -> None:
                 healthy = _metrics(await r.text(), "fleetsched:gateway_backend_healthy")
             assert healthy == {dead.url.split("://")[1]: 0.0, servers[1].url.split("://")[1]: 1.0}
 
-    with fleet("--router", "round_robin", "--scrape-ms", "100") as (servers, gw):
-        run(go(servers, gw), timeout=240)
+    with servers() as backends, gateway_over(backends, "--scrape-ms", "100") as gw:
+        run(go(backends, gw), timeout=240)
 
 
-# Five system prompts of 192 tokens (12 blocks), each followed by 3 users' 32-token questions,
-# sent one at a time in the order g0 g1 g2 g3 g4 g0 g1 ...: round robin over two servers
+# Three system prompts of 128 tokens (8 blocks), each followed by 3 users' 16-token questions,
+# sent one at a time in the order g0 g1 g2 g0 g1 ...: round robin over two servers
 # alternates each group's requests between them (an odd number of groups).
-GROUPS, USERS, SYS, ASK = 5, 3, 192, 32
+GROUPS, USERS, SYS, ASK = 3, 3, 128, 16
 
 
-def _workload() -> list[list[int]]:
+def _workload(base: int) -> list[list[int]]:
     out = []
     for u in range(USERS):
         for g in range(GROUPS):
-            system = list(range(1000 + 1000 * g, 1000 + 1000 * g + SYS))
-            out.append(system + list(range(20_000 + 100 * (u * GROUPS + g), 20_000 + 100 *
-                                           (u * GROUPS + g) + ASK)))  # fmt: skip
+            system = list(range(base + 1000 * g, base + 1000 * g + SYS))
+            ask = base + 500 + 100 * (u * GROUPS + g)
+            out.append(system + list(range(ask, ask + ASK)))
     return out
 
 
-def _reused(router: str) -> tuple[list[int], list[str]]:
-    """Tokens each request of the workload reused from llama.cpp's prompt cache, and where it ran."""
+def _reused(backends: list[LlamaServer], router: str, base: int) -> tuple[list[int], list[str]]:
+    """Tokens each request of the workload (token ids from ``base``) reused from llama.cpp's
+    prompt cache, and the server it ran on."""
 
     async def go(gw: str) -> tuple[list[int], list[str]]:
         cached, where = [], []
         async with aiohttp.ClientSession() as s:
-            for prompt in _workload():
+            for prompt in _workload(base):
                 backend, out = await _complete(s, gw, prompt, 2)
                 cached.append(out["timings"]["cache_n"])
                 where.append(backend)
         return cached, where
 
-    # --swa-full: gemma-3's sliding-window layers keep every position, so a shared prefix is
-    # reused whole (without it, only from a checkpoint, which these short prompts never leave
-    # before the prefix ends; see docs/llamacpp.md).
-    with fleet("--router", router, extra=("--swa-full",)) as (_, gw):
+    with gateway_over(backends, "--router", router) as gw:
         return run(go(gw), timeout=300)
 
 
 def test_cache_aware_routing_raises_llama_cpp_prompt_cache_reuse() -> None:
-    rr, rr_where = _reused("round_robin")
-    ca, ca_where = _reused("cache_aware")
+    # --swa-full: gemma-3's sliding-window layers keep every position, so a shared prefix is
+    # reused whole (without it, only from a checkpoint, which these short prompts never leave
+    # before the prefix ends; see docs/llamacpp.md). The two routers' workloads share no token.
+    with servers("--swa-full") as backends:
+        rr, rr_where = _reused(backends, "round_robin", 10_000)
+        ca, ca_where = _reused(backends, "cache_aware", 50_000)
     print(json.dumps({"round_robin": rr, "cache_aware": ca}))
-    # By hand: a request reuses the 192-token system prompt iff its server saw the group before
-    # (a slot or the host-RAM cache holds it; the questions differ from the first token).
+    # By hand: a request reuses the 128-token system prompt iff its server saw the group before
+    # (a slot or the host-RAM cache holds it; the questions differ from their first token).
     # Round robin: each group runs on A, B, A, so only the third request of a group hits;
     # cache-aware: the second and the third follow the first.
     for cached, where in ((rr, rr_where), (ca, ca_where)):
