@@ -124,7 +124,7 @@ def progress(done: int, total: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    ap.add_argument("--traces", default="light,medium,heavy,shared,multiturn")
+    ap.add_argument("--traces", default="heavy,shared,multiturn,medium,light")
     ap.add_argument("--repeats", type=int, default=2, help="live runs of each trace")
     ap.add_argument("--calibrate-repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
@@ -210,6 +210,11 @@ def main() -> None:
             )
             print(f"{name} run {k + 1}: {o.wall:.0f} s, others used {o.cores:.2f} cores; {errs}")
         out["traces"][name] = runs
+        write(out, tag)  # after every trace: a cut-off run keeps what it measured
+
+
+def write(out: dict[str, Any], tag: str) -> None:
+    """The JSON of every figure and the markdown table, in experiments/results/."""
     (RESULTS / f"{tag}.json").write_text(json.dumps(out, indent=1))
     table = []
     for name, runs in out["traces"].items():

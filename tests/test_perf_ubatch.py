@@ -182,3 +182,18 @@ def test_list_cpus_json() -> None:
     assert set(rows) == set(CPUS)
     assert rows["EPYC-9654"]["mem_bw_gb_s"] == pytest.approx(460.8)
     assert "cpu" in rows["EPYC-Milan-2vCPU"]["aliases"]
+
+
+def test_emulate_refuses_a_llamacpp_group_and_profile_with_one_line(tmp_path: Path, cli) -> None:
+    prof = tmp_path / "gemma.yaml"
+    prof.write_text("engine: llamacpp\nmodel: gemma-3-270m\ndevice: cpu\nthreads: 2\n")
+    sc = tmp_path / "sc.yaml"
+    sc.write_text(
+        "workload: {synthetic: {num_requests: 5}}\n"
+        "cluster:\n  - {device: cpu, model: gemma-3-270m, engine: {kind: llamacpp}}\n"
+    )
+    code, _, err = cli("emulate", "--scenario", str(sc), "--port", "0")
+    assert code == 2 and "the emulator runs the vLLM engine model" in err, err
+    code, _, err = cli("emulate", "--gpu", "A10G", "--profile", str(prof), "--port", "0")
+    assert code == 2 and f"{prof}: a llama.cpp profile" in err, err
+    assert len(err.strip().splitlines()) == 1
