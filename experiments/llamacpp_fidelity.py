@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,34 @@ def capacity(fast: Scenario) -> float:
     return float(res.summary["throughput_req_s"]) / turns
 
 
+def scaled(profile: Path, k: float) -> Path:
+    """``profile`` with every time coefficient multiplied by ``k`` (a uniformly slower
+    engine), written to the temporary directory."""
+    base = load_llamacpp_profile(profile)
+    names = ("ubatch_s", "token_s", "output_s", "pair_s", "checkpoint_s", "request_s")
+    upd: dict[str, Any] = {n: getattr(base, n) * k for n in names}
+    upd["small_ubatch_s"] = [v * k for v in base.small_ubatch_s]
+    out = Path(tempfile.gettempdir()) / f"{profile.stem}_x{k:g}.yaml"
+    out.write_text(base.model_copy(update=upd).to_yaml())
+    return out
+
+
+def sensitivity(args: argparse.Namespace, tag: str) -> None:
+    """Simulate the traces of a finished run with the profile scaled by each factor: how much
+    of a live-vs-simulated gap a uniformly slower engine explains."""
+    out = json.loads((RESULTS / f"{tag}.json").read_text())
+    for name, rate in out["rates"].items():
+        for k in [float(x) for x in args.sensitivity.split(",")]:
+            prof = scaled(args.profile, k)
+            sc = scenario(name, prof, args.threads, args.swa_full, args.requests, rate["rate"])
+            s = simulate(sc).summary
+            cells = "  ".join(
+                f"{m.upper()} " + "/".join(f"{s[m + '_s'][q]:.1f}" for q in ("p50", "p90", "p99"))
+                for m in ("ttft", "e2e")
+            )
+            print(f"{name} x{k:g}: {cells} s, TPOT p50 {s['tpot_s']['p50'] * 1e3:.0f} ms")
+
+
 def _busy_s() -> float:
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
@@ -140,10 +169,17 @@ def main() -> None:
         "process's scheduling priority (root only): less noise from other jobs",
     )
     ap.add_argument("--name", default="llamacpp_fidelity")
+    ap.add_argument(
+        "--sensitivity",
+        help="only simulate the recorded traces with --profile "
+        "scaled by these factors, e.g. 1,1.1,1.2",
+    )
     args = ap.parse_args()
+    tag = f"{args.name}{'_swafull' if args.swa_full else ''}_t{args.threads}"
+    if args.sensitivity:
+        return sensitivity(args, tag)
     raise_priority(args.priority)
     RESULTS.mkdir(exist_ok=True)
-    tag = f"{args.name}{'_swafull' if args.swa_full else ''}_t{args.threads}"
     extra = ["--swa-full"] if args.swa_full else []
     out: dict[str, Any] = {
         "swa_full": args.swa_full,
