@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 from tests._gateway import run, sse
-from tests._live import Url, gateway_process
+from tests._live import gateway_process
 
 from fleetsched.launch import LlamaServer, default_gguf
 
