@@ -16,6 +16,7 @@ shared machine it is the first suspect of any error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import tempfile
@@ -78,13 +79,15 @@ def scenario(
     )
 
 
-def capacity(fast: Scenario) -> float:
-    """Requests per second of arrival (sessions for multi-turn) that the simulated engine
-    sustains: its throughput on ``fast``, a scenario whose trace arrives much faster than
-    it can be served."""
-    res = simulate(fast)
-    reqs = list(build_workload(fast.workload, fast.seed))
+def capacity(sc: Scenario) -> float:
+    """Arrivals per second (sessions for multi-turn) that the simulated engine sustains: its
+    request throughput when every request of ``sc``'s trace arrives at once, divided by the
+    trace's mean turns per session. The trace itself is kept (built at ``sc``'s rate, then
+    re-timed): a trace generated at a high rate instead would hold mostly first turns, whose
+    prompts are short (that mistake made the multi-turn run of the README 3x over capacity)."""
+    reqs = list(build_workload(sc.workload, sc.seed))
     turns = len(reqs) / len({r.session_id or r.id for r in reqs})
+    res = simulate(sc, requests=[dataclasses.replace(r, arrival_s=0.0) for r in reqs])
     return float(res.summary["throughput_req_s"]) / turns
 
 
@@ -226,7 +229,7 @@ def main() -> None:
         }
     for name in args.traces.split(","):
         setup = (name, profile_path, args.threads, args.swa_full, args.requests)
-        mu = capacity(scenario(*setup, 100.0))
+        mu = capacity(scenario(*setup, 0.1))
         rate = TRACES[name]["load"] * mu * args.rate_scale
         sc = scenario(*setup, rate)
         print(f"{name}: capacity {mu:.3f}/s, arrivals at {rate:.3f}/s")
