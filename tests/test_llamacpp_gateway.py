@@ -86,10 +86,14 @@ def test_gateway_routes_streams_scrapes_and_fails_over() -> None:
                      for i in range(4)]  # fmt: skip
             assert after == [servers[1].url.split("://")[1]] * 4, after
             assert time.monotonic() - t < 60
-            await asyncio.sleep(1.0)  # health checks see it down
-            async with s.get(gw + "/metrics") as r:
-                healthy = _metrics(await r.text(), "fleetsched:gateway_backend_healthy")
-            assert healthy == {dead.url.split("://")[1]: 0.0, servers[1].url.split("://")[1]: 1.0}
+            want = {dead.url.split("://")[1]: 0.0, servers[1].url.split("://")[1]: 1.0}
+            for _ in range(120):  # active health checks mark it down (default: every 2 s)
+                async with s.get(gw + "/metrics") as r:
+                    healthy = _metrics(await r.text(), "fleetsched:gateway_backend_healthy")
+                if healthy == want:
+                    break
+                await asyncio.sleep(0.25)
+            assert healthy == want
 
     with servers() as backends, gateway_over(backends, "--scrape-ms", "100") as gw:
         run(go(backends, gw), timeout=240)
