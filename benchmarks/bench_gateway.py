@@ -10,6 +10,8 @@ backends directly in the same run as the baseline:
    process's CPU seconds (``/proc``) per request, and requests/s, against the same load sent
    to the backends directly. For comparison, the same measurement of a minimal aiohttp
    proxy (aiohttp server + aiohttp client on uvloop, no routing at all). Target <= 200 us.
+   Each path is measured 3 times, the paths in turn; the best round is the figure (the other
+   jobs on the shared cores inflate a round's CPU per request: cache misses, preemptions).
 2. **Added latency at 200 req/s**: open-loop Poisson arrivals at 200 req/s, each request's
    latency on the client, through the gateway minus direct: p50 and p99 (targets 0.6 ms and
    3 ms), the best of 3 windows per path taken in turn (a burst of other jobs on the shared
@@ -333,17 +335,18 @@ def body_for(host: str, prompt: list[int] = PROMPT) -> bytes:
 
 def saturation(urls: list[str], quick: bool) -> None:
     n = 6000 if quick else 20000
+    rounds = 3
     print(
         f"\n1. CPU per proxied request at saturation: {n:,} non-streaming requests, 64 "
-        f"connections, 256-token prompts, 2 trivial backends; load average "
-        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        f"connections, 256-token prompts, 2 trivial backends; best of {rounds} rounds taken in "
+        f"turn (median in brackets); load average {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores"
     )
-    print(f"{'path':<34} {'req/s':>8} {'gateway us CPU/req':>19} {'client+backends us/req':>23}")
+    print(f"{'path':<34} {'req/s':>8} {'gateway us CPU/req':>22} {'client+backends us/req':>23}")
     bpids = BACKEND_PIDS
 
     def measure(target: list[str], pid: int | None) -> tuple[float, float, float]:
         data = body_for(target[0].split("://")[1])
-        asyncio.run(closed_loop(target, 1000, 64, lambda i: data))  # warm up
         c0 = cpu_s(pid) if pid else 0.0
         b0 = sum(cpu_s(p) for p in bpids)
         k0 = time.process_time()
@@ -353,21 +356,37 @@ def saturation(urls: list[str], quick: bool) -> None:
         k1 = time.process_time()
         return n / wall, 1e6 * (c1 - c0) / n, 1e6 * ((b1 - b0) + (k1 - k0)) / n
 
-    rps, _, other = measure(urls, None)
-    print(f"{'direct to the backends':<34} {rps:>8,.0f} {'-':>19} {other:>23,.0f}")
-    for router in ("round_robin", "cache_aware"):
-        with gateway(urls, router) as (gurl, gpid):
-            rps, gcpu, other = measure([gurl], gpid)
-            RESULTS[f"cpu_{router}"] = gcpu
-            print(
-                f"{'fleetsched serve, ' + router:<34} {rps:>8,.0f} {gcpu:>19,.0f} {other:>23,.0f}"
-            )
-    with process([sys.executable, "-c", AIOHTTP_PROXY, ",".join(urls)]) as (aurl, apid):
-        rps, acpu, other = measure([aurl], apid)
-        RESULTS["cpu_aiohttp"] = acpu
-        print(
-            f"{'minimal aiohttp proxy (baseline)':<34} {rps:>8,.0f} {acpu:>19,.0f} {other:>23,.0f}"
-        )
+    with (
+        gateway(urls, "round_robin") as (rr, rp),
+        gateway(urls, "cache_aware") as (ca, cp),
+        process([sys.executable, "-c", AIOHTTP_PROXY, ",".join(urls)]) as (ah, ap),
+    ):
+        paths = {
+            "direct to the backends": (urls, None),
+            "fleetsched serve, round_robin": ([rr], rp),
+            "fleetsched serve, cache_aware": ([ca], cp),
+            "minimal aiohttp proxy (baseline)": ([ah], ap),
+        }
+        for target, _ in paths.values():  # warm up: connections, caches, the JIT-less code
+            data = body_for(target[0].split("://")[1])
+            asyncio.run(closed_loop(target, 1000, 64, lambda i, d=data: d))
+        got: dict[str, list[tuple[float, float, float]]] = {k: [] for k in paths}
+        for _ in range(rounds):
+            for name, (target, pid) in paths.items():
+                got[name].append(measure(target, pid))
+    keys = {"fleetsched serve, round_robin": "cpu_round_robin",
+            "fleetsched serve, cache_aware": "cpu_cache_aware",
+            "minimal aiohttp proxy (baseline)": "cpu_aiohttp"}  # fmt: skip
+    for name, rows in got.items():
+        rps = max(r[0] for r in rows)
+        other = min(r[2] for r in rows)
+        if paths[name][1] is None:
+            print(f"{name:<34} {rps:>8,.0f} {'-':>22} {other:>23,.0f}")
+            continue
+        cpus = sorted(r[1] for r in rows)
+        RESULTS[keys[name]] = cpus[0]
+        cell = f"{cpus[0]:,.0f} [{cpus[len(cpus) // 2]:,.0f}]"
+        print(f"{name:<34} {rps:>8,.0f} {cell:>22} {other:>23,.0f}")
     print(
         f"=> fleetsched serve costs {RESULTS['cpu_round_robin']:.0f} us (round_robin) / "
         f"{RESULTS['cpu_cache_aware']:.0f} us (cache_aware) of CPU per proxied request "

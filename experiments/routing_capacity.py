@@ -16,7 +16,9 @@ from fleetsched.sweep import capacity_search, variant
 ROUTERS = ["dualmap", "cache_aware", "consistent_hash", "round_robin"]
 
 
-def capacity(router: str, instances: int) -> tuple[float, list[tuple[float, float]]]:
+def capacity(
+    router: str, instances: int, low: float = 1.0, high: float = 16.0
+) -> tuple[float, list[tuple[float, float]]]:
     from fleetsched.sim.run import simulate
 
     base = trace_scenario(
@@ -29,20 +31,29 @@ def capacity(router: str, instances: int) -> tuple[float, list[tuple[float, floa
         probes.append((scale, s["slo_attainment"]))
         return s["slo_attainment"] >= 0.9
 
-    return capacity_search(meets, 1.0, 16.0, rel_tol=0.05), probes
+    return capacity_search(meets, low, high, rel_tol=0.05), probes
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--instances", type=int, default=8)
+    ap.add_argument("--routers", default=",".join(ROUTERS))
+    ap.add_argument("--range", default="1,16", help="low,high rate scale of the bisection")
     a = ap.parse_args()
+    routers = a.routers.split(",")
+    low, high = (float(x) for x in a.range.split(","))
+    n = len(routers)
     with Timer(), ProcessPoolExecutor(2) as pool:
         res = dict(
-            zip(ROUTERS, pool.map(capacity, ROUTERS, [a.instances] * len(ROUTERS)), strict=True)
+            zip(
+                routers,
+                pool.map(capacity, routers, [a.instances] * n, [low] * n, [high] * n),
+                strict=True,
+            )
         )
     base_rate = 12031 / 3537.0
     rows = []
-    rr = res["round_robin"][0]
+    rr = res.get("round_robin", next(iter(res.values())))[0]
     for r, (cap, probes) in res.items():
         rows.append(
             [r, f"{cap:.2f}x", f"{cap * base_rate:.1f}", f"{cap / rr:.2f}", str(len(probes))]

@@ -47,9 +47,11 @@ async def emulators(n: int, **kw: Any) -> AsyncIterator[list[tuple[Emulator, str
 async def backend_app(
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     models: tuple[str, ...] = (MODEL,),
+    metrics: str | Callable[[], str] | None = None,
 ) -> AsyncIterator[str]:
     """A tiny aiohttp backend: ``handler`` answers the generation endpoints; /health and
-    /v1/models answer as vLLM's do."""
+    /v1/models answer as vLLM's do; /metrics, when given, is that Prometheus text (or what
+    that function returns at each scrape)."""
 
     async def health(r: web.Request) -> web.Response:
         return web.Response()
@@ -62,6 +64,13 @@ async def backend_app(
     app.router.add_get("/v1/models", cards)
     app.router.add_post("/v1/completions", handler)
     app.router.add_post("/v1/chat/completions", handler)
+    if metrics is not None:
+
+        async def exposition(r: web.Request) -> web.Response:
+            text = metrics() if callable(metrics) else metrics
+            return web.Response(text=text, content_type="text/plain")
+
+        app.router.add_get("/metrics", exposition)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

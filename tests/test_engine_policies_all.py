@@ -64,7 +64,7 @@ def test_every_combination_completes_and_fast_forward_changes_nothing(o, a, p) -
     reqs = mixed_workload(60, seed=1)
     recs, inst = run(reqs, ff=True, **build(o, a, p), **ENGINE)
     assert all(r.finished and r.generated_tokens == r.output_tokens for r in recs)
-    if a == "conservative" and p not in ("lowest_priority", "colocate"):  # preempt to admit
+    if a == "conservative" and p not in ("lowest_priority", "colocate", "vtc"):  # preempt to admit
         assert inst.stats.preemptions == 0
     recs_step, _ = run(reqs, ff=False, **build(o, a, p), **ENGINE)
     assert [astuple(r) for r in recs] == [astuple(r) for r in recs_step]
@@ -110,8 +110,8 @@ def test_parameter_variants_under_random_workloads(seed, variant, a, p, mode, bl
 
 def test_registry_names() -> None:
     assert set(ORDERING) == {"fcfs", "priority", "sjf", "edf", "vtc", "wfq", "colocate"}
-    assert set(ADMISSION) == {"aggressive", "conservative", "past_future", "colocate"}
-    assert set(PREEMPTION) == {"newest", "lowest_priority", "most_slack", "colocate"}
+    assert set(ADMISSION) == {"aggressive", "conservative", "past_future", "colocate", "apex"}
+    assert set(PREEMPTION) == {"newest", "lowest_priority", "most_slack", "colocate", "vtc"}
 
 
 def test_make_passes_context_and_params() -> None:

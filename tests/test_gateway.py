@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
+from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
@@ -134,13 +137,19 @@ def test_every_error_is_an_openai_error_body_with_its_status() -> None:
             status=500,
         )
 
+    async def reset(r: web.Request) -> web.Response:
+        assert r.transport is not None
+        r.transport.abort()  # the engine process died under the request: a reset, no answer
+        return web.Response()
+
     async def go() -> None:
         async with (
             emulators(1) as emus,
             backend_app(slow, models=("slow",)) as slow_url,
             backend_app(fail, models=("fails",)) as fail_url,
+            backend_app(reset, models=("resets",)) as reset_url,
             gateway(
-                [emus[0][1], slow_url, fail_url, "http://127.0.0.1:9"],
+                [],
                 max_body_bytes=4096,
                 timeouts={"first_token_s": 0.3},
                 retries={"max_retries": 0},
@@ -148,6 +157,7 @@ def test_every_error_is_an_openai_error_body_with_its_status() -> None:
                     {"url": emus[0][1]},
                     {"url": slow_url},
                     {"url": fail_url},
+                    {"url": reset_url},
                     {"url": "http://127.0.0.1:9", "models": ["dead"]},
                 ],
             ) as (_, url),
@@ -183,9 +193,16 @@ def test_every_error_is_an_openai_error_body_with_its_status() -> None:
             async with s.get(url + "/v1/completions") as r:
                 assert r.status == 405
                 _err(405, await r.json(), "MethodNotAllowedError")
-            # the only backend serving "dead" refuses connections: 502
-            st, b, _ = await post("/v1/completions", {"model": "dead", "prompt": "x"})
-            assert st in (502, 503)
+            # the only backend serving "dead" refuses connections, so its probes fail: 503
+            st, b, h = await post("/v1/completions", {"model": "dead", "prompt": "x"})
+            assert st == 503 and h["Retry-After"] == "1"
+            _err(st, b, "ServiceUnavailableError")
+            assert b["error"]["code"] == "no_healthy_backend" and "'dead'" in b["error"]["message"]
+            # a healthy backend that drops the connection under the request: 502
+            st, b, _ = await post("/v1/completions", {"model": "resets", "prompt": "x"})
+            assert st == 502
+            _err(st, b, "BadGatewayError")
+            assert "reset" in b["error"]["message"]
             # first-token timeout: 504
             st, b, _ = await post("/v1/completions", {"model": "slow", "prompt": "x"})
             assert st == 504
@@ -593,9 +610,10 @@ def test_reload_keeps_streams_and_accounting(tmp_path: Any) -> None:
                 }
                 stream = await s.post(url + "/v1/completions", json=body)
                 cfg.write_text(f"backends:\n  - url: {b}\nadmin_keys: ['{hash_key(ADMIN)}']\n")
-                async with s.post(url + "/admin/reload", headers=auth) as r:
-                    res = await r.json()
-                assert res["added"] == [b.split("://")[1]] and res["removed"] == [a.split("://")[1]]
+                os.kill(os.getpid(), signal.SIGHUP)  # the gateway's handler in this loop
+                assert await until(lambda: gw.registry.get(b.split("://")[1]) is not None)
+                old = gw.registry.get(a.split("://")[1])
+                assert old is not None and old.draining and old.inflight == 1
                 ev = await sse(stream)
                 assert len([e for _, e in ev if isinstance(e, dict) and e["choices"]]) == 30
                 assert ev[-1][1] == "[DONE]"
@@ -605,6 +623,13 @@ def test_reload_keeps_streams_and_accounting(tmp_path: Any) -> None:
                     url + "/v1/completions", json={"prompt": "x", "max_tokens": 1}
                 ) as r:
                     assert r.headers["x-fleetsched-backend"] == b.split("://")[1]
+                # the admin API reloads the same way
+                cfg.write_text(
+                    f"backends:\n  - url: {a}\n  - url: {b}\nadmin_keys: ['{hash_key(ADMIN)}']\n"
+                )
+                async with s.post(url + "/admin/reload", headers=auth) as r:
+                    res = await r.json()
+                assert res["added"] == [a.split("://")[1]] and res["removed"] == []
             stop.set()
             assert await task == 0
 
@@ -639,34 +664,219 @@ def test_cache_aware_routers_see_the_prefixes_the_gateway_sent(router: str) -> N
 
 def test_every_router_that_makes_sense_live_runs_live() -> None:
     """Each registered router but pd_disagg (it needs engine-side KV handover) routes real
-    requests through the gateway, with its accounting back to zero after."""
+    requests through the gateway (two emulators, shared by the routers' gateways in turn),
+    with the gateway's accounting and the router's own ledger back to zero after."""
     from fleetsched.gateway.config import NOT_LIVE
     from fleetsched.policies.routing import ROUTERS
 
-    async def go(router: str) -> None:
-        async with (
-            emulators(2) as emus,
-            gateway([e[1] for e in emus], router={"name": router}, scrape={"interval_s": 0.05}) as (
-                gw,
-                url,
-            ),
-            aiohttp.ClientSession() as s,
-        ):
-            await until(lambda: all(b.load is not None for b in gw.registry), timeout=3)
-            for i in range(6):
-                body = {
-                    "prompt": list(range(300)) + [i] * 20,
-                    "max_tokens": 2,
-                    "stream": i % 2 == 0,
-                }
-                async with s.post(
-                    url + "/v1/completions", json=body, headers={"x-session-id": f"s{i % 2}"}
-                ) as r:
-                    assert r.status == 200, (router, await r.text())
-                    await r.read()
-            assert all(b.inflight == 0 for b in gw.registry)
-
     live = [r for r in ROUTERS if r not in NOT_LIVE]
     assert set(ROUTERS) - set(live) == {"pd_disagg"}
-    for router in live:
-        run(go(router))
+
+    async def go() -> None:
+        async with emulators(2) as emus, aiohttp.ClientSession() as s:
+            for router in live:
+                async with gateway(
+                    [e[1] for e in emus], router={"name": router}, scrape={"interval_s": 0.05}
+                ) as (gw, url):
+                    await until(lambda: all(b.load is not None for b in gw.registry), timeout=3)
+                    for i in range(6):
+                        body = {
+                            "prompt": list(range(300)) + [i] * 20,
+                            "max_tokens": 2,
+                            "stream": i % 2 == 0,
+                        }
+                        async with s.post(
+                            url + "/v1/completions",
+                            json=body,
+                            headers={"x-session-id": f"s{i % 2}"},
+                        ) as r:
+                            assert r.status == 200, (router, await r.text())
+                            await r.read()
+                    assert all(b.inflight == 0 for b in gw.registry), router
+                    ledger = getattr(gw.router, "ledger", None)
+                    if ledger is not None:
+                        assert len(ledger) == 0 and not any(ledger.requests), router
+                        assert sum(ledger.routed) == 6, router
+
+    run(go(), timeout=120)
+
+
+def test_cache_aware_evicts_its_tree_on_the_gateways_clock() -> None:
+    """The router's timed maintenance runs live: cache_aware evicts its trees every
+    ``eviction_interval_s`` of the clock in ``RequestView.arrival_s``, which the gateway fills
+    with its own (the simulator with simulated time)."""
+
+    async def ok(r: web.Request) -> web.Response:
+        return web.json_response({"choices": [{"text": "x"}]})
+
+    async def go() -> None:
+        params = {"eviction_interval_s": 0.2, "max_tree_tokens": 128}  # 2 blocks of 64 tokens
+        async with (
+            backend_app(ok) as a,
+            backend_app(ok) as b,
+            gateway([a, b], router={"name": "cache_aware", "params": params}) as (gw, url),
+            aiohttp.ClientSession() as s,
+        ):
+            router = gw.router
+
+            def blocks() -> list[int]:
+                return [router.tree_blocks(x.index) for x in gw.registry]
+
+            body = {"prompt": list(range(256)), "max_tokens": 1}  # 4 tree blocks: within 2x
+            async with s.post(url + "/v1/completions", json=body) as r:
+                assert r.status == 200
+            assert sorted(blocks()) == [0, 4]
+            await asyncio.sleep(0.3)  # past the interval: the next request evicts
+            async with s.post(url + "/v1/completions", json={"prompt": [1], "max_tokens": 1}):
+                pass
+            assert max(blocks()) <= 2, blocks()
+
+    run(go())
+
+
+def _exposition(kind: str, running: int, waiting: int, kv: float, preempted: int = 0) -> str:
+    """A backend's /metrics as vLLM (v1, and before 0.10), SGLang or llama.cpp write it."""
+    if kind == "llamacpp":  # no labels
+        return (
+            "# HELP llamacpp:kv_cache_usage_ratio KV-cache usage. 1 means 100 percent usage.\n"
+            "# TYPE llamacpp:kv_cache_usage_ratio gauge\n"
+            f"llamacpp:kv_cache_usage_ratio {kv}\n"
+            "# TYPE llamacpp:requests_processing gauge\n"
+            f"llamacpp:requests_processing {running}\n"
+            "# TYPE llamacpp:requests_deferred gauge\n"
+            f"llamacpp:requests_deferred {waiting}\n"
+            "# TYPE llamacpp:tokens_predicted_total counter\n"
+            "llamacpp:tokens_predicted_total 1234\n"
+        )
+    names = {
+        "vllm": (
+            "vllm:num_requests_running",
+            "vllm:num_requests_waiting",
+            "vllm:kv_cache_usage_perc",
+        ),
+        "vllm_old": (
+            "vllm:num_requests_running",
+            "vllm:num_requests_waiting",
+            "vllm:gpu_cache_usage_perc",
+        ),
+        "sglang": ("sglang:num_running_reqs", "sglang:num_queue_reqs", "sglang:token_usage"),
+    }[kind]
+    lab = '{engine="0",model_name="meta-llama/Llama-3.1-8B-Instruct"}'
+    out = []
+    for name, v in zip(names, (running, waiting, kv), strict=True):
+        out += [f"# HELP {name} help text", f"# TYPE {name} gauge", f"{name}{lab} {float(v)}"]
+    if kind.startswith("vllm"):
+        out += [
+            "# TYPE vllm:num_preemptions counter",
+            f"vllm:num_preemptions_total{lab} {float(preempted)}",
+            "# TYPE vllm:time_to_first_token_seconds histogram",
+            f'vllm:time_to_first_token_seconds_bucket{{le="0.001",{lab[1:-1]}}} 0.0',
+            'vllm:cache_config_info{block_size="16",num_gpu_blocks="2048"} 1.0',
+        ]
+    return "\n".join(out) + "\n"
+
+
+def test_scraped_signals_of_vllm_sglang_and_llamacpp() -> None:
+    """The load signals are read under each engine's own names (vLLM v1 and its deprecated KV
+    name, SGLang, llama.cpp), combined with the gateway's own accounting in the views, and
+    a router that reads them routes on them: least_kv sends everything to the emptiest
+    cache."""
+    from fleetsched.gateway.views import backend_view, parse_load
+
+    load = parse_load(_exposition("vllm", 3, 2, 0.25, preempted=5), 10.0, 1)
+    assert load is not None
+    assert (load.running, load.waiting, load.kv, load.preemptions) == (3, 2, 0.25, 5)
+    assert load.num_gpu_blocks == 2048 and load.inflight_at == 1
+    for kind in ("vllm_old", "sglang", "llamacpp"):
+        got = parse_load(_exposition(kind, 4, 1, 0.5), 0.0, 0)
+        assert got is not None and (got.running, got.waiting, got.kv) == (4, 1, 0.5), kind
+    assert parse_load("# TYPE other gauge\nother 1\n", 0.0, 0) is None
+    odd = parse_load(
+        'vllm:num_requests_running{model_name="a b}"} 2 1700000000000\n'  # a timestamp
+        "vllm:num_requests_running_other 9\n"  # another metric with the same prefix
+        "vllm:kv_cache_usage_perc NaN\n",
+        0.0,
+        0,
+    )
+    assert odd is not None and (odd.running, odd.kv) == (2, 0.0)
+    # data-parallel engines: one series per engine; requests add up, KV use is their mean
+    two = _exposition("vllm", 3, 2, 0.2) + _exposition("vllm", 1, 0, 0.6).replace(
+        'engine="0"', 'engine="1"'
+    )
+    both = parse_load(two, 0.0, 0)
+    assert both is not None and (both.running, both.waiting) == (4, 2)
+    assert both.kv == pytest.approx(0.4)
+
+    exp = {
+        "sglang": _exposition("sglang", 3, 2, 0.8),
+        "llamacpp": _exposition("llamacpp", 1, 0, 0.1),
+    }
+    exp["vllm"] = _exposition("vllm", 0, 0, 0.5, preempted=7)
+
+    def backend(kind: str) -> Any:
+        async def ok(r: web.Request) -> web.Response:
+            return web.json_response({"choices": [{"text": kind}]})
+
+        return ok
+
+    async def go() -> None:
+        async with AsyncExitStack() as stack:
+            urls = {
+                kind: await stack.enter_async_context(backend_app(backend(kind), metrics=text))
+                for kind, text in exp.items()
+            }
+            gw, url = await stack.enter_async_context(
+                gateway(
+                    [],
+                    backends=[{"url": u, "name": k} for k, u in urls.items()],
+                    router={"name": "least_kv"},
+                    scrape={"interval_s": 0.05},
+                )
+            )
+            assert await until(lambda: all(b.load is not None for b in gw.registry), timeout=3)
+            now = time.monotonic()
+            views = {b.name: backend_view(b, MODEL, now, gw.stale_s) for b in gw.registry}
+            assert (views["sglang"].running, views["sglang"].queue_len) == (3, 2)
+            assert views["sglang"].kv_utilization == pytest.approx(0.8)
+            assert (views["llamacpp"].running, views["llamacpp"].kv_utilization) == (1, 0.1)
+            assert views["vllm"].preemptions == 7 and views["vllm"].total_blocks == 2048
+            s = await stack.enter_async_context(aiohttp.ClientSession())
+            for _ in range(5):
+                async with s.post(url + "/v1/completions", json={"prompt": "x"}) as r:
+                    assert (await r.json())["choices"][0]["text"] == "llamacpp"
+
+    run(go())
+
+
+def test_first_token_is_the_first_output_chunk_reasoning_included() -> None:
+    """A chat stream's role-only first chunk is not its first token; a reasoning model's
+    first reasoning chunk is: the router hears ``on_first_token`` then, once."""
+    gap = 0.25
+
+    async def reasoning(r: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(r)
+        for delta in (
+            {"role": "assistant", "content": ""},
+            {"reasoning_content": "Let me"},
+            {"content": "Hi"},
+        ):
+            ev = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]}
+            await resp.write(b"data: " + json.dumps(ev, separators=(",", ":")).encode() + b"\n\n")
+            await asyncio.sleep(gap)
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    async def go() -> None:
+        async with backend_app(reasoning) as b, gateway([b]) as (gw, url):
+            seen: list[float] = []
+            gw._first_token_hook = lambda req, index: seen.append(time.perf_counter())
+            body = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
+            async with aiohttp.ClientSession() as s:
+                t0 = time.perf_counter()
+                async with s.post(url + "/v1/chat/completions", json=body) as r:
+                    await r.read()
+            assert len(seen) == 1
+            assert gap * 0.8 <= seen[0] - t0 < gap * 1.8  # the reasoning chunk, not the role's
+
+    run(go())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
@@ -147,6 +148,53 @@ def test_overload_queues_then_429_when_full_and_503_when_the_wait_is_too_long() 
     run(go())
 
 
+def test_backends_saturated_by_their_scraped_signals_hold_requests_in_the_queue() -> None:
+    """Saturation read from the engines' own metrics: one backend with more requests waiting
+    than ``max_waiting``, the other with its KV cache at ``max_kv``. A request waits in the
+    central queue (503 ``queue_timeout`` when it waits too long), and is released to the
+    first backend whose next scrape shows room."""
+    state = {"waiting": 9}
+
+    def vllm() -> str:
+        return (
+            f"vllm:num_requests_running 4\nvllm:num_requests_waiting {state['waiting']}\n"
+            "vllm:kv_cache_usage_perc 0.3\n"
+        )
+
+    def answer(name: str) -> Any:
+        async def h(r: web.Request) -> web.Response:
+            return web.json_response({"choices": [{"text": name}]})
+
+        return h
+
+    async def go() -> None:
+        async with (
+            backend_app(answer("queued"), metrics=vllm) as a,
+            backend_app(answer("full"), metrics="sglang:token_usage 0.95\n") as b,
+            gateway(
+                [a, b],
+                scrape={"interval_s": 0.05},
+                saturation={"max_waiting": 5, "max_kv": 0.9},
+                queue={"timeout_s": 0.3},
+            ) as (gw, url),
+            aiohttp.ClientSession() as s,
+        ):
+            assert await until(lambda: all(x.load is not None for x in gw.registry))
+            async with s.post(url + "/v1/completions", json={"prompt": "x"}) as r:
+                assert r.status == 503 and (await r.json())["error"]["code"] == "queue_timeout"
+            gw.queue.timeout_s = 10.0
+            pending = asyncio.create_task(s.post(url + "/v1/completions", json={"prompt": "x"}))
+            assert await until(lambda: gw.queue.size == 1)
+            await asyncio.sleep(0.2)  # scrapes come and go: still saturated, still waiting
+            assert gw.queue.size == 1 and not pending.done()
+            state["waiting"] = 0
+            r = await asyncio.wait_for(pending, 5)
+            assert r.status == 200 and (await r.json())["choices"][0]["text"] == "queued"
+            r.release()
+
+    run(go())
+
+
 @pytest.mark.parametrize("ordering", ["wfq", "vtc"])
 def test_fair_queuing_gives_backlogged_tenants_their_weights_shares(ordering: str) -> None:
     """Two tenants, weights 2 and 1, each with 45 identical requests waiting for one backend
@@ -192,33 +240,53 @@ def test_fair_queuing_gives_backlogged_tenants_their_weights_shares(ordering: st
 
 
 class CountingRouter:
-    """Wraps the gateway's router and counts, per backend, routes minus finishes."""
+    """Wraps the gateway's router and counts, per backend, routes minus finishes, and first
+    tokens (never more than one per route)."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.needs_views = inner.needs_views
         self.needs_prefix = inner.needs_prefix
         self.open: Counter[int] = Counter()
+        self.first: Counter[int] = Counter()
+        self.routes = 0
 
     def route(self, req: Any, views: Any) -> int:
         i = self.inner.route(req, views)
-        self.open[i] += 1
+        self.open[req.id] += 1
+        self.routes += 1
         return i
 
+    def on_first_token(self, req: Any, index: int) -> None:
+        self.first[req.id] += 1
+        self.inner.on_first_token(req, index)
+
     def on_finish(self, req: Any, index: int) -> None:
-        self.open[index] -= 1
+        self.open[req.id] -= 1
         self.inner.on_finish(req, index)
 
 
-OPS = ("stream", "whole", "bad_request", "timeout", "refused", "disconnect", "retry_503", "queued")
+OPS = (
+    "stream",
+    "whole",
+    "bad_request",
+    "timeout",
+    "refused",
+    "disconnect",
+    "retry_503",
+    "queued",
+    "gone_early",
+)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.sampled_from(OPS), min_size=4, max_size=14))
 def test_inflight_accounting_returns_to_zero_after_any_mix(ops: list[str]) -> None:
-    """Whatever mix of successes, errors, timeouts, refused connections, client disconnects,
-    retries and queued requests runs at once, afterwards every backend's in-flight count and
-    prompt tokens are 0, the router saw as many finishes as routes, nothing is queued."""
+    """Whatever mix of successes, errors, timeouts, refused connections, client disconnects
+    (mid-stream, and while queued or before the answer), retries and queued requests runs at
+    once, afterwards every backend's in-flight count and prompt tokens are 0, the router saw
+    a finish for every route, and its own ledger (``kv_overlap``'s: requests, prefill tokens,
+    active blocks) is empty; nothing is queued."""
 
     async def hang(r: web.Request) -> web.Response:
         await asyncio.sleep(30)
@@ -234,22 +302,30 @@ def test_inflight_accounting_returns_to_zero_after_any_mix(ops: list[str]) -> No
             backend_app(overloaded, models=("busy",)) as o,
             backend_app(fixed(0.05), models=("queued",)) as q,
         ):
+            # "dead" answers its first health check, then its process goes away: requests
+            # find its port closed (the next probe is a minute away)
+            dying = AsyncExitStack()
+            d = await dying.enter_async_context(backend_app(fixed(0), models=("dead",)))
             backends = [{"url": e[1]} for e in emus] + [
                 {"url": h},
                 {"url": o},
                 {"url": q, "max_inflight": 1},
-                {"url": "http://127.0.0.1:9", "models": ["dead"]},
+                {"url": d},
             ]
             async with gateway(
                 [],
                 backends=backends,
-                router={"name": "least_requests"},
+                router={"name": "kv_overlap"},
+                health={"interval_s": 60},
                 timeouts={"first_token_s": 0.3},
                 retries={"max_retries": 1},
                 ejection={"consecutive_failures": 100},
             ) as (gw, url):
+                await dying.aclose()
+                ledger = gw.router.ledger
                 counting = CountingRouter(gw.router)
                 gw.router = counting
+                gw._first_token_hook = counting.on_first_token
                 async with aiohttp.ClientSession() as s:
 
                     async def one(op: str) -> None:
@@ -264,10 +340,17 @@ def test_inflight_accounting_returns_to_zero_after_any_mix(ops: list[str]) -> No
                             body["model"] = "dead"
                         elif op == "retry_503":
                             body["model"] = "busy"
-                        elif op == "queued":
+                        elif op in ("queued", "gone_early"):
                             body["model"] = "queued"
                         elif op == "disconnect":
                             body.update(stream=True, max_tokens=400, ignore_eos=True)
+                        if op == "gone_early":  # leaves while queued or before the answer
+                            with contextlib.suppress(TimeoutError):
+                                r = await asyncio.wait_for(
+                                    s.post(url + "/v1/completions", json=body), 0.02
+                                )
+                                r.close()
+                            return
                         async with s.post(url + "/v1/completions", json=body) as r:
                             if op == "disconnect":
                                 with contextlib.suppress(Exception):
@@ -281,6 +364,16 @@ def test_inflight_accounting_returns_to_zero_after_any_mix(ops: list[str]) -> No
                 for b in gw.registry:
                     assert b.inflight == 0 and b.inflight_tokens == 0, b.name
                 assert all(v == 0 for v in counting.open.values()), counting.open
+                assert all(v == 1 for v in counting.first.values()), counting.first
+                assert len(ledger) == 0 and counting.routes >= len(ops) - ops.count("gone_early")
+                for xs in (ledger.requests, ledger.prefill_tokens, ledger.active_tokens):
+                    assert not any(xs), (xs, ops)
+                assert not ledger._owners
+                kinds = {k for _, k in gw.metrics.errors}
+                if "refused" in ops:  # the path was taken, not answered 503 before routing
+                    assert "connect_refused" in kinds, kinds
+                if "timeout" in ops:
+                    assert "timeout" in kinds, kinds
                 assert gw.queue.size == 0
 
     run(go())

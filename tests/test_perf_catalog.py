@@ -11,7 +11,18 @@ GiB = 2**30
 
 
 def test_required_gpus_present() -> None:
-    for name in ("H100-SXM", "H200", "A100-80GB", "A100-40GB", "A40", "L40S", "A10G", "MI300X"):
+    for name in (
+        "H100-SXM",
+        "H200",
+        "A100-80GB",
+        "A100-40GB",
+        "A40",
+        "L40S",
+        "A10G",
+        "A10",
+        "T4",
+        "MI300X",
+    ):
         assert GPUS[name].name == name
 
 
@@ -32,9 +43,12 @@ def test_a40_datasheet_figures() -> None:
 
 def test_gpu_figures_plausible() -> None:
     for g in GPUS.values():
-        # Every catalogued accelerator: 50 TFLOPS..2 PFLOPS dense, 0.5..6 TB/s, 16..256 GiB.
+        # Every catalogued accelerator: 50 TFLOPS..2 PFLOPS dense, 0.3..6 TB/s (T4: 0.32),
+        # 16..256 GiB; low-precision peaks 0 (none) or 1x..4x the BF16 one.
         assert 50e12 <= g.bf16_flops <= 2e15, g.name
-        assert 0.5e12 <= g.mem_bw_bytes_s <= 6e12, g.name
+        assert 0.3e12 <= g.mem_bw_bytes_s <= 6e12, g.name
+        for peak in (g.fp8_flops, g.int8_ops, g.int4_ops):
+            assert peak == 0 or g.bf16_flops <= peak <= 4 * g.bf16_flops, g.name
         assert 16 * GiB <= g.mem_bytes <= 256 * GiB, g.name
         assert g.host_link_bw_bytes_s <= g.interconnect_bw_bytes_s, g.name
 

@@ -133,3 +133,42 @@ def test_round_robin_ignores_prefill_roles_gracefully() -> None:
         [Request(i, 0.0, 64, 4) for i in range(4)], check=True
     )
     assert all(r.generated_tokens == 4 for r in recs)
+
+
+class FirstTokenLog(ToFirst):
+    """Round robin over ``n`` instances, logging the runtime's notifications with the
+    simulator's clock (the router contract: route, on_first_token, on_finish)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.sim, self.log = n, None, []
+
+    def route(self, req: RequestView, instances: Sequence[InstanceView]) -> int:
+        self.log.append(("route", req.id, req.id % self.n, self.sim.now))
+        return req.id % self.n
+
+    def on_first_token(self, req: RequestView, index: int) -> None:
+        self.log.append(("first", req.id, index, self.sim.now))
+
+    def on_finish(self, req: RequestView, index: int) -> None:
+        self.log.append(("finish", req.id, index, self.sim.now))
+
+
+@pytest.mark.parametrize("ff", [True, False])
+def test_the_router_hears_each_first_token_once_at_its_time(ff: bool) -> None:
+    """Every request's first token reaches the router exactly once, from the instance it was
+    routed to, at the record's first-token time, between its dispatch and its finish; with a
+    tiny KV cache some are preempted and recomputed, which must not notify twice."""
+    router = FirstTokenLog(2)
+    insts = [inst(i, ff=ff, blocks=40) for i in range(2)]
+    sim = Simulator(insts, router)
+    router.sim = sim
+    reqs = [Request(i, 0.01 * i, 150 + 37 * (i % 5), 20 + i % 7) for i in range(30)]
+    recs = {r.id: r for r in sim.run(reqs, check=True)}
+    assert sum(i.stats.preemptions for i in insts) > 0  # the recompute path is exercised
+    for req in reqs:
+        events = [e for e in router.log if e[1] == req.id]
+        assert [e[0] for e in events] == ["route", "first", "finish"]
+        assert {e[2] for e in events} == {req.id % 2}
+        rec = recs[req.id]
+        assert events[1][3] == pytest.approx(rec.first_token_s, abs=1e-12)
+        assert events[0][3] <= events[1][3] <= events[2][3]

@@ -86,7 +86,8 @@ def compare(simulated: Mapping[str, Any], live: Mapping[str, Any]) -> list[Row]:
     ]
 
 
-def _fmt(kind: str, x: float) -> str:
+def fmt_figure(kind: str, x: float) -> str:
+    """A figure of kind ``ms``, ``pct``, ``int`` or ``num`` as the tables show it."""
     if kind == "ms":
         return fmt_ms(x)
     if kind == "pct":
@@ -106,7 +107,9 @@ def fidelity_table(rows: list[Row], title: str | None = None) -> Table:
         t.add_column(name, justify=justify)  # type: ignore[arg-type]
     t.add_column("error", justify="right")
     for r in rows:
-        t.add_row(r.label, _fmt(r.kind, r.simulated), _fmt(r.kind, r.live), fmt_err(r.rel_err))
+        t.add_row(
+            r.label, fmt_figure(r.kind, r.simulated), fmt_figure(r.kind, r.live), fmt_err(r.rel_err)
+        )
     return t
 
 
@@ -115,7 +118,7 @@ def markdown_table(rows: list[Row]) -> str:
     out = ["| figure | simulated | live | error |", "|---|---:|---:|---:|"]
     for r in rows:
         out.append(
-            f"| {r.label} | {_fmt(r.kind, r.simulated)} | {_fmt(r.kind, r.live)} "
+            f"| {r.label} | {fmt_figure(r.kind, r.simulated)} | {fmt_figure(r.kind, r.live)} "
             f"| {fmt_err(r.rel_err)} |"
         )
     return "\n".join(out)

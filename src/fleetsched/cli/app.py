@@ -16,6 +16,11 @@ from rich.text import Text
 
 from fleetsched.errors import FleetschedError
 
+try:  # recent typer carries its own copy of click
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover - older typer on the click package
+    from click.exceptions import ClickException, UsageError  # type: ignore[assignment]
+
 app = typer.Typer(
     name="fleetsched",
     help="Fleet scheduler for LLM inference: simulate, compare and plan serving policies.",
@@ -65,6 +70,7 @@ def _register() -> None:
         perf,
         place,
         plan,
+        report,
         serve,
         simulate,
         sweep,
@@ -73,10 +79,22 @@ def _register() -> None:
 
 
 def main() -> None:
-    """Entry point: typer handles usage errors (exit 2); fleetsched errors print one line."""
+    """Entry point: a usage error (bad flag or value, unknown command) and a fleetsched error
+    both print one line on stderr and exit 2; Ctrl-C exits 130."""
     _register()
     try:
-        app()
+        code = app(prog_name="fleetsched", standalone_mode=False)
     except FleetschedError as e:
         print_error(str(e))
         sys.exit(2)
+    except UsageError as e:
+        where = f" (see {e.ctx.command_path} -h)" if e.ctx is not None else ""
+        print_error(e.format_message() + where)
+        sys.exit(e.exit_code)
+    except ClickException as e:
+        print_error(e.format_message())
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        print_error("interrupted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,5 +1,5 @@
-"""``fleetsched list gpus|cpus|models|policies``: every choice a scenario can name, with its key
-figures, read from the catalogs and registries themselves."""
+"""``fleetsched list gpus|cpus|models|numerics|policies``: every choice a scenario can name,
+with its key figures, read from the catalogs and registries themselves."""
 
 from __future__ import annotations
 
@@ -14,10 +14,22 @@ from rich.table import Table
 from rich.text import Text
 
 from fleetsched.cli.app import app, console
+from fleetsched.engine.context_switch import CONTEXT_SWITCHES
+from fleetsched.engine.determinism import DETERMINISM_MODES
 from fleetsched.errors import InputError
 from fleetsched.perf.cpu import CPU_ALIASES, CPUS
 from fleetsched.perf.hardware import GPU_ALIASES, GPUS, GiB
+from fleetsched.perf.kv_compression import KV_LAYOUTS
 from fleetsched.perf.models import MODEL_ALIASES, MODELS
+from fleetsched.perf.precision import (
+    DTYPE_NOTES,
+    DTYPES,
+    FP8_ATTENTION_DEQUANT,
+    IN_KERNEL_DEQUANT,
+    KV_DTYPES,
+    WEIGHT_BYTES,
+    kv_bytes_per_value,
+)
 from fleetsched.policies.params import REQUIRED, policy_params
 from fleetsched.sim.check import POLICY_KINDS
 
@@ -43,13 +55,19 @@ def _emit(rows: list[dict[str, Any]], table: Table, as_json: bool) -> None:
 
 @list_app.command("gpus")
 def gpus(as_json: JsonOpt = False) -> None:
-    """GPUs of the hardware catalog: memory, bandwidth, dense BF16 peak, links, node size."""
+    """GPUs of the hardware catalog: memory, bandwidth, dense peaks by dtype, links, hosts."""
     rows = [
         {
             "name": g.name,
             "memory_gib": g.mem_bytes / GiB,
             "mem_bw_tb_s": g.mem_bw_bytes_s / 1e12,
             "bf16_tflops": g.bf16_flops / 1e12,
+            "fp8_tflops": g.fp8_flops / 1e12,
+            "int8_tops": g.int8_ops / 1e12,
+            "int4_tops": g.int4_ops / 1e12,
+            "host_mem_bw_gb_s": g.host_mem_bw_bytes_s / 1e9,
+            "host_cpu_tflops": g.host_cpu_flops / 1e12,
+            "host_mem_gib": g.host_mem_bytes / GiB,
             "interconnect_gb_s": g.interconnect_bw_bytes_s / 1e9,
             "host_link_gb_s": g.host_link_bw_bytes_s / 1e9,
             "gpus_per_node": g.gpus_per_node,
@@ -59,7 +77,17 @@ def gpus(as_json: JsonOpt = False) -> None:
     ]
     t = Table(title="GPUs (--gpu, cluster[].gpu)", title_justify="left")
     t.add_column("name", no_wrap=True)
-    for header in ("memory\nGiB", "memory\nTB/s", "BF16\nTFLOPS", "GPU link\nGB/s", "GPUs\n/node"):
+    for header in (
+        "memory\nGiB",
+        "memory\nTB/s",
+        "BF16\nTFLOPS",
+        "FP8\nTFLOPS",
+        "INT8\nTOPS",
+        "INT4\nTOPS",
+        "GPU link\nGB/s",
+        "GPUs\n/node",
+        "host\nGB/s",
+    ):
         t.add_column(header, justify="right")
     for r in rows:
         t.add_row(
@@ -67,10 +95,16 @@ def gpus(as_json: JsonOpt = False) -> None:
             f"{r['memory_gib']:.0f}",
             f"{r['mem_bw_tb_s']:.2f}",
             f"{r['bf16_tflops']:,.0f}",
+            *(f"{r[k]:,.0f}" if r[k] else "-" for k in ("fp8_tflops", "int8_tops", "int4_tops")),
             f"{r['interconnect_gb_s']:.0f}",
             str(r["gpus_per_node"]),
+            f"{r['host_mem_bw_gb_s']:.0f}" if r["host_mem_bw_gb_s"] else "-",
         )
-    t.caption = "GPU link: GPU-to-GPU bandwidth per direction (NVLink, Infinity Fabric or PCIe)"
+    t.caption = (
+        "dense tensor-core peaks ('-': none; T4's BF16 column is FP16); GPU link: GPU-to-GPU "
+        "bandwidth per direction (NVLink, Infinity Fabric or PCIe); host: one GPU's share of "
+        "its server's DRAM bandwidth, for CPU offload"
+    )
     t.caption_justify = "left"
     _emit(rows, t, as_json)
 
@@ -142,6 +176,87 @@ def models(as_json: JsonOpt = False) -> None:
     t.caption = "also accepted: Hugging Face ids such as meta-llama/Llama-3.1-8B-Instruct"
     t.caption_justify = "left"
     _emit(rows, t, as_json)
+
+
+@list_app.command("numerics")
+def numerics(as_json: JsonOpt = False) -> None:
+    """Precisions, KV compression layouts and the engine's numerics knobs, with their bytes."""
+    dtypes = [
+        {
+            "dtype": d,
+            "weights": d in DTYPES,
+            "activations": d in DTYPES,
+            "kv": d in KV_DTYPES,
+            "weight_bytes_per_param": float(WEIGHT_BYTES[d]),
+            "kv_bytes_per_value": float(kv_bytes_per_value(d)) if d in KV_DTYPES else None,
+            "notes": DTYPE_NOTES[d],
+        }
+        for d in DTYPES
+    ]
+    layouts = [
+        {
+            "layout": x.name,
+            "over_allocation": x.over_allocation,
+            "reclaim_fraction": x.reclaim_fraction,
+            "about": x.about,
+        }
+        for x in KV_LAYOUTS.values()
+    ]
+    engine = [
+        {"knob": "engine.context_switch", "values": list(CONTEXT_SWITCHES)},
+        {"knob": "engine.determinism.mode", "values": list(DETERMINISM_MODES)},
+        {"knob": "offload.host_kv_gib", "values": ["GiB of host KV per GPU (APEX)"]},
+    ]
+    if as_json:
+        out = {"dtypes": dtypes, "kv_layouts": layouts, "engine": engine}
+        typer.echo(json.dumps(out, indent=2))
+        return
+    t = Table(title="Precisions (cluster[].precision)", title_justify="left")
+    for header in ("dtype", "weights /\nactivations", "KV", "bytes /\nweight", "bytes /\nKV value"):
+        t.add_column(header, justify="left" if header == "dtype" else "right")
+    t.add_column("notes")
+    for r in dtypes:
+        kvb = r["kv_bytes_per_value"]
+        t.add_row(
+            r["dtype"],
+            "yes",
+            "yes" if r["kv"] else "-",
+            f"{r['weight_bytes_per_param']:.4g}",
+            "-" if kvb is None else f"{kvb:.4g}",
+            r["notes"],
+        )
+    t.caption = (
+        f"a quantised KV read costs 1 + kv_dequant_overhead times its bytes' time: default "
+        f"{FP8_ATTENTION_DEQUANT} for fp8 on FP8 tensor cores, else {IN_KERNEL_DEQUANT} "
+        "(docs/perf.md)"
+    )
+    t.caption_justify = "left"
+    console.print(t)
+    t = Table(
+        title="KV compression layouts (precision.kv_compression.layout)", title_justify="left"
+    )
+    t.add_column("layout", no_wrap=True)
+    t.add_column("over-\nallocation", justify="right")
+    t.add_column("reclaim\n(prefill)", justify="right")
+    t.add_column("what it is")
+    for r in layouts:
+        t.add_row(
+            r["layout"],
+            f"{r['over_allocation']:g}",
+            f"{r['reclaim_fraction']:.0%}",
+            r["about"],
+        )
+    t.caption = "memory per token = min(1, ratio x over-allocation) of the uncompressed KV"
+    t.caption_justify = "left"
+    console.print(t)
+    t = Table(title="Engine knobs (cluster[].engine, cluster[].offload)", title_justify="left")
+    t.add_column("knob", no_wrap=True)
+    t.add_column("values")
+    for r in engine:
+        t.add_row(r["knob"], ", ".join(r["values"]))
+    t.caption = "docs/simulator.md (context switches, determinism), docs/perf.md (CPU offload)"
+    t.caption_justify = "left"
+    console.print(t)
 
 
 def summary(factory: Callable[..., Any]) -> str:

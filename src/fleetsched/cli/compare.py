@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +29,9 @@ from fleetsched.cli.options import (
     PreemptionOpt,
     PrefixCachingOpt,
     RateScaleOpt,
+    ReportOpt,
     RequestsOpt,
+    SampleIntervalOpt,
     ScenarioOpt,
     SeedOpt,
     TpOpt,
@@ -35,6 +39,7 @@ from fleetsched.cli.options import (
     check_output,
     engine_flags,
     resolve_scenario,
+    sample_interval,
 )
 from fleetsched.cli.simulate import check_workload, describe_fleet, describe_policies
 from fleetsched.core.config import (
@@ -45,11 +50,14 @@ from fleetsched.core.config import (
     parse_override_value,
 )
 from fleetsched.errors import InputError
+from fleetsched.metrics.io import write_records
 from fleetsched.metrics.summary import summary_to_json
 from fleetsched.metrics.table import COMPARE_COLUMNS, DEFAULT_COLUMNS, compare_table
+from fleetsched.metrics.timeseries import write_series
 from fleetsched.policies.routing import ROUTERS
 from fleetsched.sim.check import scenario_problems
-from fleetsched.sweep.grid import run_many
+from fleetsched.sim.run import simulate, with_scenario
+from fleetsched.sweep.grid import map_processes, run_many
 
 EXAMPLES = """
 Examples:
@@ -64,11 +72,57 @@ Examples:
   fleetsched compare --vary ordering=fcfs,vtc,wfq --router cache_aware
 
   fleetsched compare --vary cluster.0.engine.max_num_seqs=64,128,256 --columns all
+
+  fleetsched compare --routers round_robin,cache_aware,prefix_load --report cmp.html
+
+  fleetsched compare --routers round_robin,cache_aware --summary-json cmp/summary.json
+  --requests-out cmp/ --timeseries-out cmp/    # then: fleetsched report cmp/ -o cmp.html
 """
 
 Opt = typer.Option
 
 DEFAULT_ROUTERS = "round_robin,least_requests"
+
+
+@dataclass(slots=True, frozen=True)
+class Outputs:
+    """What each run keeps besides its summary."""
+
+    sample_interval_s: float | None = None
+    requests_dir: Path | None = None  # writes <label>.requests.csv there
+    timeseries_dir: Path | None = None  # writes <label>.timeseries.csv there
+    report: bool = False  # returns a report run (records and time series)
+
+
+def run_variant(item: tuple[str, Scenario], out: Outputs) -> tuple[dict[str, Any], Any]:
+    """One labelled run, in a worker process: (summary with its scenario, report run or
+    None); the per-request and time-series files are written by the worker itself."""
+    label, scenario = item
+    res = simulate(scenario, sample_interval_s=out.sample_interval_s)
+    if out.requests_dir is not None:
+        write_records(res.records, out.requests_dir / f"{label}.requests.csv")
+    if out.timeseries_dir is not None and res.timeseries is not None:
+        write_series(res.timeseries, out.timeseries_dir / f"{label}.timeseries.csv")
+    run = None
+    if out.report:
+        from fleetsched.report import run_from_result
+
+        run = run_from_result(label, scenario, res)
+    return res.summary, run
+
+
+def run_variants(
+    labelled: list[tuple[str, Scenario]],
+    jobs: int,
+    on_done: Any = None,
+    outputs: Outputs | None = None,
+) -> list[tuple[dict[str, Any], Any]]:
+    """(summary, report run or None) of each labelled scenario, in order (parallel when
+    ``jobs > 1``). Without outputs this is the sweep runner's ``run_many``."""
+    if outputs is None or outputs == Outputs():
+        summaries = run_many([sc for _, sc in labelled], jobs, on_done)
+        return [(s, None) for s in summaries]
+    return map_processes(partial(run_variant, out=outputs), labelled, jobs, on_done)
 
 
 def variants(scenario: Scenario, key: str, values: list[Any]) -> list[Scenario]:
@@ -162,6 +216,14 @@ def compare(
     seed: SeedOpt = None,
     jobs: Annotated[int, Opt(help="Parallel processes (default: CPU count).")] = 0,
     summary_json: Annotated[Path | None, Opt(help="Write {value: summary} as JSON.")] = None,
+    requests_out: Annotated[
+        Path | None, Opt(help="Folder for per-request rows, <value>.requests.csv each.")
+    ] = None,
+    timeseries_out: Annotated[
+        Path | None, Opt(help="Folder for per-instance samples, <value>.timeseries.csv each.")
+    ] = None,
+    sample_interval_s: SampleIntervalOpt = None,
+    report: ReportOpt = None,
 ) -> None:
     """Run the same workload under each router (or each value of --vary) and print one
     comparison table; the full summaries go to --summary-json."""
@@ -206,6 +268,19 @@ def compare(
     )
     scenarios = variants(sc, key, values)
     check_workload(sc)
+    check_output(report, "--report")
+    interval = sample_interval(sample_interval_s, report is not None or timeseries_out is not None)
+    if report is not None:
+        from fleetsched.report import require_plotly
+
+        require_plotly()  # before the runs, not after them
+    for folder, flag in ((requests_out, "--requests-out"), (timeseries_out, "--timeseries-out")):
+        if folder is not None:
+            if folder.exists() and not folder.is_dir():
+                raise InputError(f"{folder} is not a folder (one file per run goes there)", flag)
+            folder.mkdir(parents=True, exist_ok=True)
+    outputs = Outputs(interval, requests_out, timeseries_out, report is not None)
+    labels = [str(v) for v in values]
     jobs = min(len(scenarios), jobs or os.cpu_count() or 1)
     progress = Progress(
         TextColumn("[bold]comparing[/]"),
@@ -218,8 +293,14 @@ def compare(
     )
     with progress:
         task = progress.add_task("cmp", total=len(scenarios))
-        summaries = run_many(scenarios, jobs, lambda i: progress.advance(task))
-    results = dict(zip(map(str, values), summaries, strict=True))
+        runs = run_variants(
+            list(zip(labels, scenarios, strict=True)),
+            jobs,
+            lambda i: progress.advance(task),
+            outputs,
+        )
+    summaries = [summary for summary, _ in runs]
+    results = dict(zip(labels, summaries, strict=True))
     n = summaries[0]["requests"]
     if n == 0:
         raise InputError("no requests left to simulate", "workload.transforms")
@@ -230,4 +311,13 @@ def compare(
     label = "router" if key == "router" else key.rsplit(".", 1)[-1]
     console.print(compare_table(results, title=title, columns=cols, label=label))
     if summary_json is not None:
-        summary_json.write_text(summary_to_json(results))
+        full = {
+            k: with_scenario(s, v) for (k, s), v in zip(results.items(), scenarios, strict=True)
+        }
+        summary_json.write_text(summary_to_json(full))
+    if report is not None:
+        from fleetsched.cli.report import write_and_say
+        from fleetsched.report import ReportData
+
+        title = f"{sc.name}: {len(labels)} runs, each {key} in turn"
+        write_and_say(ReportData([run for _, run in runs], title=title), report)

@@ -68,6 +68,33 @@ RateScaleOpt = Annotated[
 ]
 RequestsOpt = Annotated[int | None, typer.Option(help="Only the first N requests.")]
 SeedOpt = Annotated[int | None, typer.Option(help="Random seed.")]
+SampleIntervalOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--sample-interval",
+        help="Sample every instance's queue, running batch and KV use every this many"
+        " simulated seconds (default 0.5 with --report or --timeseries-out, else off).",
+    ),
+]
+ReportOpt = Annotated[
+    Path | None, typer.Option(help="Also write an HTML report (needs fleetsched\\[report]).")
+]
+
+#: Sampling interval (simulated seconds) when a report or a time series is asked for.
+DEFAULT_SAMPLE_INTERVAL_S = 0.5
+
+
+def sample_interval(given: float | None, wanted: bool) -> float | None:
+    """The sampling interval to use: the one given, else the default when a report or a time
+    series needs it, else None (no sampling). Checked before any work starts."""
+    from fleetsched.errors import InputError
+
+    if given is not None and not given > 0:
+        raise InputError(f"--sample-interval must be > 0, got {given}")
+    if given is not None:
+        return given
+    return DEFAULT_SAMPLE_INTERVAL_S if wanted else None
+
 
 # Engine knobs under vLLM's flag names; each sets the EngineConfig field of the same meaning
 # in every instance group.

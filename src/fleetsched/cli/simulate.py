@@ -27,8 +27,10 @@ from fleetsched.cli.options import (
     PreemptionOpt,
     PrefixCachingOpt,
     RateScaleOpt,
+    ReportOpt,
     RequestsOpt,
     RouterOpt,
+    SampleIntervalOpt,
     ScenarioOpt,
     SeedOpt,
     TpOpt,
@@ -37,6 +39,7 @@ from fleetsched.cli.options import (
     check_records_output,
     engine_flags,
     resolve_scenario,
+    sample_interval,
 )
 from fleetsched.core.config import LlamaCppConfig, Scenario
 from fleetsched.core.request import Request
@@ -44,8 +47,10 @@ from fleetsched.errors import InputError
 from fleetsched.metrics.io import write_records
 from fleetsched.metrics.summary import summary_to_json
 from fleetsched.metrics.table import summary_table
+from fleetsched.metrics.timeseries import write_series
 from fleetsched.sim.build import group_kv_blocks
 from fleetsched.sim.run import simulate as run_simulation
+from fleetsched.sim.run import with_scenario
 from fleetsched.workload import apply_transforms, generates_arrivals, load_trace
 
 EXAMPLES = """
@@ -59,6 +64,8 @@ Examples:
   fleetsched simulate --scenario my.yaml --router round_robin --rate-scale 2 --seed 7
 
   fleetsched simulate --max-num-seqs 128 --no-prefix-caching --preemption-mode swap
+
+  fleetsched simulate --router cache_aware --report report.html
 """
 
 Opt = typer.Option
@@ -170,6 +177,11 @@ def simulate(
     fast_forward: Annotated[bool, Opt(help="Decode fast-forward (same results).")] = True,
     summary_json: Annotated[Path | None, Opt(help="Write the summary as JSON.")] = None,
     requests_out: Annotated[Path | None, Opt(help="Per-request rows (.csv or .parquet).")] = None,
+    timeseries_out: Annotated[
+        Path | None, Opt(help="Per-instance samples over time (.csv or .parquet).")
+    ] = None,
+    sample_interval_s: SampleIntervalOpt = None,
+    report: ReportOpt = None,
     quiet: Annotated[
         bool, Opt("--quiet", "-q", help="Print nothing (write only the files asked for).")
     ] = False,
@@ -202,6 +214,13 @@ def simulate(
     )
     check_output(summary_json, "--summary-json")
     check_records_output(requests_out)
+    check_records_output(timeseries_out, "--timeseries-out")
+    check_output(report, "--report")
+    interval = sample_interval(sample_interval_s, report is not None or timeseries_out is not None)
+    if report is not None:
+        from fleetsched.report import require_plotly
+
+        require_plotly()  # before the run, not after it
     total = check_workload(sc, quiet)
     say = (lambda *a, **k: None) if quiet else console.print
     say(Text(f"{sc.name}: {describe_fleet(sc)}", style="bold"))
@@ -231,6 +250,7 @@ def simulate(
             sc,
             fast_forward=fast_forward,
             progress=lambda done, t: progress.update(task, completed=done, t=t),
+            sample_interval_s=interval,
         )
     s = result.summary
     if s["requests"] == 0:
@@ -244,6 +264,14 @@ def simulate(
         )
     )
     if summary_json is not None:
-        summary_json.write_text(summary_to_json(s))
+        summary_json.write_text(summary_to_json(with_scenario(s, sc)))
     if requests_out is not None:
         write_records(result.records, requests_out)
+    if timeseries_out is not None and result.timeseries is not None:
+        write_series(result.timeseries, timeseries_out)
+    if report is not None:
+        from fleetsched.cli.report import write_and_say
+        from fleetsched.report import ReportData, run_from_result
+
+        run = run_from_result(sc.policies.router.name, sc, result)
+        write_and_say(ReportData([run], title=f"{sc.name}: {run.label}"), report, quiet=quiet)

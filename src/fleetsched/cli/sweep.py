@@ -119,7 +119,7 @@ def sweep(
             on_done=done,
         )
     console.print(sweep_table(points, results))
-    records = point_records(points, results)
+    records = point_records(points, results, scenarios)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "summaries.json", records)
     wrote = [str(out / "summaries.json")]

@@ -78,6 +78,8 @@ class TenantConfig(_Model):
     """Priority of its requests (larger = more important)."""
     slo_class: str = "default"
     """SLO class of its requests (a key of ``slo_classes``)."""
+    deterministic: bool = False
+    """Its requests need deterministic outputs (served as ``engine.determinism`` says)."""
 
 
 class SessionConfig(_Model):
@@ -137,6 +139,23 @@ class WorkloadConfig(_Model):
         return self
 
 
+class DeterminismConfig(_Model):
+    """How an engine serves requests that need deterministic output (LLM-42, docs/simulator.md):
+    not at all (``none``), without dynamic batching, with batch-invariant kernels for every
+    step, or with LLM-42's verified speculation."""
+
+    mode: Literal["none", "no_batching", "batch_invariant", "llm42"] = "none"
+    """none | no_batching | batch_invariant | llm42."""
+    batch_invariant_overhead: float = Field(0.45, ge=0, allow_inf_nan=False)
+    """batch_invariant: extra share of every step's time (SGLang's deterministic mode, ~0.45)."""
+    window: int = Field(32, ge=1)
+    """llm42: tokens decoded between verifications of a request."""
+    group: int = Field(8, ge=1)
+    """llm42: windows per fixed-shape verification pass."""
+    mismatch_rate: float = Field(0.05, ge=0, le=1, allow_inf_nan=False)
+    """llm42: share of verified windows with a mismatch (rolled back and decoded again)."""
+
+
 class EngineConfig(_Model):
     """Engine knobs, named as vLLM names them.
 
@@ -170,6 +189,15 @@ class EngineConfig(_Model):
     preemption_mode: Literal["recompute", "swap"] = "recompute"
     """What preemption does with the victim's KV: drop and recompute it, or swap it to host."""
     host_link_gbps: float = Field(25.0, gt=0, description="swap bandwidth, GB/s")
+    context_switch: Literal["vllm", "fastswitch"] = "vllm"
+    """How swaps move KV: vLLM's per-block copies that stall the step, or FastSwitch's block
+    groups copied beside compute, host copies reused (docs/simulator.md)."""
+    swap_copy_latency_s: float = Field(0.0, ge=0, allow_inf_nan=False)
+    """Fixed time of each host-GPU copy (vLLM: 2 x layers copies per block); 0: bandwidth only."""
+    swap_group_tokens: int = Field(1024, ge=1)
+    """fastswitch: tokens per block group copied as one unit."""
+    determinism: DeterminismConfig = DeterminismConfig()
+    """How requests that need deterministic output are served."""
     num_gpu_blocks: int | None = Field(None, ge=1, description="override computed KV capacity")
     preemptible_prefill: bool = Field(
         False, description="a long prefill yields mid-step to a more urgent arrival (FlowPrefill)"
@@ -261,6 +289,55 @@ class PerfConfig(_Model):
         return self.model_dump(exclude_none=True)
 
 
+class KVCompressionConfig(_Model):
+    """Non-uniform per-head KV-cache compression (Tangram, docs/perf.md): each KV head keeps its
+    own share of the tokens, ``ratio`` on average; ``layout`` is how the engine pages it."""
+
+    ratio: float = Field(gt=0, le=1, allow_inf_nan=False)
+    """Mean share of each token's KV that the heads keep (Tangram's --compression-ratio)."""
+    layout: Literal["paged", "tangram"] = "paged"
+    """paged: a layer's heads share pages, reclaimed after prefill; tangram: Tangram's fix."""
+    over_allocation: float | None = Field(None, ge=1, allow_inf_nan=False)
+    """Pages held per kept token of the mean head (null: the layout's, 2.76 or 1.0645)."""
+    reclaim_fraction: float | None = Field(None, ge=0, lt=1, allow_inf_nan=False)
+    """Share of a compute-bound prefill spent reclaiming pages (null: the layout's, 0.25 or 0)."""
+
+
+class PrecisionConfig(_Model):
+    """Numeric precision of an instance group (docs/perf.md, "Precision and KV compression"):
+    bytes of weights and KV cache, the tensor-core peak the GEMMs run at. bf16 everywhere (the
+    default) is the model as released."""
+
+    weight_dtype: Literal["bf16", "fp8", "int8", "int4"] = "bf16"
+    """Transformer-layer weights (embedding and LM head stay bf16); int4: group 128."""
+    activation_dtype: Literal["bf16", "fp8", "int8", "int4"] = "bf16"
+    """GEMM inputs: bf16 = weight-only quantisation; else W8A8, W4A8, W4A4 (COMET)."""
+    kv_dtype: Literal["bf16", "fp8", "int4"] = "bf16"
+    """KV cache: 2, 1 or 0.5 bytes per value (+ an fp16 scale and zero per int4 head vector)."""
+    kv_dequant_overhead: float | None = Field(None, ge=0, allow_inf_nan=False)
+    """Extra time of a quantised KV read, as a share of its bytes' time (null: 0.45 for fp8 on
+    FP8 tensor cores, else 1.0)."""
+    kv_compression: KVCompressionConfig | None = None
+    """Per-head KV compression (null: none)."""
+
+
+class OffloadConfig(_Model):
+    """CPU offload with hybrid attention (APEX, docs/perf.md): KV that does not fit on the GPU
+    is kept in host memory and its decode attention runs on the CPU. Dispatch with the ``apex``
+    admission policy; without it, requests spill to the host whenever it has room."""
+
+    host_kv_gib: float = Field(gt=0, allow_inf_nan=False)
+    """Host memory for KV cache per GPU, GiB (at most the GPU's host share in the catalog)."""
+    host_mem_gb_s: float | None = Field(None, gt=0, allow_inf_nan=False)
+    """Host memory bandwidth per GPU, GB/s (null: the catalog's host share)."""
+    host_cpu_tflops: float | None = Field(None, gt=0, allow_inf_nan=False)
+    """Host FP32 vector peak per GPU, TFLOPS (null: the catalog's host share)."""
+    bandwidth_efficiency: float = Field(0.5, gt=0, le=1, allow_inf_nan=False)
+    """Share of the host bandwidth CPU attention reaches."""
+    overlap: bool = True
+    """CPU attention runs in parallel with the GPU step (APEX); false: the GPU waits for it."""
+
+
 class InstanceGroup(_Model):
     name: str = "main"
     """Group name; instances are named <name>-0, <name>-1, ..."""
@@ -280,6 +357,10 @@ class InstanceGroup(_Model):
     server (docs/llamacpp.md)."""
     profile: str | None = Field(None, description="fitted step-time profile YAML")
     perf: PerfConfig = PerfConfig()
+    precision: PrecisionConfig = PrecisionConfig()
+    """Weight, activation and KV-cache precision, and KV compression."""
+    offload: OffloadConfig | None = None
+    """KV cache in host memory with CPU attention (null: none)."""
 
     @model_validator(mode="after")
     def _perf_or_profile(self) -> InstanceGroup:

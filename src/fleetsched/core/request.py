@@ -39,6 +39,8 @@ class Request:
     deadline_s: float | None = None
     extra: dict[str, object] = field(default_factory=dict)
     output_block_hashes: tuple[int, ...] = ()
+    #: Its output must not depend on what it is batched with (see ``engine.determinism``).
+    deterministic: bool = False
 
 
 def chain_hashes(block_ids: list[int] | tuple[int, ...], seed: int = 0) -> tuple[int, ...]:

@@ -33,7 +33,9 @@ import numpy as np
 
 from fleetsched.core.config import EngineConfig
 from fleetsched.core.views import InstanceView
+from fleetsched.engine.context_switch import ContextSwitch
 from fleetsched.engine.defaults import resolve_engine_config
+from fleetsched.engine.determinism import DetBatch, DeterminismCost
 from fleetsched.engine.kv_cache import KVCache
 from fleetsched.engine.sequence import DECODE, DONE, PREFILL, WAITING, Seq
 from fleetsched.errors import InputError
@@ -91,7 +93,7 @@ class Instance:
         model: str = "",
         gpu: str = "",
         role: str = "mixed",
-        kv_bytes_per_token: int = 0,
+        kv_bytes_per_token: float = 0,
         host_link_bytes_s: float = 25e9,
         ordering: WaitingQueue | None = None,
         admission: AdmissionPolicy | None = None,
@@ -99,6 +101,8 @@ class Instance:
         fast_forward: bool = True,
         max_run_steps: int = 512,
         on_finish: Callable[[Seq, float], None] | None = None,
+        context_switch: ContextSwitch | None = None,
+        determinism: DeterminismCost | None = None,
     ) -> None:
         cfg = engine or EngineConfig()
         if cfg.max_num_batched_tokens is None or cfg.max_num_seqs is None or not cfg.max_model_len:
@@ -117,6 +121,14 @@ class Instance:
         self.step_model = step_model
         self.kv_bytes_per_token = kv_bytes_per_token
         self.host_link_bytes_s = host_link_bytes_s
+        #: Swap cost model (None: bytes over ``host_link_bytes_s``, added to the step).
+        self.switch = context_switch
+        self._overlap = context_switch is not None and context_switch.overlap
+        #: How deterministic requests are served (None: not enforced); ``ndet`` and
+        #: ``det_base_sum`` track its decoders as ``ndec`` and ``base_sum`` track all.
+        self.determinism = determinism
+        self.ndet = 0
+        self.det_base_sum = 0
         self.waiting: WaitingQueue = ordering if ordering is not None else FCFSQueue()
         self.admission: AdmissionPolicy = admission or AggressiveAdmission()
         self.preemption: PreemptionPolicy = preemption or NewestVictim()
@@ -273,14 +285,16 @@ class Instance:
         g = self.cfg.prefill_yield_tokens
         done = chunk
         end = self._ends[0]
+        others = [(s, c) for i, (s, c) in enumerate(self._plan) if i != idx]
         for d in range(0, chunk, g):
-            t = (
-                self._start
-                + extra
-                + self.step_model.step_time(
-                    other_tokens + d, other_pairs + d * (victim.computed + (d + 1) / 2), nd, ctx_sum
-                )
+            step = self._step_time(
+                other_tokens + d,
+                other_pairs + d * (victim.computed + (d + 1) / 2),
+                nd,
+                ctx_sum,
+                [*others, (victim, d)],
             )
+            t = self._start + self._with_switch(step, extra)
             if t >= now:
                 done, end = d, t
                 break
@@ -514,6 +528,9 @@ class Instance:
         self.cnt[b % self.bt] += 1
         self.base_sum += b
         self.ndec += 1
+        if seq.req.deterministic:
+            self.ndet += 1
+            self.det_base_sum += b
         finish_at = seq.req.prompt_tokens + seq.out_tokens - 1 - b
         self._order += 1
         heapq.heappush(self._finish_heap, (finish_at, self._order, seq.epoch, seq))
@@ -530,6 +547,9 @@ class Instance:
         self.cnt[b % self.bt] -= 1
         self.base_sum -= b
         self.ndec -= 1
+        if seq.req.deterministic:
+            self.ndet -= 1
+            self.det_base_sum -= b
         seq.epoch += 1
         if self._nshare and self._share[b % self.bt].pop(id(seq), None) is not None:
             self._nshare -= 1
@@ -630,18 +650,61 @@ class Instance:
         seq.state = WAITING
         if swap:
             seq.swapped = True
-            self._switch_cost(blocks)
+            self._switch_cost(blocks, seq, out=True)
         else:
             self.stats.recomputed_tokens += seq.computed
             seq.computed = 0
             seq.target = seq.req.prompt_tokens + seq.generated
         self.waiting.push_front(seq)
 
-    def _switch_cost(self, blocks: int) -> None:
+    def _switch_cost(self, blocks: int, seq: Seq | None = None, out: bool = False) -> None:
+        """Account a swap of ``blocks`` blocks of ``seq`` to (``out``) or from host memory."""
+        sw = self.switch
+        if sw is None:
+            dt = blocks * self.bt * self.kv_bytes_per_token / self.host_link_bytes_s
+        else:
+            if sw.reuse and seq is not None:  # host copies stay valid (FastSwitch)
+                if out:
+                    blocks -= min(seq.host_blocks, blocks)
+                    seq.host_blocks += blocks
+                else:  # the partly filled last block will change; the full ones will not
+                    seq.host_blocks = seq.computed // self.bt
+            dt = sw.cost_s(blocks)
         self.stats.swapped_blocks += blocks
-        dt = blocks * self.bt * self.kv_bytes_per_token / self.host_link_bytes_s
         self.stats.switch_s += dt
         self._extra_s += dt
+
+    def _step_time(
+        self,
+        pf: int,
+        pairs: float,
+        nd: int,
+        ctx: int,
+        plan: list[tuple[Seq, int]] | tuple[()] = (),
+        j: int = 0,
+    ) -> float:
+        """Seconds of the step ``j`` steps from now over these totals; with a determinism mode,
+        its deterministic part (the decoders counted in ``ndet``, their chunks in ``plan``) is
+        served as the mode says (:mod:`fleetsched.engine.determinism`)."""
+        d = self.determinism
+        if d is None:
+            return self.step_model.step_time(pf, pairs, nd, ctx)
+        n = self.ndet
+        det = DetBatch(
+            n,
+            self.det_base_sum + n * (self.dstep + 1 + j),
+            tuple(
+                (c, c * (s.computed + (c + 1) / 2)) for s, c in plan if s.req.deterministic and c
+            ),
+        )
+        return d.step_time(pf, pairs, nd, ctx, det)
+
+    def _with_switch(self, step_s: float, extra_s: float) -> float:
+        """A step's time with ``extra_s`` of swapping: added (the step waits for it, as vLLM),
+        or overlapped with the step's compute (FastSwitch)."""
+        if self._overlap:
+            return step_s if step_s > extra_s else extra_s
+        return step_s + extra_s
 
     # ------------------------------------------------------------------ scheduling
     def _schedule(self, now: float, allow_yield: bool = True) -> float | None:
@@ -735,7 +798,8 @@ class Instance:
             pairs += chunk * (seq.computed + (chunk + 1) / 2)
             self._plan.append((seq, chunk))
         ctx_sum = self.base_sum + nd * (self.dstep + 1)
-        dt = self.step_model.step_time(pf_tokens, pairs, nd, ctx_sum) + self._extra_s
+        step_s = self._step_time(pf_tokens, pairs, nd, ctx_sum, self._plan)
+        dt = self._with_switch(step_s, self._extra_s)
         self._mix = (nd, ctx_sum, self._extra_s)
         end = now + dt
         self._start = now
@@ -842,7 +906,7 @@ class Instance:
                 if seq.transferred:
                     seq.transferred = False
                 else:
-                    self._switch_cost(self.blocks_for(seq.computed))
+                    self._switch_cost(self.blocks_for(seq.computed), seq)
                 if self._caching:
                     # Its blocks are cached like computed ones (vLLM caches received KV).
                     keys = seq.prefix_keys(bt)
@@ -951,6 +1015,10 @@ class Instance:
         """Tokens of ``seq`` whose KV is computed (as of the last applied step)."""
         return seq.base + self.dstep if seq.state == DECODE else seq.computed
 
+    def decode_steps(self, seq: Seq) -> int:
+        """Decode steps ``seq`` has taken since it last started decoding (0 if not decoding)."""
+        return self.dstep - seq.entry if seq.state == DECODE else 0
+
     def generated_tokens(self, seq: Seq) -> int:
         """Output tokens ``seq`` has produced so far."""
         if seq.state == DECODE:
@@ -1024,17 +1092,27 @@ class Instance:
                 if waiting and not seats_full and j and total:
                     k = min(k, self._steps_before_head_eviction(now, p, total, self._run_blocks(j)))
         base = self.base_sum + nd * (dstep + 1)
+        det = self.determinism
         if k <= 8:
-            model = self.step_model
-            t = now + (model.step_time(0, 0.0, nd, base) + self._extra_s)
+            if det is None:
+                model = self.step_model
+                steps = [model.step_time(0, 0.0, nd, base + nd * j) for j in range(k)]
+            else:
+                steps = [self._step_time(0, 0.0, nd, base + nd * j, j=j) for j in range(k)]
+            t = now + self._with_switch(steps[0], self._extra_s)
             ends = [t]
-            for j in range(1, k):
-                t = t + model.step_time(0, 0.0, nd, base + nd * j)
+            for step in steps[1:]:
+                t = t + step
                 ends.append(t)
         else:
             ctx = base + nd * np.arange(k, dtype=np.int64)
-            dts = self.step_model.decode_step_times(nd, ctx)
-            dts[0] += self._extra_s
+            if det is None:
+                dts = self.step_model.decode_step_times(nd, ctx)
+            else:
+                nt = self.ndet
+                det_ctx = self.det_base_sum + nt * (dstep + 1) + nt * np.arange(k, dtype=np.int64)
+                dts = det.decode_step_times(nd, ctx, nt, det_ctx)
+            dts[0] = self._with_switch(dts[0], self._extra_s)
             ends = np.cumsum(np.concatenate(([now], dts)))[1:].tolist()
         self._start = now
         self.stats.runs += 1
@@ -1112,3 +1190,5 @@ class Instance:
         assert sharing == self._nshare
         self.kv.check(referenced, private)
         assert self.ndec == sum(1 for s in self.running.values() if s.state == DECODE)
+        dets = [s for s in self.running.values() if s.state == DECODE and s.req.deterministic]
+        assert self.ndet == len(dets) and self.det_base_sum == sum(s.base for s in dets)

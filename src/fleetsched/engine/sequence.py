@@ -57,6 +57,7 @@ class Seq:
     swapped: bool = False  # waiting with its KV elsewhere (host memory or in transfer)
     transferred: bool = False  # KV arrives from another instance: resume without host cost
     migrated: bool = False  # arrives by live migration: resumes ahead of the waiting queue
+    host_blocks: int = 0  # blocks whose copy in host memory is current (FastSwitch reuse)
     admitted_once: bool = False
     yield_to: Seq | None = None  # a more urgent request this prefill yielded to
 

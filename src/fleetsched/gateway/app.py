@@ -360,6 +360,7 @@ class Gateway:
             slo_class=slo,
             model=f.model,
             deadline_s=None,
+            arrival_s=now,  # the gateway's monotonic clock (cache_aware's timed eviction)
         )
         hdrs = req.headers
         fwd = b"".join(n + b": " + hdrs[n] + b"\r\n" for n in FORWARD_HEADERS if n in hdrs)

@@ -60,7 +60,10 @@ _DROP = frozenset(
 #: Request headers passed on to the backend besides the body's (tracing and request ids).
 FORWARD_HEADERS = (b"accept", b"x-request-id", b"traceparent", b"tracestate", b"user-agent")
 SSE_HEADERS = b"content-type: text/event-stream\r\ncache-control: no-cache\r\n"
-_TOKEN = re.compile(rb'"(?:text|content)":"[^"]')
+#: A chunk carrying output: text (completions), content, reasoning (vLLM's reasoning parsers:
+#: ``reasoning_content``, newer ``reasoning``) or tool-call arguments (chat). A role-only
+#: first chunk (``"content":""``) carries none.
+_TOKEN = re.compile(rb'"(?:text|content|reasoning_content|reasoning|arguments)":"[^"]')
 _USAGE = re.compile(rb'"completion_tokens":\s*(\d+)')
 KEEPALIVE = b": keepalive\n\n"
 
@@ -85,13 +88,18 @@ def response_headers(headers: list[tuple[bytes, bytes]], extra: bytes) -> bytes:
 
 
 def token_events(data: bytes) -> int:
-    """SSE events in ``data`` that carry a token (non-empty ``text`` or ``content``)."""
-    return (
+    """SSE events in ``data`` that carry a token (non-empty ``text``, ``content`` or
+    reasoning)."""
+    n = (
         data.count(b'"text":"')
         + data.count(b'"content":"')
         - data.count(b'"text":""')
         - data.count(b'"content":""')
     )
+    if b'"reasoning' in data:
+        for f in (b'"reasoning_content":"', b'"reasoning":"'):
+            n += data.count(f) - data.count(f + b'"')
+    return n
 
 
 def sse_error(status: int, message: str) -> bytes:

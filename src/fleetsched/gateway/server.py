@@ -135,7 +135,10 @@ def _run_workers(cfg: GatewayConfig, config_path: str | None) -> int:
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     holder.bind((cfg.host, cfg.port))
     port = holder.getsockname()[1]
-    ctx = mp.get_context("spawn")
+    # fork where there is one: the workers start with the modules imported (spawn re-imports
+    # them, seconds on a busy machine); nothing runs yet that a fork could break (no loop,
+    # no threads)
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     procs, pipes = [], []
     for k in range(cfg.workers):
         parent, child = ctx.Pipe(duplex=False)

@@ -19,6 +19,8 @@ from the gateway's own accounting, its prefix index of what it sent, and scraped
 
 from __future__ import annotations
 
+import math
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +48,11 @@ SIGNALS: dict[str, tuple[str, ...]] = {
     ),
     "preemptions": ("vllm:num_preemptions_total", "vllm:num_preemptions"),
 }
-_WANTED = tuple({n for names in SIGNALS.values() for n in names} | {"vllm:cache_config_info"})
+_WANTED_SET = frozenset(
+    {n for names in SIGNALS.values() for n in names} | {"vllm:cache_config_info"}
+)
+_WANTED = tuple(_WANTED_SET)
+_GPU_BLOCKS = re.compile(r'num_gpu_blocks="(\d+)"')
 
 
 @dataclass(slots=True)
@@ -66,32 +72,45 @@ class Load:
 def parse_load(text: str, t: float, inflight: int) -> Load | None:
     """The load signals in a Prometheus exposition (None if it has none of them).
 
-    Only the lines of the wanted metrics reach prometheus_client's parser, so a large
-    exposition (vLLM's histograms) costs a line scan, not a full parse."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    keep = [
-        ln
-        for ln in text.splitlines()
-        if ln.startswith(_WANTED) or (ln.startswith("# TYPE ") and ln[7:].startswith(_WANTED))
-    ]
-    if not keep:
-        return None
+    A line scan: only the samples of the wanted metrics are read (``name{labels} value
+    [timestamp]``), so a large exposition (vLLM's histograms) costs one pass over its lines:
+    0.1 ms for the emulator's 25 kB, a third of the time with prometheus_client's parser."""
     values: dict[str, float] = {}
+    series: dict[str, int] = {}
     blocks = 0
-    for fam in text_string_to_metric_families("\n".join(keep) + "\n"):
-        for s in fam.samples:
-            if s.name == "vllm:cache_config_info":
-                nb = s.labels.get("num_gpu_blocks", "")
-                if nb.isdigit():
-                    blocks = int(nb)
-                continue
-            values[s.name] = values.get(s.name, 0.0) + float(s.value)
+    for ln in text.splitlines():
+        if not ln.startswith(_WANTED):
+            continue
+        b = ln.find("{")
+        if b >= 0:
+            name = ln[:b]
+            e = ln.rfind("}")
+            labels, rest = ln[b + 1 : e], ln[e + 1 :].split()
+        else:
+            name, _, tail = ln.partition(" ")
+            labels, rest = "", tail.split()
+        if name not in _WANTED_SET or not rest:
+            continue
+        if name == "vllm:cache_config_info":
+            m = _GPU_BLOCKS.search(labels)
+            if m is not None:
+                blocks = int(m.group(1))
+            continue
+        try:
+            v = float(rest[0])
+        except ValueError:
+            continue
+        if not math.isfinite(v):  # NaN or Inf: no reading
+            continue
+        values[name] = values.get(name, 0.0) + v
+        series[name] = series.get(name, 0) + 1
     got: dict[str, float] = {}
     for key, names in SIGNALS.items():
         for n in names:
             if n in values:
-                got[key] = values[n]
+                # One series per engine of a data-parallel server: requests add up, the KV
+                # use is the engines' mean.
+                got[key] = values[n] / series[n] if key == "kv" else values[n]
                 break
     if not got:
         return None
@@ -178,6 +197,8 @@ def backend_view(
         total_blocks=total,
         inflight_tokens=b.inflight_tokens,
         cached_prefix_tokens=cached_blocks * block_tokens,
+        # a cumulative counter: the last scraped value, however old
+        preemptions=int(load.preemptions) if load is not None else 0,
     )
 
 

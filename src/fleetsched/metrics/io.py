@@ -43,7 +43,8 @@ def _row(r: RequestRecord) -> list[Any]:
     return [*(getattr(r, name) for name in RECORD_FIELDS), r.ttft_s, r.tpot_s, r.e2e_s, r.queue_s]
 
 
-def _import_pyarrow(p: Path) -> Any:
+def import_pyarrow(p: Path) -> Any:
+    """``(pyarrow, pyarrow.parquet)``, or :class:`InputError` naming ``p`` with the hint."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -57,7 +58,7 @@ def check_records_path(path: str | Path) -> None:
     write this format (Parquet without ``pyarrow``)."""
     p = Path(path)
     if p.suffix.lower() == ".parquet":
-        _import_pyarrow(p)
+        import_pyarrow(p)
 
 
 def write_records(
@@ -93,7 +94,7 @@ def write_records(
 def _write_parquet(
     records: Iterable[RequestRecord], p: Path, extra: dict[str, Sequence[Any]]
 ) -> int:
-    pa, pq = _import_pyarrow(p)
+    pa, pq = import_pyarrow(p)
     rows = [_row(r) for r in records]
     types = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
     col_types = [types[_FIELD_TYPES[n]] for n in RECORD_FIELDS] + [pa.float64()] * len(
@@ -162,7 +163,7 @@ def read_records(path: str | Path) -> list[RequestRecord]:
     p = Path(path)
     if p.suffix.lower() != ".parquet":
         return read_records_csv(p)
-    _, pq = _import_pyarrow(p)
+    _, pq = import_pyarrow(p)
     try:
         table = pq.read_table(p)
     except (OSError, ValueError) as e:

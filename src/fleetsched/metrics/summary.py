@@ -46,7 +46,7 @@ _INT_COLS = (
 _FLOAT_COLS = ("arrival_s", "first_scheduled_s", "first_token_s", "finish_s", "deadline_s")
 
 
-def _columns(records: Iterable[RequestRecord]) -> dict[str, np.ndarray]:
+def record_columns(records: Iterable[RequestRecord]) -> dict[str, np.ndarray]:
     """Read the records into numpy columns, sorted into a canonical order.
 
     Each column is filled straight from the record attributes by ``np.fromiter`` (no
@@ -73,6 +73,25 @@ def _columns(records: Iterable[RequestRecord]) -> dict[str, np.ndarray]:
         keys.append(cols["id"])
         order = np.lexsort(keys)
     return {name: col[order] for name, col in cols.items()}
+
+
+def request_latencies(c: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-request ``ttft_s, tpot_s, e2e_s, queue_s, norm_latency_s`` from
+    :func:`record_columns`; NaN where undefined and for every unfinished request."""
+    arrival, first_sched = c["arrival_s"], c["first_scheduled_s"]
+    first_tok, finish, out = c["first_token_s"], c["finish_s"], c["output_tokens"]
+    done = ~np.isnan(finish)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        e2e = np.where(done, finish - arrival, NAN)
+        return {
+            "ttft_s": np.where(done, first_tok - arrival, NAN),
+            "tpot_s": np.where(
+                done & (out > 1), (finish - first_tok) / np.maximum(out - 1, 1), NAN
+            ),
+            "e2e_s": e2e,
+            "queue_s": np.where(done, first_sched - arrival, NAN),
+            "norm_latency_s": np.where(done & (out > 0), e2e / np.maximum(out, 1), NAN),
+        }
 
 
 def _per_second(count: float, duration_s: float) -> float:
@@ -110,25 +129,19 @@ def summarize(
     per-instance metrics cover instances ``0..num_instances-1`` including idle ones;
     without it they cover ``0..max(instance)``.
     """
-    c = _columns(records)
+    c = record_columns(records)
     n = int(c["id"].size)
-    arrival, first_sched = c["arrival_s"], c["first_scheduled_s"]
-    first_tok, finish = c["first_token_s"], c["finish_s"]
+    arrival, finish = c["arrival_s"], c["finish_s"]
     prompt, out = c["prompt_tokens"], c["output_tokens"]
 
     done = ~np.isnan(finish)
     n_done = int(done.sum())
     duration = float(finish[done].max() - arrival.min()) if n_done else NAN
 
-    # Per-request latencies; NaN where undefined, and only completed requests count.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ttft = np.where(done, first_tok - arrival, NAN)
-        e2e = np.where(done, finish - arrival, NAN)
-        queue = np.where(done, first_sched - arrival, NAN)
-        multi = out > 1
-        tpot = np.where(done & multi, (finish - first_tok) / np.maximum(out - 1, 1), NAN)
-        norm = np.where(done & (out > 0), e2e / np.maximum(out, 1), NAN)
-
+    lat = request_latencies(c)
+    ttft, tpot, e2e, queue, norm = (lat[k] for k in LATENCY_KEYS)
+    multi = out > 1
+    with np.errstate(invalid="ignore"):
         has_slo, ttft_target, tpot_target = _slo_targets(c["slo_class"], slo_classes)
         ttft_ok = ttft <= ttft_target
         tpot_ok = ~multi | (tpot <= tpot_target)

@@ -152,6 +152,27 @@ _FORMATTERS = {
 COMPARE_CAPTION = "times in ms; throughput and goodput in req/s"
 
 
+def compare_rows(
+    summaries: Mapping[str, Mapping[str, Any]], columns: Sequence[str] = DEFAULT_COLUMNS
+) -> tuple[list[Column], list[list[str]]]:
+    """The columns named (keys of :data:`COMPARE_COLUMNS`) and, per entry of ``summaries``
+    in its order, its name then the formatted cells: what the terminal table and the HTML
+    report both show."""
+    unknown = [c for c in columns if c not in COMPARE_COLUMNS]
+    if unknown:
+        known = ", ".join(COMPARE_COLUMNS)
+        raise InputError(f"unknown column {unknown[0]!r} (known: {known})", "--columns")
+    cols = [COMPARE_COLUMNS[c] for c in columns]
+    rows = []
+    for name, s in summaries.items():
+        cells = [str(name)]
+        for col in cols:
+            value = _dist(s, col.key, col.stat) if col.stat else s.get(col.key)
+            cells.append(_FORMATTERS[col.kind](value))
+        rows.append(cells)
+    return cols, rows
+
+
 def compare_table(
     summaries: Mapping[str, Mapping[str, Any]],
     title: str = "Comparison",
@@ -161,10 +182,7 @@ def compare_table(
     """One row per entry of ``summaries`` (in its order), one column per name in ``columns``
     (keys of :data:`COMPARE_COLUMNS`); ``label`` heads the first column. Cells never get
     cut short: a table wider than the console folds its cells."""
-    unknown = [c for c in columns if c not in COMPARE_COLUMNS]
-    if unknown:
-        known = ", ".join(COMPARE_COLUMNS)
-        raise InputError(f"unknown column {unknown[0]!r} (known: {known})", "--columns")
+    cols, rows = compare_rows(summaries, columns)
     table = Table(
         title=Text(title),
         title_justify="left",
@@ -176,13 +194,8 @@ def compare_table(
         collapse_padding=True,  # two spaces between columns: ten policies fit in 80
     )
     table.add_column(Text(label), overflow="fold")
-    cols = [COMPARE_COLUMNS[c] for c in columns]
     for col in cols:
         table.add_column(col.header, justify="right", overflow="fold")
-    for name, s in summaries.items():
-        cells = [Text(str(name))]
-        for col in cols:
-            value = _dist(s, col.key, col.stat) if col.stat else s.get(col.key)
-            cells.append(Text(_FORMATTERS[col.kind](value)))
-        table.add_row(*cells)
+    for cells in rows:
+        table.add_row(*(Text(c) for c in cells))
     return table

@@ -2,7 +2,9 @@
 or a profile fitted to measurements. See docs/perf.md."""
 
 from fleetsched.perf.hardware import GPU, GPUS, get_gpu
+from fleetsched.perf.kv_compression import KV_LAYOUTS, KVCompression
 from fleetsched.perf.models import MODELS, ModelSpec, get_model
+from fleetsched.perf.precision import Precision, weight_bytes
 from fleetsched.perf.profile import FittedProfile, fit_profile, load_profile, parse_profile
 from fleetsched.perf.roofline import (
     RooflineModel,
@@ -15,9 +17,12 @@ from fleetsched.perf.step_model import StepTimeModel, build_step_model
 __all__ = [
     "GPU",
     "GPUS",
+    "KV_LAYOUTS",
     "MODELS",
     "FittedProfile",
+    "KVCompression",
     "ModelSpec",
+    "Precision",
     "RooflineModel",
     "StepTimeModel",
     "build_step_model",
@@ -29,4 +34,5 @@ __all__ = [
     "kv_capacity_blocks",
     "load_profile",
     "parse_profile",
+    "weight_bytes",
 ]

@@ -151,13 +151,15 @@ CALIBRATED: dict[str, PerfParams] = {
 }
 
 #: Catalog GPUs without measurements -> the measured GPU whose knobs they use: same silicon
-#: (A100-40GB, H200), the closest memory system (GDDR6 L40S and A10G take the A40's), or, for
-#: MI300X (no public kernel profile here), the H100's as a placeholder.
+#: (A100-40GB, H200), the closest memory system (GDDR6 L40S, A10G, A10 and T4 take the A40's),
+#: or, for MI300X (no public kernel profile here), the H100's as a placeholder.
 BORROWED: dict[str, str] = {
     "A100-40GB": "A100-80GB",
     "H200": "H100-SXM",
     "L40S": "A40",
     "A10G": "A40",
+    "A10": "A40",
+    "T4": "A40",
     "MI300X": "H100-SXM",
 }
 

@@ -159,6 +159,23 @@ MODELS: dict[str, ModelSpec] = {
         total_params=70_553_706_496,
         active_params=70_553_706_496,
     ),
+    # https://huggingface.co/meta-llama/Llama-2-7b-hf/blob/main/config.json
+    # 32 layers, hidden 4096, 32 heads / 32 KV heads (multi-head attention: 4x Llama-3's KV per
+    # token), head_dim 128, MLP 11008, vocab 32000, untied embeddings: 6,738,415,616 parameters.
+    # max_position_embeddings 4096.
+    "Llama-2-7B": ModelSpec(
+        name="Llama-2-7B",
+        num_layers=32,
+        hidden_size=4096,
+        num_heads=32,
+        num_kv_heads=32,
+        head_dim=128,
+        intermediate_size=11008,
+        vocab_size=32000,
+        max_position_embeddings=4096,
+        total_params=6_738_415_616,
+        active_params=6_738_415_616,
+    ),
     # https://huggingface.co/Qwen/Qwen2.5-7B/blob/main/config.json
     # 28 layers, hidden 3584, 28 heads / 4 KV heads (head_dim 3584/28 = 128), MLP 18944,
     # vocab 152064, QKV biases, untied embeddings: 7,615,616,512 parameters.
@@ -255,6 +272,8 @@ MODELS: dict[str, ModelSpec] = {
 
 #: Other spellings accepted by :func:`get_model` (lower case, after normalisation) -> catalog name.
 MODEL_ALIASES: dict[str, str] = {
+    "llama-2-7b-hf": "Llama-2-7B",
+    "llama-2-7b-chat-hf": "Llama-2-7B",
     "llama-3.1-8b": "Llama-3.1-8B",
     "meta-llama-3.1-8b": "Llama-3.1-8B",
     "llama-3.1-70b": "Llama-3.1-70B",

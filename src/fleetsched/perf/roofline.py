@@ -52,6 +52,21 @@ Approximations, all deliberate:
   of a KV head (as vLLM does), so KV bytes per GPU stop shrinking.
 - Terms do not overlap; all-reduce is a ring, two per layer (after attention and after the MLP),
   each of ``T * hidden * dtype_bytes`` bytes.
+
+Precision and KV compression (:class:`~fleetsched.perf.precision.Precision`; the default, bf16
+everywhere and no compression, is the formula above unchanged):
+
+    W_layers = layer parameters * bytes of weight_dtype (the embedding and LM head stay bf16)
+    F        = peak(activation_dtype) * compute_efficiency      for the layers' GEMMs
+    pad      = compute_half_tokens * bytes of weight_dtype / 2  for the layers' GEMMs
+    F_attn   = peak(fp8 if kv_dtype is fp8 and the GPU has FP8 tensor cores else bf16)
+               * compute_efficiency                              for prefill and decode attention
+    decode   = decode_ctx_sum * m * max(kv_bytes(kv_dtype) * (1 + kv_dequant_overhead) / BW,
+                                        4 * L * H * D / tp / F_attn)
+    reclaim  = prefill_tokens * f / (1 - f) * (2 * P_layers / tp / F + per-token terms)
+
+where ``m`` is the KV compression's memory fraction (1 without) and ``f`` its reclaim fraction
+(:mod:`fleetsched.perf.kv_compression`); ``reclaim`` is ``f`` of a compute-bound prefill's time.
 """
 
 from __future__ import annotations
@@ -62,9 +77,11 @@ from typing import Any
 import numpy as np
 
 from fleetsched.errors import InputError
+from fleetsched.perf import precision as _precision
 from fleetsched.perf.calibration import PerfParams, calibrated_params
 from fleetsched.perf.hardware import GPU, GiB
 from fleetsched.perf.models import ModelSpec
+from fleetsched.perf.precision import DEFAULT_PRECISION, Precision, embedding_params, weight_bytes
 
 #: Tokens of the dummy forward pass the activation reserve is sized for (vLLM's default
 #: ``max_num_batched_tokens`` with chunked prefill).
@@ -99,9 +116,10 @@ def kv_heads_per_gpu(model: ModelSpec, tp: int) -> int:
     return max(1, model.num_kv_heads // tp)
 
 
-def kv_bytes_per_token_per_gpu(model: ModelSpec, tp: int) -> int:
-    """Bytes of KV cache one token occupies on each GPU of a ``tp`` group."""
-    return 2 * model.num_layers * kv_heads_per_gpu(model, tp) * model.head_dim * model.dtype_bytes
+def kv_bytes_per_token_per_gpu(model: ModelSpec, tp: int, kv_dtype: str = "bf16") -> int:
+    """Bytes of KV cache one token occupies on each GPU of a ``tp`` group, at ``kv_dtype``
+    (:func:`fleetsched.perf.precision.kv_bytes_per_token_per_gpu`; uncompressed)."""
+    return _precision.kv_bytes_per_token_per_gpu(model, tp, kv_dtype)
 
 
 def gemm_time_s(
@@ -181,39 +199,65 @@ class RooflineModel:
         "_layer_flop_s",
         "_layer_weights_s",
         "_pad",
+        "_pad_layers",
+        "_reclaim_s",
         "_token_s",
         "gpu",
         "model",
         "params",
+        "precision",
         "tp",
     )
 
-    def __init__(self, gpu: GPU, model: ModelSpec, tp: int = 1, **knobs: float | None) -> None:
+    def __init__(
+        self,
+        gpu: GPU,
+        model: ModelSpec,
+        tp: int = 1,
+        precision: Precision | None = None,
+        **knobs: float | None,
+    ) -> None:
         check_tp(model, tp)
         p = calibrated_params(gpu.name, **knobs)
+        q = precision or DEFAULT_PRECISION
+        q.check_gpu(gpu)
         self.gpu = gpu
         self.model = model
         self.tp = tp
         self.params = p
+        self.precision = q
 
-        flops = gpu.bf16_flops * p.compute_efficiency  # per GPU
+        flops = gpu.bf16_flops * p.compute_efficiency  # per GPU: LM head (kept in bf16)
+        gemm_flops = gpu.peak(q.gemm_dtype) * p.compute_efficiency  # the layers' GEMMs
+        attn_flops = gpu.peak(q.attention_dtype(gpu)) * p.compute_efficiency
         bw = gpu.mem_bw_bytes_s * p.bandwidth_efficiency  # per GPU
         dtype = model.dtype_bytes
+        wdtype = (
+            dtype if q.weight_dtype == "bf16" else float(_precision.WEIGHT_BYTES[q.weight_dtype])
+        )
         L = model.num_layers
         table = model.vocab_size * model.hidden_size  # embedding table == LM head, parameters
-        tables = table if model.tie_word_embeddings else 2 * table
+        tables = embedding_params(model)
         # Per-GPU seconds per unit of each input; fixed once so both methods use equal floats.
-        self._layer_weights_s = (model.dense_params - tables) * dtype / tp / bw
-        self._expert_weights_s = model.expert_params * dtype / tp / bw
+        self._layer_weights_s = (model.dense_params - tables) * wdtype / tp / bw
+        self._expert_weights_s = model.expert_params * wdtype / tp / bw
         self._experts = float(model.num_experts)
         self._experts_per_token = float(model.experts_per_token)
-        self._layer_flop_s = 2 * (model.active_params - tables) / tp / flops
+        self._layer_flop_s = 2 * (model.active_params - tables) / tp / gemm_flops
         self._head_weights_s = table * dtype / tp / bw
         self._head_flop_s = 2 * table / tp / flops
         self._pad = p.compute_half_tokens
+        # Small-GEMM padding is a cost per weight staged through the tensor cores: a kernel
+        # reading fewer bytes per weight pads proportionally less (docs/perf.md).
+        self._pad_layers = p.compute_half_tokens * (wdtype / dtype)
         attn_flops_per_pair = 4 * L * model.num_heads * model.head_dim
-        self._attn_flop_s = attn_flops_per_pair / tp / flops
-        self._ctx_s = max(kv_bytes_per_token_per_gpu(model, tp) / bw, self._attn_flop_s)
+        self._attn_flop_s = attn_flops_per_pair / tp / attn_flops
+        kv_read_s = kv_bytes_per_token_per_gpu(model, tp, q.kv_dtype) / bw
+        if q.kv_dtype != "bf16":
+            kv_read_s *= 1 + q.dequant_overhead(gpu)
+        self._ctx_s = max(kv_read_s, self._attn_flop_s)
+        if q.kv_compression is not None:
+            self._ctx_s *= q.kv_memory_fraction
         elementwise = elementwise_bytes_per_token(
             hidden=model.hidden_size,
             heads=model.num_heads,
@@ -234,17 +278,34 @@ class RooflineModel:
             fixed_s += 2 * L * p.allreduce_latency_s
         self._token_s = token_s
         self._fixed_s = fixed_s + p.overhead_s
+        f = q.reclaim_fraction
+        self._reclaim_s = f / (1 - f) * (self._layer_flop_s + token_s) if f else 0.0
 
     def __repr__(self) -> str:
         return (
             f"RooflineModel(gpu={self.gpu.name!r}, model={self.model.name!r}, tp={self.tp}, "
-            f"params={self.params!r})"
+            f"params={self.params!r}"
+            + ("" if self.precision.is_default else f", precision={self.precision!r}")
+            + ")"
         )
 
     @property
     def kv_bytes_per_token_per_gpu(self) -> int:
-        """Bytes of KV cache one token occupies on each GPU of the TP group."""
-        return kv_bytes_per_token_per_gpu(self.model, self.tp)
+        """Bytes of KV cache one token occupies on each GPU of the TP group (before
+        compression)."""
+        return kv_bytes_per_token_per_gpu(self.model, self.tp, self.precision.kv_dtype)
+
+    def linear_time_s(self, tokens: int) -> float:
+        """Seconds of one forward pass's transformer-layer GEMMs (QKV, O, gate-up, down of
+        every layer; no LM head) over ``tokens`` tokens: the ``gemm`` term of the formula, at
+        the model's precision (for comparing kernels across precisions)."""
+        weights = self._layer_weights_s
+        if self._expert_weights_s:
+            touched = min(self._experts, tokens * self._experts_per_token) / self._experts
+            weights += self._expert_weights_s * touched
+        flops = (tokens + self._pad_layers) * self._layer_flop_s
+        kernels = GEMMS_PER_LAYER * self.model.num_layers * self.params.gemm_latency_s
+        return kernels + max(weights, flops)
 
     def _base(self, tokens: float, sampled: float, pairs: float) -> float:
         """Everything but the decode-attention term: the one formula of both methods (keep
@@ -253,7 +314,7 @@ class RooflineModel:
         if self._expert_weights_s:  # mixture of experts: the experts the tokens can touch
             touched = min(self._experts, tokens * self._experts_per_token) / self._experts
             weights += self._expert_weights_s * touched
-        flops = (tokens + self._pad) * self._layer_flop_s
+        flops = (tokens + self._pad_layers) * self._layer_flop_s
         head = (sampled + self._pad) * self._head_flop_s
         if head < self._head_weights_s:
             head = self._head_weights_s
@@ -278,7 +339,10 @@ class RooflineModel:
             return 0.0
         sampled = num_decodes + 1 if prefill_tokens else num_decodes
         # ints mix with floats exactly as float(int) would (counts are far below 2**53)
-        return self._base(tokens, sampled, prefill_attn_pairs) + decode_ctx_sum * self._ctx_s
+        base = self._base(tokens, sampled, prefill_attn_pairs)
+        if self._reclaim_s:  # KV compression reclaiming pages after prefill (0 for decodes)
+            base += prefill_tokens * self._reclaim_s
+        return base + decode_ctx_sum * self._ctx_s
 
     def decode_step_times(self, num_decodes: int, ctx_sums: np.ndarray) -> np.ndarray:
         """Seconds of decode-only steps of ``num_decodes`` requests, one per context sum.
@@ -315,14 +379,18 @@ def kv_capacity_blocks(
     gpu_memory_utilization: float = 0.9,
     block_tokens: int = 16,
     activation_reserve_bytes: int | None = None,
+    precision: Precision | None = None,
 ) -> int:
     """KV-cache blocks that fit on each GPU of a ``tp`` group, like vLLM's ``num_gpu_blocks``.
 
     ``floor((mem_bytes * utilisation - weight_bytes / tp - reserve)
-            / (kv_bytes_per_token_per_gpu * block_tokens))``; ``reserve`` defaults to
-    :func:`default_activation_reserve_bytes`. Raises :class:`InputError` if not even one block
-    fits.
+            / (kv_bytes_per_token_per_gpu * m * block_tokens))``; ``reserve`` defaults to
+    :func:`default_activation_reserve_bytes`. ``precision`` sets the weights' and KV cache's
+    bytes and ``m``, the KV compression's memory fraction (1 without): a compressed block holds
+    ``block_tokens`` tokens of context in ``m`` times the bytes. Raises :class:`InputError` if not
+    even one block fits.
     """
+    q = precision or DEFAULT_PRECISION
     check_tp(model, tp)
     if not 0 < gpu_memory_utilization <= 1:
         raise InputError(
@@ -335,9 +403,11 @@ def kv_capacity_blocks(
     elif activation_reserve_bytes < 0:
         raise InputError(f"activation_reserve_bytes must be >= 0, got {activation_reserve_bytes}")
     usable = gpu.mem_bytes * gpu_memory_utilization
-    weights = model.weight_bytes / tp
+    weights = weight_bytes(model, q.weight_dtype) / tp
     free = usable - weights - activation_reserve_bytes
-    block_bytes = kv_bytes_per_token_per_gpu(model, tp) * block_tokens
+    block_bytes = kv_bytes_per_token_per_gpu(model, tp, q.kv_dtype) * block_tokens
+    if q.kv_compression is not None:
+        block_bytes *= q.kv_memory_fraction
     blocks = math.floor(free / block_bytes) if free > 0 else 0
     if blocks < 1:
         raise InputError(

@@ -11,6 +11,7 @@ from fleetsched.errors import InputError
 from fleetsched.perf.calibration import PERF_KNOBS
 from fleetsched.perf.hardware import get_gpu
 from fleetsched.perf.models import get_model
+from fleetsched.perf.precision import Precision
 from fleetsched.perf.profile import load_profile
 from fleetsched.perf.roofline import RooflineModel
 
@@ -49,14 +50,16 @@ def build_step_model(
     model_name: str,
     tp: int = 1,
     profile_path: str | Path | None = None,
+    precision: Precision | None = None,
     **overrides: float | None,
 ) -> StepTimeModel:
     """A step-time model for ``model_name`` on ``tp`` x ``gpu_name``.
 
-    Without ``profile_path``: a :class:`RooflineModel`; ``overrides`` are its knobs
-    (:data:`~fleetsched.perf.calibration.PERF_KNOBS`), ``None`` meaning the GPU's calibrated
-    value. With ``profile_path``: the fitted profile in that file, which must be for the same
-    model, GPU and tp; knobs are then not allowed.
+    Without ``profile_path``: a :class:`RooflineModel` at ``precision`` (default bf16
+    everywhere); ``overrides`` are its knobs (:data:`~fleetsched.perf.calibration.PERF_KNOBS`),
+    ``None`` meaning the GPU's calibrated value. With ``profile_path``: the fitted profile in that
+    file, which must be for the same model, GPU and tp; knobs are then not allowed, and
+    ``precision`` does not change its step times (it was measured at the precision it was).
     """
     unknown = sorted(set(overrides) - set(PERF_KNOBS))
     if unknown:
@@ -65,7 +68,7 @@ def build_step_model(
         )
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if profile_path is None:
-        return RooflineModel(get_gpu(gpu_name), get_model(model_name), tp, **overrides)
+        return RooflineModel(get_gpu(gpu_name), get_model(model_name), tp, precision, **overrides)
     if overrides:
         raise InputError(
             f"options {', '.join(sorted(overrides))} apply to the roofline model only, "

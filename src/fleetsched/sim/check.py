@@ -24,13 +24,14 @@ from fleetsched.core.config import (
     format_problem,
 )
 from fleetsched.errors import InputError
-from fleetsched.perf import GPUS, build_step_model, get_gpu, get_model
+from fleetsched.perf import GPU, GPUS, build_step_model, get_gpu, get_model
 from fleetsched.perf.cpu import CPUS, find_cpu
+from fleetsched.perf.hardware import GiB
 from fleetsched.perf.roofline import check_tp
 from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION
 from fleetsched.policies.params import build_policy, check_params
 from fleetsched.policies.routing import ROUTERS
-from fleetsched.sim.build import group_kv_blocks, llamacpp_time_model
+from fleetsched.sim.build import group_kv_blocks, group_precision, llamacpp_time_model
 from fleetsched.workload import FORMATS, load_trace
 
 #: Scenario field under ``policies`` -> (registry, what the error calls it).
@@ -149,6 +150,10 @@ def _group_problems(i: int, g: InstanceGroup) -> list[Problem]:
         msg = f"tp={g.tp} needs more GPUs than one {gpu.name} node has ({gpu.gpus_per_node})"
         return [((*base, "tp"), msg)]
     try:
+        group_precision(g).check_gpu(gpu)
+    except InputError as e:
+        return [((*base, "precision", "activation_dtype"), e.message)]
+    try:
         check_tp(model, g.tp)
         group_kv_blocks(g)
     except InputError as e:
@@ -158,7 +163,36 @@ def _group_problems(i: int, g: InstanceGroup) -> list[Problem]:
             build_step_model(g.gpu, g.model, g.tp, g.profile)
         except InputError as e:
             out.append(((*base, "profile"), str(e)))
+    if g.offload is not None:
+        out += _offload_problems(base, g, gpu)
+    e = g.engine
+    if e.context_switch == "fastswitch" and e.swap_group_tokens < e.block_tokens:
+        msg = f"a block group must hold at least one block ({e.block_tokens} tokens)"
+        out.append(((*base, "engine", "swap_group_tokens"), msg))
+    if g.offload is not None and e.determinism.mode != "none":
+        msg = "determinism modes are not modelled together with CPU offload"
+        out.append(((*base, "engine", "determinism", "mode"), msg))
     return out
+
+
+def _offload_problems(base: tuple[str | int, ...], g: InstanceGroup, gpu: GPU) -> list[Problem]:
+    o = g.offload
+    assert o is not None
+    where = (*base, "offload")
+    if not (o.host_mem_gb_s or gpu.host_mem_bw_bytes_s):
+        return [((*where, "host_mem_gb_s"), f"no host is catalogued for {gpu.name}: set it")]
+    if not (o.host_cpu_tflops or gpu.host_cpu_flops):
+        return [((*where, "host_cpu_tflops"), f"no host is catalogued for {gpu.name}: set it")]
+    share = gpu.host_mem_bytes / GiB
+    if share and o.host_kv_gib > share:
+        return [
+            (
+                (*where, "host_kv_gib"),
+                f"{o.host_kv_gib:g} GiB is more than {gpu.name}'s host memory share "
+                f"({share:g} GiB per GPU)",
+            )
+        ]
+    return []
 
 
 def _workload_problems(s: Scenario) -> list[Problem]:

@@ -98,6 +98,7 @@ class Simulator:
         view_refresh_s: float = 0.0,
         kv_link_bytes_s: float = 25e9,
         autoscaler: Any = None,
+        sampler: Any = None,
         seed: int = 0,
     ) -> None:
         if not instances:
@@ -131,6 +132,8 @@ class Simulator:
         self.routable: list[int] = list(range(len(self.instances)))
         self._static: list[InstanceView] = []
         self.autoscaler = autoscaler
+        #: Records each instance's queue, running batch and KV use (``sim/sampler.py``).
+        self.sampler = sampler
         self._rng = UniformStream(seed)  # ties of the default decode pick
         for inst in self.instances:
             self._wire(inst)
@@ -350,6 +353,8 @@ class Simulator:
                 self._push_action(t0 + router.migration_interval_s, _MIGRATE_TICK)
             if autoscaler is not None:
                 autoscaler.start(self, t0)
+            if self.sampler is not None:
+                self.sampler.start(self, t0)
         last_arrival = -math.inf
         while True:
             if nxt is not None and (not heap or nxt.arrival_s <= heap[0][0]):

@@ -13,12 +13,14 @@ from fleetsched.core.request import Request
 from fleetsched.engine.instance import EngineStats
 from fleetsched.metrics.records import RequestRecord
 from fleetsched.metrics.summary import summarize
+from fleetsched.metrics.timeseries import InstanceSeries
 from fleetsched.policies.autoscaling import make_autoscaler
 from fleetsched.policies.routing import make_router
 from fleetsched.sim.autoscale import FleetController
 from fleetsched.sim.build import build_instances, instance_factory
 from fleetsched.sim.check import check_scenario
 from fleetsched.sim.kernel import Simulator
+from fleetsched.sim.sampler import Sampler
 
 
 @dataclass(slots=True)
@@ -29,6 +31,15 @@ class SimResult:
     wall_s: float = 0.0
     #: The fleet controller of an autoscaled run (its ``events`` and ``timeline``).
     autoscaler: FleetController | None = None
+    #: Per-instance queue, running and KV use over time, when sampling was asked for.
+    timeseries: InstanceSeries | None = None
+
+
+def with_scenario(summary: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
+    """The summary with the scenario that produced it under ``"scenario"`` (as JSON data):
+    what ``simulate --summary-json`` and ``compare --summary-json`` write, so a summary file
+    says what it summarises (the report's header reads it)."""
+    return {**summary, "scenario": scenario.model_dump(mode="json")}
 
 
 def simulate(
@@ -37,16 +48,20 @@ def simulate(
     requests: Iterable[Request] | None = None,
     fast_forward: bool = True,
     progress: Callable[[int, float], None] | None = None,
+    sample_interval_s: float | None = None,
     autoscaling_policy: Any = None,
 ) -> SimResult:
     """Simulate ``scenario`` (or ``requests`` instead of its workload) and summarise it.
 
     The scenario is checked first (:func:`~fleetsched.sim.check.check_scenario`): a bad
     policy, GPU, model or tp raises :class:`~fleetsched.errors.InputError` naming the field.
+    ``sample_interval_s`` records every instance's queue, running batch and KV use at that
+    interval of simulated time (``SimResult.timeseries``); off by default.
     ``autoscaling_policy`` replaces the policy named in ``scenario.autoscaling`` by this
     object (to train a learning policy over several runs).
     """
     check_scenario(scenario, workload=requests is None)
+    sampler = Sampler(sample_interval_s) if sample_interval_s is not None else None
     t0 = time.perf_counter()
     instances = build_instances(
         scenario.cluster,
@@ -66,6 +81,7 @@ def simulate(
         router,
         view_refresh_s=scenario.view_refresh_s,
         kv_link_bytes_s=scenario.kv_link_gb_s * 1e9,
+        sampler=sampler,
         autoscaler=controller,
         seed=scenario.seed,
     )
@@ -88,7 +104,8 @@ def simulate(
     summary["rejected"] = sum(s.rejected for s in stats)
     summary["migration_downtime_s"] = sim.stats.migration_downtime_s
     summary["kv_transfers"] = sim.stats.kv_transfers
-    return SimResult(records, summary, stats, wall, controller)
+    series = sampler.series() if sampler is not None else None
+    return SimResult(records, summary, stats, wall, controller, series)
 
 
 def _controller(

@@ -361,3 +361,29 @@ def capacity_search(
         else:
             high = mid
     return low
+
+
+def map_processes(
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    jobs: int = 0,
+    on_done: Callable[[int], None] | None = None,
+) -> list[Any]:
+    """``fn(item)`` of each item, in order, in ``jobs`` worker processes (0 = CPU count):
+    for runs that return more than a summary (``compare --report``). ``fn`` must be
+    picklable (a module-level function or a ``functools.partial`` of one)."""
+    jobs = min(len(items), jobs or os.cpu_count() or 1)
+    results: list[Any] = [None] * len(items)
+    if jobs <= 1:
+        for i, item in enumerate(items):
+            results[i] = fn(item)
+            if on_done:
+                on_done(i)
+        return results
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futs = {pool.submit(fn, item): i for i, item in enumerate(items)}
+        for f in as_completed(futs):
+            results[futs[f]] = f.result()
+            if on_done:
+                on_done(futs[f])
+    return results

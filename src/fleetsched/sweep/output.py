@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fleetsched.core.config import Scenario
 from fleetsched.metrics.summary import _jsonable
 from fleetsched.sweep.grid import PointResult
 
@@ -25,21 +26,32 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def fleet(scenario: Scenario) -> list[dict[str, Any]]:
+    """The instance groups' GPU, TP and count (at the start, for an autoscaled fleet): what
+    a point's cost follows."""
+    return [{"gpu": g.gpu, "tp": g.tp, "count": g.count} for g in scenario.cluster]
+
+
 def point_records(
-    points: Sequence[Mapping[str, Any]], results: Sequence[PointResult]
+    points: Sequence[Mapping[str, Any]],
+    results: Sequence[PointResult],
+    scenarios: Sequence[Scenario] | None = None,
 ) -> list[dict[str, Any]]:
-    """One JSON-ready record per point: its grid values, status, error and summary."""
+    """One JSON-ready record per point: its grid values, fleet (with ``scenarios``), status,
+    error and summary."""
+    fleets = [fleet(sc) for sc in scenarios] if scenarios is not None else [None] * len(points)
     return [
         {
             "point": i,
             "grid": dict(ov),
+            "fleet": fl,
             "key": r.key,
             "status": "ok" if r.ok else "failed",
             "error": r.error,
             "cached": r.cached,
             "summary": _jsonable(r.summary) if r.summary is not None else None,
         }
-        for i, (ov, r) in enumerate(zip(points, results, strict=True))
+        for i, (ov, r, fl) in enumerate(zip(points, results, fleets, strict=True))
     ]
 
 

@@ -44,7 +44,8 @@ def parse_json_line(text: str, path: Path, line: int) -> dict[str, object]:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise InputError(f"bad JSON: {e.msg} at column {e.pos + 1}", at_line(path, line)) from None
+        msg = e.msg.removesuffix(" at")  # json's own messages may end in "at" (before a position)
+        raise InputError(f"bad JSON: {msg} at column {e.pos + 1}", at_line(path, line)) from None
     if not isinstance(obj, dict):
         raise InputError(
             f"expected a JSON object per line, got {type(obj).__name__}", at_line(path, line)

@@ -276,6 +276,7 @@ def _stream(
             slo_class=tenant.slo_class,
             model=model,
             output_block_hashes=tuple(chain[n_blocks:n_known]),
+            deterministic=tenant.deterministic,
         )
         s.turns_left -= 1
         if s.turns_left > 0:

@@ -12,6 +12,7 @@ from typing import Any
 
 from fleetsched.errors import InputError
 from fleetsched.policies.engine.aggressive import AggressiveAdmission
+from fleetsched.policies.engine.apex import APEXAdmission
 from fleetsched.policies.engine.base import AdmissionPolicy, PreemptionPolicy, WaitingQueue
 from fleetsched.policies.engine.colocate_admission import ColocateAdmission
 from fleetsched.policies.engine.colocate_order import ColocateQueue
@@ -26,6 +27,7 @@ from fleetsched.policies.engine.past_future import PastFutureAdmission
 from fleetsched.policies.engine.priority import PriorityQueue
 from fleetsched.policies.engine.sjf import SJFQueue
 from fleetsched.policies.engine.vtc import VTCQueue
+from fleetsched.policies.engine.vtc_preempt import VTCVictim
 from fleetsched.policies.engine.wfq import WFQQueue
 from fleetsched.policies.params import build_policy
 
@@ -43,12 +45,14 @@ ADMISSION: dict[str, Callable[..., AdmissionPolicy]] = {
     "conservative": ConservativeAdmission,
     "past_future": PastFutureAdmission,
     "colocate": ColocateAdmission,
+    "apex": APEXAdmission,
 }
 PREEMPTION: dict[str, Callable[..., PreemptionPolicy]] = {
     "newest": NewestVictim,
     "lowest_priority": LowestPriorityVictim,
     "most_slack": MostSlackVictim,
     "colocate": ColocateVictim,
+    "vtc": VTCVictim,
 }
 
 
