@@ -442,6 +442,13 @@ class Instance:
             self.on_detach(seq, now)
 
     # ------------------------------------------------------------------ views
+    def cached_prefix_tokens(self, seq: Seq, now: float | None = None) -> int:
+        """:meth:`cached_prompt_tokens` as of ``now`` if given (synced first where caching is
+        on): the call a runtime makes on any engine kind."""
+        if now is not None and self._caching:
+            self.sync(now)
+        return self.cached_prompt_tokens(seq)
+
     def view(self, now: float, seq: Seq | None = None, with_prefix: bool = False) -> InstanceView:
         self.sync(now)
         kv = self.kv

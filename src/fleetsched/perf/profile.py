@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,12 @@ class FittedProfile(BaseModel):
 
 def parse_profile(text: str, source: str = "<profile>") -> FittedProfile:
     """Parse and validate profile YAML; raise :class:`InputError` naming ``file:line: field``."""
+    if re.search(r"^engine:\s*['\"]?llamacpp\b", text, flags=re.M):
+        raise InputError(
+            "a llama.cpp profile (fleetsched calibrate): it times a group whose engine is "
+            "`kind: llamacpp` (docs/llamacpp.md), not the vLLM engine model",
+            source,
+        )
     return parse_yaml_model(text, source, FittedProfile, "a step-time profile")
 
 

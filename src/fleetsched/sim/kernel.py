@@ -37,6 +37,7 @@ from typing import Any
 from fleetsched.core.request import Request
 from fleetsched.core.views import InstanceView, RequestView
 from fleetsched.engine.instance import Instance
+from fleetsched.engine.llamacpp import LlamaCppInstance
 from fleetsched.engine.sequence import DECODE, Seq
 from fleetsched.errors import InputError
 from fleetsched.metrics.records import RecordTable, RequestRecord
@@ -91,7 +92,7 @@ class Simulator:
 
     def __init__(
         self,
-        instances: Sequence[Instance],
+        instances: Sequence[Instance | LlamaCppInstance],
         router: RoutingPolicy,
         *,
         view_refresh_s: float = 0.0,
@@ -120,6 +121,13 @@ class Simulator:
         self._snapshot: list[InstanceView] = []
         self._moves = 0  # requests between instances (pending handovers)
         self._more_arrivals = False
+        if getattr(router, "plan_migrations", None) is not None:
+            for inst in self.instances:
+                if not getattr(inst, "supports_migration", True):
+                    raise InputError(
+                        f"router {type(router).__name__} migrates requests live, which the "
+                        f"engine of {inst.name} does not support"
+                    )
         self._first_token_hook = getattr(router, "on_first_token", None)
         #: Indices of the instances the router may choose (all but draining ones).
         self.routable: list[int] = list(range(len(self.instances)))
@@ -209,9 +217,8 @@ class Simulator:
         live = [self.instances[i] for i in self.routable]
         for snap, inst in zip(self._snapshot, live, strict=True):
             cached = 0
-            if prefix and inst.cfg.enable_prefix_caching:
-                inst.sync(t)
-                cached = inst.cached_prompt_tokens(seq)
+            if prefix:
+                cached = inst.cached_prefix_tokens(seq, t)
             out.append(
                 dataclasses.replace(
                     snap,
