@@ -1,10 +1,13 @@
 """Simulator speed: 16 x H100 Llama-3.1-8B, synthetic chat (mean 1,000 in / 250 out tokens).
 
-Prints simulated seconds per wall second and requests per wall second for 10k and 100k
-requests (and 1M with --million), peak RSS of each run (each in its own process), and decode
-fast-forward on vs off on the same workload (the baseline, run in this same invocation).
+Prints CPU seconds per request (``time.process_time`` of the whole ``simulate``: workload
+generation, simulation, summary) and simulated seconds per CPU second for 10k and 100k
+requests (and 1M with --million), and the peak RSS of each run (each in its own process),
+for this tree and for the baseline commit (``--baseline``, default the commit the issue-15
+speed work started from), timed in the same invocation, with whether their per-request
+results are identical; then decode fast-forward on vs off on the same workload.
 
-    python benchmarks/bench_sim.py [--million] [--rate 160]
+    python benchmarks/bench_sim.py [--million] [--rate 160] [--baseline cb7d60b|none]
 """
 
 from __future__ import annotations
@@ -12,11 +15,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
+from bench_speed import BASELINE, export
 from fleetsched.core.config import (
     ArrivalConfig,
     InstanceGroup,
@@ -46,7 +53,9 @@ def scenario(n: int, rate: float) -> Scenario:
 
 def one(n: int, rate: float, ff: bool) -> dict:
     t0 = time.perf_counter()
+    c0 = time.process_time()
     res = simulate(scenario(n, rate), fast_forward=ff)
+    cpu = time.process_time() - c0
     wall = time.perf_counter() - t0
     s = res.summary
     digest = hashlib.sha256(
@@ -58,6 +67,7 @@ def one(n: int, rate: float, ff: bool) -> dict:
         "requests": n,
         "fast_forward": ff,
         "wall_s": wall,
+        "cpu_s": cpu,
         "sim_s": s["duration_s"],
         "completed": s["completed"],
         "steps": s["engine_steps"],
@@ -66,47 +76,76 @@ def one(n: int, rate: float, ff: bool) -> dict:
     }
 
 
-def in_subprocess(n: int, rate: float, ff: bool) -> dict:
+def in_subprocess(n: int, rate: float, ff: bool, src: Path | None = None) -> dict:
+    """One run in its own process; ``src``: a fleetsched ``src`` tree to run instead."""
+    env = None if src is None else {**os.environ, "PYTHONPATH": str(src)}
     out = subprocess.run(
         [sys.executable, __file__, "--one", str(n), "--rate", str(rate)]
         + ([] if ff else ["--no-ff"]),
         check=True,
         capture_output=True,
         text=True,
+        env=env,
     )
     return json.loads(out.stdout)
+
+
+def sizes_table(sizes: list[int], rate: float, base_src: Path | None, base: str) -> list[dict]:
+    """Each size here, then (``base_src``) on the baseline: CPU per request and peak RSS."""
+    print(
+        f"{'requests':>9} {'tree':>8} {'CPU s':>8} {'CPU us/req':>10} {'sim s/CPU s':>11} "
+        f"{'steps':>10} {'RSS MiB':>8} {'identical':>9}"
+    )
+    rows = []
+    for n in sizes:
+        print(f"  ... {n:,} requests", end="\r", flush=True)
+        r = in_subprocess(n, rate, True)
+        rows.append(r)
+        assert r["completed"] == n, "every request must complete"
+        sides = [("this", r)]
+        if base_src is not None:
+            print(f"  ... {n:,} requests on {base}", end="\r", flush=True)
+            sides.append((base[:8], in_subprocess(n, rate, True, base_src)))
+        for name, x in sides:
+            same = "yes" if x["digest"] == r["digest"] else "NO"
+            print(
+                f"{n:>9} {name:>8} {x['cpu_s']:>8.2f} {x['cpu_s'] / n * 1e6:>10.0f} "
+                f"{x['sim_s'] / x['cpu_s']:>11.1f} {x['steps']:>10} {x['rss_mib']:>8.0f} "
+                f"{same if x is not r else '':>9}"
+            )
+        if base_src is not None:
+            b = sides[1][1]
+            print(
+                f"{'':>9} {'ratio':>8} {b['cpu_s'] / r['cpu_s']:>7.2f}x {'':>10} {'':>11} "
+                f"{'':>10} {b['rss_mib'] / r['rss_mib']:>7.2f}x  (baseline / this tree)"
+            )
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=float, default=160.0, help="arrivals per second")
     ap.add_argument("--million", action="store_true", help="also run 1M requests")
+    ap.add_argument(
+        "--baseline",
+        default=BASELINE,
+        help=f"commit timed beside this tree (default {BASELINE}; 'none' to skip)",
+    )
+    ap.add_argument("--sizes", default="10000,100000", help="request counts, comma-separated")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--no-ff", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
         print(json.dumps(one(a.one, a.rate, not a.no_ff)))
         return
-    sizes = [10_000, 100_000] + ([1_000_000] if a.million else [])
+    sizes = [int(x) for x in a.sizes.split(",")] + ([1_000_000] if a.million else [])
     print(
         f"simulator: 16 x H100-SXM / Llama-3.1-8B, Poisson {a.rate:g} req/s, "
         "lognormal prompts (mean 1000) and outputs (mean 250)"
     )
-    print(
-        f"{'requests':>9} {'ff':>3} {'wall s':>8} {'sim s':>8} {'sim s/wall s':>12} "
-        f"{'req/wall s':>10} {'steps':>10} {'RSS MiB':>8}"
-    )
-    rows = []
-    for n in sizes:
-        print(f"  ... {n:,} requests", end="\r", flush=True)
-        r = in_subprocess(n, a.rate, True)
-        rows.append(r)
-        print(
-            f"{n:>9} {'on':>3} {r['wall_s']:>8.2f} {r['sim_s']:>8.1f} "
-            f"{r['sim_s'] / r['wall_s']:>12.1f} {n / r['wall_s']:>10.0f} {r['steps']:>10} "
-            f"{r['rss_mib']:>8.0f}"
-        )
-        assert r["completed"] == n, "every request must complete"
+    with tempfile.TemporaryDirectory() as tmp:
+        base_src = None if a.baseline == "none" else export(a.baseline, Path(tmp))
+        rows = sizes_table(sizes, a.rate, base_src, a.baseline)
     print(
         "\ndecode fast-forward on vs off, 10k requests (the baseline is the same engine "
         "stepping one step per event):"
@@ -125,9 +164,9 @@ def main() -> None:
             f"{off['wall_s'] / on['wall_s']:>7.1f}x {on['runs']:>10} {off['runs']:>10} "
             f"{'yes' if same else 'NO':>9}"
         )
-    per = [r["wall_s"] / r["requests"] * 1e6 for r in rows]
+    per = [r["cpu_s"] / r["requests"] * 1e6 for r in rows]
     print(
-        "wall per request (us): "
+        "CPU per request (us), this tree: "
         + ", ".join(f"{r['requests']}: {p:.0f}" for r, p in zip(rows, per, strict=True))
     )
 

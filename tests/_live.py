@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
 import subprocess
@@ -11,6 +10,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from fleetsched.launch.llamacpp import raise_priority
 
 CLI = [sys.executable, "-c", "from fleetsched.cli.app import main; main()"]
 
@@ -23,17 +24,6 @@ def _niced(n: int) -> Callable[[], None] | None:
         return None
 
     return lambda: raise_priority(n)
-
-
-def raise_priority(n: int) -> None:
-    """Raise this process's scheduling priority by ``n`` where allowed, in a session of its
-    own (so its autogroup's priority is its own); silently nothing where not allowed."""
-    with contextlib.suppress(OSError):
-        os.setsid()
-    with contextlib.suppress(OSError):
-        os.nice(-n)
-    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as f:
-        f.write(str(-n))
 
 
 class Url(str):

@@ -62,6 +62,7 @@ def _register() -> None:
     # Imported for their side effect of adding commands to ``app``.
     from fleetsched.cli import (  # noqa: F401
         bench,
+        calibrate,
         catalog,
         compare,
         emulate,

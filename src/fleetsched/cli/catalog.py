@@ -1,5 +1,5 @@
-"""``fleetsched list gpus|models|numerics|policies``: every choice a scenario can name, with its
-key figures, read from the catalogs and registries themselves."""
+"""``fleetsched list gpus|cpus|models|numerics|policies``: every choice a scenario can name,
+with its key figures, read from the catalogs and registries themselves."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from fleetsched.cli.app import app, console
 from fleetsched.engine.context_switch import CONTEXT_SWITCHES
 from fleetsched.engine.determinism import DETERMINISM_MODES
 from fleetsched.errors import InputError
+from fleetsched.perf.cpu import CPU_ALIASES, CPUS
 from fleetsched.perf.hardware import GPU_ALIASES, GPUS, GiB
 from fleetsched.perf.kv_compression import KV_LAYOUTS
 from fleetsched.perf.models import MODEL_ALIASES, MODELS
@@ -33,7 +34,7 @@ from fleetsched.policies.params import REQUIRED, policy_params
 from fleetsched.sim.check import POLICY_KINDS
 
 list_app = typer.Typer(
-    help="List the GPUs, models and policies a scenario can name, with their key figures.",
+    help="List the GPUs, CPUs, models and policies a scenario can name, with their key figures.",
     no_args_is_help=True,
 )
 app.add_typer(list_app, name="list")
@@ -105,6 +106,38 @@ def gpus(as_json: JsonOpt = False) -> None:
         "its server's DRAM bandwidth, for CPU offload"
     )
     t.caption_justify = "left"
+    _emit(rows, t, as_json)
+
+
+@list_app.command("cpus")
+def cpus(as_json: JsonOpt = False) -> None:
+    """CPUs of the catalog (devices of llamacpp engines): cores, FP32 peak, memory bandwidth."""
+    rows = [
+        {
+            "name": c.name,
+            "cores": c.cores,
+            "fp32_gflops_per_core": c.fp32_flops_per_core / 1e9,
+            "mem_bw_gb_s": c.mem_bw_bytes_s / 1e9,
+            "memory_gib": c.mem_bytes / GiB,
+            "source": c.source,
+            "aliases": _aliases(CPU_ALIASES, c.name),
+        }
+        for c in CPUS.values()
+    ]
+    t = Table(title="CPUs (cluster[].device of a llamacpp engine)", title_justify="left")
+    t.add_column("name", no_wrap=True)
+    for header in ("cores", "FP32 GFLOP/s\n/core", "memory\nGB/s", "memory\nGiB"):
+        t.add_column(header, justify="right")
+    t.add_column("aliases")
+    for r in rows:
+        t.add_row(
+            r["name"],
+            str(r["cores"]),
+            f"{r['fp32_gflops_per_core']:.1f}",
+            f"{r['mem_bw_gb_s']:.1f}",
+            f"{r['memory_gib']:.0f}",
+            ", ".join(r["aliases"]),
+        )
     _emit(rows, t, as_json)
 
 

@@ -16,6 +16,7 @@ from fleetsched.cli.app import app, print_error
 from fleetsched.core.config import (
     EngineConfig,
     InstanceGroup,
+    LlamaCppConfig,
     PoliciesConfig,
     PolicyRef,
     SLOClass,
@@ -103,6 +104,12 @@ def emulate(
     from fleetsched.emulator import build_emulator, start
 
     g, pol, slo, sc_seed = pick_group(scenario, group)
+    if isinstance(g.engine, LlamaCppConfig):
+        raise InputError(
+            "the emulator runs the vLLM engine model; a llamacpp group is served by a real "
+            "llama-server (`make llamacpp`, docs/llamacpp.md) or simulated",
+            "--scenario",
+        )
     upd: dict[str, object] = {
         k: v for k, v in (("model", model), ("gpu", gpu), ("tp", tp)) if v is not None
     }

@@ -64,6 +64,8 @@ def _models(tp: Any) -> list[type[BaseModel]]:
 
 def _type(tp: Any) -> str:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:  # a tagged member of a discriminated union
+        return _type(args[0])
     if origin is Literal:
         return " \\| ".join(f"`{a}`" for a in args)
     if origin in (typing.Union, types.UnionType):

@@ -41,7 +41,7 @@ from fleetsched.cli.options import (
     resolve_scenario,
     sample_interval,
 )
-from fleetsched.core.config import Scenario
+from fleetsched.core.config import LlamaCppConfig, Scenario
 from fleetsched.core.request import Request
 from fleetsched.errors import InputError
 from fleetsched.metrics.io import write_records
@@ -98,8 +98,12 @@ def kv_capacity(sc: Scenario) -> str:
     """KV-cache capacity of each instance, by group (vLLM's "# GPU blocks")."""
     parts = []
     for g in sc.cluster:
-        blocks, bt = group_kv_blocks(g), g.engine.block_tokens
         label = f"{g.name}: " if len(sc.cluster) > 1 else ""
+        if isinstance(g.engine, LlamaCppConfig):
+            e = g.engine
+            parts.append(f"{label}{e.parallel} slots × {e.ctx // e.parallel:,} tokens")
+            continue
+        blocks, bt = group_kv_blocks(g), g.engine.block_tokens
         parts.append(f"{label}{blocks:,} blocks × {bt} tokens = {blocks * bt:,} tokens")
     return "KV cache per instance: " + "; ".join(parts)
 

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from fleetsched.errors import InputError
 
@@ -220,6 +229,9 @@ class EngineConfig(_Model):
     context length.
     """
 
+    kind: Literal["vllm"] = "vllm"
+    """Engine model: ``vllm`` (these knobs, the default) or ``llamacpp`` (LlamaCppConfig)."""
+
     max_num_batched_tokens: int | None = Field(
         None, ge=16, description="token budget of a step; None = vLLM's default for the GPU"
     )
@@ -257,6 +269,48 @@ class EngineConfig(_Model):
     prefill_yield_tokens: int = Field(
         256, ge=1, description="granularity (tokens) at which a preemptible prefill can stop"
     )
+
+
+class LlamaCppConfig(_Model):
+    """llama.cpp's ``llama-server``, knobs named after its command-line options (defaults are
+    its defaults). See docs/llamacpp.md for what the engine model does with them."""
+
+    kind: Literal["llamacpp"]
+    """``llamacpp`` selects this engine model (docs/llamacpp.md)."""
+    parallel: int = Field(4, ge=1, description="--parallel: number of slots")
+    ctx: int = Field(8192, ge=16, description="-c: total context, ctx / parallel per slot")
+    threads: int = Field(2, ge=1, description="-t: CPU threads (the CPU roofline uses it)")
+    n_batch: int = Field(2048, ge=1, description="-b: logical batch (tokens per step)")
+    n_ubatch: int = Field(512, ge=1, description="-ub: physical batch (tokens per ubatch)")
+    cache_prompt: bool = Field(True, description="reuse a slot's cached prefix (request field)")
+    slot_prompt_similarity: float = Field(
+        0.1, ge=0, le=1, description="--slot-prompt-similarity: LCP fraction to pick a slot"
+    )
+    cache_ram_mib: int = Field(8192, ge=-1, description="--cache-ram: -1 no limit, 0 off")
+    cache_idle_slots: bool = Field(True, description="--cache-idle-slots")
+    swa_full: bool = Field(False, description="--swa-full: full-size sliding-window cache")
+    ctx_checkpoints: int = Field(32, ge=0, description="--ctx-checkpoints per slot")
+    checkpoint_min_step: int = Field(8192, ge=0, description="--checkpoint-min-step")
+    weight_bits: float = Field(16.0, gt=0, description="bits per weight (CPU roofline only)")
+    block_tokens: int = Field(16, ge=1, description="prefix-match granularity (hash blocks)")
+
+    @model_validator(mode="after")
+    def _check(self) -> LlamaCppConfig:
+        if self.ctx < self.parallel:
+            raise ValueError(f"ctx ({self.ctx}) must be at least parallel ({self.parallel})")
+        return self
+
+
+def _engine_kind(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return kind if kind in ("vllm", "llamacpp") else "vllm"
+
+
+#: An instance group's engine: vLLM-style (default) or llama.cpp-style (``kind: llamacpp``).
+AnyEngineConfig = Annotated[
+    Annotated[EngineConfig, Tag("vllm")] | Annotated[LlamaCppConfig, Tag("llamacpp")],
+    Discriminator(_engine_kind),
+]
 
 
 def _efficiency(description: str) -> Any:
@@ -351,8 +405,9 @@ class OffloadConfig(_Model):
 class InstanceGroup(_Model):
     name: str = "main"
     """Group name; instances are named <name>-0, <name>-1, ..."""
-    gpu: str = "H100-SXM"
-    """GPU of every instance (``fleetsched list gpus``)."""
+    gpu: str = Field("H100-SXM", validation_alias=AliasChoices("gpu", "device"))
+    """Device of every instance: a GPU (``fleetsched list gpus``), or for a ``llamacpp``
+    engine a CPU of the CPU catalog (docs/perf.md); ``device`` is an alias."""
     model: str = "Llama-3.1-8B"
     """Model served (``fleetsched list models``; Hugging Face ids accepted)."""
     tp: int = Field(1, ge=1)
@@ -361,8 +416,9 @@ class InstanceGroup(_Model):
     """Number of instances in the group."""
     role: Literal["mixed", "prefill", "decode"] = "mixed"
     """Prefill/decode disaggregation role (needs a router that routes by role, e.g. pd_disagg)."""
-    engine: EngineConfig = EngineConfig()
-    """Engine knobs of every instance."""
+    engine: AnyEngineConfig = EngineConfig()
+    """Engine of every instance: vLLM-style knobs, or ``kind: llamacpp`` for llama.cpp's
+    server (docs/llamacpp.md)."""
     profile: str | None = Field(None, description="fitted step-time profile YAML")
     perf: PerfConfig = PerfConfig()
     precision: PrecisionConfig = PrecisionConfig()
@@ -376,6 +432,11 @@ class InstanceGroup(_Model):
             raise ValueError(
                 f"perf knobs ({', '.join(self.perf.knobs())}) apply to the roofline model "
                 "only; this group uses the fitted profile " + repr(self.profile)
+            )
+        if isinstance(self.engine, LlamaCppConfig) and self.perf.knobs():
+            raise ValueError(
+                f"perf knobs ({', '.join(self.perf.knobs())}) apply to the GPU roofline of the "
+                "vLLM engine, not to a llamacpp engine (fit a profile with fleetsched calibrate)"
             )
         return self
 
@@ -496,6 +557,19 @@ def _node_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None
     return line
 
 
+def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """A pydantic error location as the user wrote it: without validator names and without the
+    engine-kind tag pydantic puts after ``engine`` (``engine.llamacpp.ctx`` is ``engine.ctx``)."""
+    out: list[int | str] = []
+    for p in loc:
+        if isinstance(p, str) and p.startswith("function"):
+            continue
+        if out and out[-1] == "engine" and p in ("vllm", "llamacpp"):
+            continue
+        out.append(p)
+    return tuple(out)
+
+
 #: A problem found in a scenario: (field path, message), e.g.
 #: ``(("policies", "router", "params", "cache_threshold"), "Input should be a valid number")``.
 Problem = tuple[tuple[str | int, ...], str]
@@ -524,7 +598,7 @@ def format_problem(
 
 def format_validation_error(err: ValidationError, source: str, root: yaml.Node | None) -> str:
     first = err.errors()[0]
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function")))
+    loc = _clean_loc(first["loc"])
     return format_problem(loc, first["msg"], source, root, err.error_count())
 
 
@@ -667,7 +741,7 @@ def apply_overrides(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
         return Scenario.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
+        loc = ".".join(str(p) for p in _clean_loc(first["loc"]))
         raise InputError(first["msg"], loc) from None
 
 

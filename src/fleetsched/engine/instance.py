@@ -26,7 +26,7 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import islice
+from itertools import accumulate, islice
 from typing import TypeVar
 
 import numpy as np
@@ -125,6 +125,12 @@ class Instance:
         self.kv = KVCache(num_blocks)
         self._caching = cfg.enable_prefix_caching
         self.step_model = step_model
+        #: (a, b) per decode count n with step_time(0, 0.0, n, c) == a + c * b bitwise, when
+        #: the step model gives that form (``decode_line``); None: plan runs step by step.
+        self._decode_line = getattr(step_model, "decode_line", None)
+        self._lines: dict[int, tuple[float, float]] | None = (
+            {} if self._decode_line is not None else None
+        )
         self.kv_bytes_per_token = kv_bytes_per_token
         self.host_link_bytes_s = host_link_bytes_s
         #: Swap cost model (None: bytes over ``host_link_bytes_s``, added to the step).
@@ -459,6 +465,13 @@ class Instance:
             self.on_detach(seq, now)
 
     # ------------------------------------------------------------------ views
+    def cached_prefix_tokens(self, seq: Seq, now: float | None = None) -> int:
+        """:meth:`cached_prompt_tokens` as of ``now`` if given (synced first where caching is
+        on): the call a runtime makes on any engine kind."""
+        if now is not None and self._caching:
+            self.sync(now)
+        return self.cached_prompt_tokens(seq)
+
     def view(self, now: float, seq: Seq | None = None, with_prefix: bool = False) -> InstanceView:
         self.sync(now)
         kv = self.kv
@@ -731,9 +744,20 @@ class Instance:
 
     # ------------------------------------------------------------------ scheduling
     def _schedule(self, now: float, allow_yield: bool = True) -> float | None:
-        cfg, kv, bt = self.cfg, self.kv, self.bt
+        kv = self.kv
         if self.retention is not None:
             self.retention.expire(now)
+        if self.ndec and not self.prefilling and not len(self.waiting):
+            # Decode only, nothing waiting: the general path below reduces to this.
+            need = self.cnt[-self.dstep % self.bt]
+            if need <= kv.empty + len(kv.lru):
+                self._extra_s = 0.0
+                kv.allocate(need)
+                self._step_allocated = True
+                if self._nshare:
+                    self._cache_decodes(self.dstep)
+                return self._start_run(now, False, False)
+        cfg, bt = self.cfg, self.bt
         self._extra_s = 0.0
         self._step_allocated = False
         budget = self.budget - self.ndec
@@ -957,7 +981,7 @@ class Instance:
                 hits, own = self._prefix_hit(seq)
                 if hits:
                     refs = kv.refs
-                    touch_cost = sum(1 for k in seq.prefix_keys(bt)[:hits] if refs[k] == 0)
+                    touch_cost = list(map(refs.__getitem__, seq.prefix_keys(bt)[:hits])).count(0)
                 touch_cost += own  # own cached blocks are idle: nobody else holds them
             cached = (hits + own) * bt
             remaining = min(seq.target, seq.avail) - cached
@@ -1121,10 +1145,10 @@ class Instance:
                         kmax = j
                         break
             if kmax > 1:
-                cnt, p, total = self.cnt, [0], 0
-                for i in range(1, bt + 1):
-                    total += cnt[-(dstep + i) % bt]
-                    p.append(total)
+                # cnt at (-dstep - i) % bt for i = 1..bt: cnt[r], cnt[r - 1], ... cyclically.
+                cnt, r = self.cnt, (-dstep - 1) % bt
+                p = list(accumulate(cnt[r::-1] + cnt[:r:-1], initial=0))
+                total = p[-1]
                 self._period = p
                 free = self.kv.free
                 if total == 0:
@@ -1138,7 +1162,20 @@ class Instance:
                     k = min(k, self._steps_before_head_eviction(now, p, total, self._run_blocks(j)))
         base = self.base_sum + nd * (dstep + 1)
         det = self.determinism
-        if k <= 8:
+        line = None
+        if self._lines is not None and det is None:
+            line = self._lines.get(nd)
+            if line is None:
+                line = self._lines[nd] = self._decode_line(nd)  # type: ignore[misc]
+        if line is not None:
+            # step j takes a + (base + nd * j) * b: bitwise what step_time returns (int
+            # context times a float, then the sum), and the end times are the same running
+            # sum as the step-by-step path's, so results do not depend on this path.
+            a, b = line
+            dts = map(a.__add__, map(b.__mul__, range(base, base + nd * k, nd)))
+            first = now + self._with_switch(next(dts), self._extra_s)
+            ends = list(accumulate(dts, initial=first))
+        elif k <= 8:
             if det is None:
                 model = self.step_model
                 steps = [model.step_time(0, 0.0, nd, base + nd * j) for j in range(k)]

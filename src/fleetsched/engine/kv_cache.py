@@ -16,8 +16,14 @@ either, so hits are the same and only a useless duplicate is dropped early here.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
+from functools import partial
+from itertools import compress, islice, takewhile
+from operator import not_
+
+_drain = partial(deque, maxlen=0)  # run an iterator for its effects
+_minus_one = (1).__rsub__  # x -> x - 1
 
 
 class KVCache:
@@ -44,20 +50,15 @@ class KVCache:
         take = n if n <= self.empty else self.empty
         self.empty -= take
         n -= take
-        lru, refs = self.lru, self.refs
-        while n:
-            key, _ = lru.popitem(last=False)
-            del refs[key]
-            n -= 1
+        if n:
+            # Evict the n least recently used (C-level loops: this is the hot path of
+            # prefix-cached workloads).
+            pop = self.lru.popitem
+            _drain(map(self.refs.__delitem__, [pop(False)[0] for _ in range(n)]))
 
     def match(self, keys: list[int], max_blocks: int) -> int:
         """Number of leading ``keys`` present in the cache (at most ``max_blocks``)."""
-        refs = self.refs
-        n = 0
-        limit = min(max_blocks, len(keys))
-        while n < limit and keys[n] in refs:
-            n += 1
-        return n
+        return len(list(takewhile(self.refs.__contains__, islice(keys, max(max_blocks, 0)))))
 
     def touch(self, keys: Iterable[int]) -> None:
         """Take a reference on cached blocks (removing them from the LRU list if idle)."""
@@ -117,9 +118,9 @@ class KVCache:
         if keys:
             refs = self.refs
             rev = keys[::-1]
-            left = [refs[k] - 1 for k in rev]
+            left = list(map(_minus_one, map(refs.__getitem__, rev)))
             refs.update(zip(rev, left, strict=True))
-            self.lru.update(dict.fromkeys([k for k, r in zip(rev, left, strict=True) if r == 0]))
+            self.lru.update(dict.fromkeys(compress(rev, map(not_, left))))  # the idle ones
         self.empty += private
 
     def check(self, referenced: dict[int, int], private_total: int) -> None:

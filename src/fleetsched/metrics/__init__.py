@@ -1,7 +1,7 @@
 """Per-request records and their summaries."""
 
 from fleetsched.metrics.io import read_records, read_records_csv, write_records
-from fleetsched.metrics.records import RECORD_FIELDS, RequestRecord
+from fleetsched.metrics.records import RECORD_FIELDS, RecordTable, RequestRecord
 from fleetsched.metrics.stats import (
     coefficient_of_variation,
     dist_summary,
@@ -13,6 +13,7 @@ from fleetsched.metrics.table import compare_table, summary_table
 
 __all__ = [
     "RECORD_FIELDS",
+    "RecordTable",
     "RequestRecord",
     "coefficient_of_variation",
     "compare_table",

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from fleetsched.core.config import SLOClass
-from fleetsched.metrics.records import RequestRecord
+from fleetsched.metrics.records import RecordTable, RequestRecord
 from fleetsched.metrics.stats import (
     coefficient_of_variation,
     dist_summary,
@@ -62,19 +62,27 @@ def record_columns(records: Iterable[RequestRecord]) -> dict[str, np.ndarray]:
     per-record tuples or dicts). The canonical order (by id, then every other column)
     makes float sums, and hence the whole summary, independent of the input order.
     """
-    recs = records if isinstance(records, list | tuple) else list(records)
-    n = len(recs)
     cols: dict[str, np.ndarray] = {}
-    for name in _STR_COLS:
-        cols[name] = np.array(list(map(attrgetter(name), recs)), dtype=str).reshape(n)
-    for name in _INT_COLS:
-        cols[name] = np.fromiter(map(attrgetter(name), recs), dtype=np.int64, count=n)
-    for name in _FLOAT_COLS:
-        cols[name] = np.fromiter(map(attrgetter(name), recs), dtype=np.float64, count=n)
+    if isinstance(records, RecordTable) and len(records):  # packed: no record objects made
+        n = len(records)
+        for name in (*_STR_COLS, *_INT_COLS, *_FLOAT_COLS):
+            cols[name] = records.column(name)
+    else:
+        recs = records if isinstance(records, list | tuple) else list(records)
+        n = len(recs)
+        for name in _STR_COLS:
+            cols[name] = np.array(list(map(attrgetter(name), recs)), dtype=str).reshape(n)
+        for name in _INT_COLS:
+            cols[name] = np.fromiter(map(attrgetter(name), recs), dtype=np.int64, count=n)
+        for name in _FLOAT_COLS:
+            cols[name] = np.fromiter(map(attrgetter(name), recs), dtype=np.float64, count=n)
     if n < 2:
         return cols
-    order = np.argsort(cols["id"], kind="stable")
-    if (np.diff(cols["id"][order]) == 0).any():
+    ids = cols["id"]
+    if (np.diff(ids) > 0).all():
+        return cols  # already in the canonical order (the simulator's): no reordered copies
+    order = np.argsort(ids, kind="stable")
+    if (np.diff(ids[order]) == 0).any():
         # Repeated ids: break ties on every column. np.lexsort's last key is the primary
         # one; NaN sorts last, the same way every time.
         keys = [np.unique(cols[name], return_inverse=True)[1] for name in _STR_COLS]

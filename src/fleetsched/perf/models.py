@@ -38,6 +38,10 @@ class ModelSpec:
     num_experts: int = 1
     experts_per_token: int = 1
     tie_word_embeddings: bool = False
+    #: Sliding-window attention: ``sliding_layers`` of the layers attend only to the last
+    #: ``sliding_window`` positions (0 and 0 for full attention everywhere).
+    sliding_window: int = 0
+    sliding_layers: int = 0
 
     def __post_init__(self) -> None:
         for field in (
@@ -67,6 +71,13 @@ class ModelSpec:
             raise InputError(
                 f"model {self.name!r}: the embedding table and LM head ({tables:,} parameters) "
                 "leave no parameters for the transformer layers"
+            )
+        if not 0 <= self.sliding_layers <= self.num_layers or (self.sliding_window > 0) != (
+            self.sliding_layers > 0
+        ):
+            raise InputError(
+                f"model {self.name!r}: sliding_window and sliding_layers must both be 0 or both"
+                " > 0, with sliding_layers <= num_layers"
             )
         if self.experts_per_token > self.num_experts:
             raise InputError(f"model {self.name!r}: experts_per_token > num_experts")
@@ -239,7 +250,8 @@ MODELS: dict[str, ModelSpec] = {
     # 18 layers, hidden 640, 4 heads / 1 KV head, head_dim 256, MLP 2048, vocab 262144, tied
     # embeddings (the LM head is the embedding table): 268,098,176 parameters;
     # max_position_embeddings 32768. Gemma 3 uses a 512-token sliding window on 5 of every 6
-    # layers; the KV figures here assume full attention on all layers (an overestimate).
+    # layers (15 of 18); the KV figures here assume full attention on all layers (an
+    # overestimate for the vLLM engine model; the llama.cpp engine model uses the window).
     "gemma-3-270m": ModelSpec(
         name="gemma-3-270m",
         num_layers=18,
@@ -253,6 +265,8 @@ MODELS: dict[str, ModelSpec] = {
         total_params=268_098_176,
         active_params=268_098_176,
         tie_word_embeddings=True,
+        sliding_window=512,
+        sliding_layers=15,
     ),
 }
 

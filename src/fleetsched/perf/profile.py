@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,13 @@ class FittedProfile(BaseModel):
             float(decode_ctx_sum),
         )
 
+    def decode_line(self, num_decodes: int) -> tuple[float, float]:
+        """(a, b) such that a decode-only step of ``num_decodes`` (>= 1) requests with context
+        sum ``c`` (an int) takes ``a + c * b`` seconds, bitwise equal to ``step_time`` (the
+        formula's last term is the context one)."""
+        a = self.c0_s + self.prefill_token_s * 0.0 + self.prefill_pair_s * 0.0
+        return a + self.decode_token_s * float(num_decodes), self.decode_ctx_token_s
+
     def decode_step_times(self, num_decodes: int, ctx_sums: np.ndarray) -> np.ndarray:
         """Decode-only steps of ``num_decodes`` requests, one per context sum.
 
@@ -99,6 +107,12 @@ class FittedProfile(BaseModel):
 
 def parse_profile(text: str, source: str = "<profile>") -> FittedProfile:
     """Parse and validate profile YAML; raise :class:`InputError` naming ``file:line: field``."""
+    if re.search(r"^engine:\s*['\"]?llamacpp\b", text, flags=re.M):
+        raise InputError(
+            "a llama.cpp profile (fleetsched calibrate): it times a group whose engine is "
+            "`kind: llamacpp` (docs/llamacpp.md), not the vLLM engine model",
+            source,
+        )
     return parse_yaml_model(text, source, FittedProfile, "a step-time profile")
 
 

@@ -344,6 +344,11 @@ class RooflineModel:
             base += prefill_tokens * self._reclaim_s
         return base + decode_ctx_sum * self._ctx_s
 
+    def decode_line(self, num_decodes: int) -> tuple[float, float]:
+        """(a, b) such that a decode-only step of ``num_decodes`` (>= 1) requests with context
+        sum ``c`` (an int) takes ``a + c * b`` seconds, bitwise equal to ``step_time``."""
+        return self._base(num_decodes, num_decodes, 0.0), self._ctx_s
+
     def decode_step_times(self, num_decodes: int, ctx_sums: np.ndarray) -> np.ndarray:
         """Seconds of decode-only steps of ``num_decodes`` requests, one per context sum.
 

@@ -8,6 +8,7 @@ from typing import Any
 from fleetsched.core.config import (
     EngineConfig,
     InstanceGroup,
+    LlamaCppConfig,
     PoliciesConfig,
     PolicyRef,
     SLOClass,
@@ -17,6 +18,8 @@ from fleetsched.engine.defaults import resolve_engine_config
 from fleetsched.engine.determinism import DeterminismCost
 from fleetsched.engine.energy import EnergyMeter
 from fleetsched.engine.instance import Instance
+from fleetsched.engine.llamacpp import LlamaCppInstance
+from fleetsched.errors import InputError
 from fleetsched.perf import (
     KVCompression,
     Precision,
@@ -26,17 +29,25 @@ from fleetsched.perf import (
     get_model,
     kv_capacity_blocks,
 )
+from fleetsched.perf.cpu import find_cpu
 from fleetsched.perf.hardware import GiB
 from fleetsched.perf.offload import HybridStepModel, host_attention
 from fleetsched.perf.power import StepPower
-from fleetsched.perf.roofline import kv_bytes_per_token_per_gpu, kv_heads_per_gpu
+from fleetsched.perf.roofline import RooflineModel, kv_bytes_per_token_per_gpu, kv_heads_per_gpu
 from fleetsched.perf.step_model import StepTimeModel
+from fleetsched.perf.ubatch import (
+    CPURoofline,
+    StepModelUbatches,
+    UbatchTimeModel,
+    load_llamacpp_profile,
+)
 from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION, RETENTION
 from fleetsched.policies.engine import make as make_policy
 
 
 def group_engine(g: InstanceGroup, where: str = "engine") -> EngineConfig:
     """``g``'s engine knobs with every unset one as vLLM sets it for the group's GPU and model."""
+    assert isinstance(g.engine, EngineConfig), "a llamacpp group has no vLLM engine knobs"
     return resolve_engine_config(g.engine, get_gpu(g.gpu), get_model(g.model), where)
 
 
@@ -146,10 +157,12 @@ def instance_factory(
     slo_classes: dict[str, SLOClass] | None = None,
     seed: int = 0,
     where: str = "engine",
-) -> Callable[[int, str], Instance]:
+) -> Callable[[int, str], Instance | LlamaCppInstance]:
     """``make(index, name)`` -> a new engine of group ``g`` (the step model and KV size are
     computed once); engine policies get the scenario context (SLO classes, a per-instance
-    seed) when their factories accept it."""
+    seed) when their factories accept it. A ``llamacpp`` group makes llama-server models."""
+    if isinstance(g.engine, LlamaCppConfig):
+        return _llamacpp_factory(g, g.engine)
     gpu, model = get_gpu(g.gpu), get_model(g.model)
     e = group_engine(g, where)
     step_model = group_step_model(g, e)
@@ -169,7 +182,7 @@ def instance_factory(
             mismatch_rate=det.mismatch_rate,
         )
 
-    def make(i: int, name: str) -> Instance:
+    def make(i: int, name: str) -> Instance | LlamaCppInstance:
         ctx = {"slo_classes": slo_classes or {}, "seed": seed * 1_000_003 + i}
 
         def policy(registry: dict[str, Any], kind: str, ref: PolicyRef) -> Any:
@@ -202,6 +215,17 @@ def instance_factory(
     return make
 
 
+def _llamacpp_factory(
+    g: InstanceGroup, e: LlamaCppConfig
+) -> Callable[[int, str], Instance | LlamaCppInstance]:
+    time_model, model = llamacpp_time_model(g, e), get_model(g.model)
+
+    def make(i: int, name: str) -> Instance | LlamaCppInstance:
+        return LlamaCppInstance(i, time_model, e, model, name=name, device=g.gpu, role=g.role)
+
+    return make
+
+
 def build_instances(
     groups: list[InstanceGroup],
     policies: PoliciesConfig,
@@ -209,10 +233,10 @@ def build_instances(
     fast_forward: bool = True,
     slo_classes: dict[str, SLOClass] | None = None,
     seed: int = 0,
-) -> list[Instance]:
+) -> list[Instance | LlamaCppInstance]:
     """One engine per instance of each group, indexed in order. Engine knobs left unset
     take vLLM's values for the group's GPU and model (:mod:`fleetsched.engine.defaults`)."""
-    instances: list[Instance] = []
+    instances: list[Instance | LlamaCppInstance] = []
     for gi, g in enumerate(groups):
         make = instance_factory(
             g,
@@ -225,3 +249,42 @@ def build_instances(
         for j in range(g.count):
             instances.append(make(len(instances), f"{g.name}-{j}"))
     return instances
+
+
+def device_name(name: str) -> str:
+    """The catalog name of a CPU or GPU (aliases resolved), else the name in lower case."""
+    cpu = find_cpu(name)
+    if cpu is not None:
+        return cpu.name
+    try:
+        return get_gpu(name).name
+    except InputError:
+        return name.strip().lower()
+
+
+def llamacpp_time_model(g: InstanceGroup, e: LlamaCppConfig) -> UbatchTimeModel:
+    """The ubatch time model of a llama.cpp group: its fitted profile, else a roofline of its
+    CPU (or GPU) from the catalogs."""
+    model = get_model(g.model)
+    if g.profile is not None:
+        prof = load_llamacpp_profile(g.profile)
+        if get_model(prof.model).name != model.name:
+            raise InputError(
+                f"profile is for model {prof.model!r} but the instance group runs {g.model!r}",
+                g.profile,
+            )
+        if device_name(prof.device) != device_name(g.gpu):
+            raise InputError(
+                f"profile is for device {prof.device!r} but the instance group runs {g.gpu!r}",
+                g.profile,
+            )
+        if prof.threads != e.threads:
+            raise InputError(
+                f"profile is for threads={prof.threads} but the engine runs threads={e.threads}",
+                g.profile,
+            )
+        return prof
+    cpu = find_cpu(g.gpu)
+    if cpu is not None:
+        return CPURoofline(cpu, model, e.threads, weight_bits=e.weight_bits)
+    return StepModelUbatches(RooflineModel(get_gpu(g.gpu), model, g.tp))

@@ -15,15 +15,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fleetsched.core.config import InstanceGroup, Problem, Scenario, format_problem
+from fleetsched.core.config import (
+    InstanceGroup,
+    LlamaCppConfig,
+    PoliciesConfig,
+    Problem,
+    Scenario,
+    format_problem,
+)
 from fleetsched.errors import InputError
-from fleetsched.perf import GPU, build_step_model, get_gpu, get_model
+from fleetsched.perf import GPU, GPUS, build_step_model, get_gpu, get_model
+from fleetsched.perf.cpu import CPUS, find_cpu
 from fleetsched.perf.hardware import GiB
 from fleetsched.perf.roofline import check_tp
 from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION, RETENTION
 from fleetsched.policies.params import build_policy, check_params
 from fleetsched.policies.routing import ROUTERS
-from fleetsched.sim.build import group_kv_blocks, group_precision
+from fleetsched.sim.build import group_kv_blocks, group_precision, llamacpp_time_model
 from fleetsched.workload import FORMATS, is_workflow_workload, load_trace, read_workflows
 
 #: Scenario field under ``policies`` -> (registry, what the error calls it).
@@ -80,11 +88,56 @@ def _policy_problems(s: Scenario) -> list[Problem]:
             )
     if "prefill" in roles and roles == {"prefill"}:
         out.append((("cluster",), "prefill instances need a decode or mixed instance group"))
+    if all(isinstance(g.engine, LlamaCppConfig) for g in s.cluster):
+        defaults = PoliciesConfig()
+        for field in ("admission", "ordering", "preemption"):
+            if getattr(s.policies, field) != getattr(defaults, field):
+                out.append(
+                    (
+                        ("policies", field),
+                        f"llamacpp engines serve their queue in arrival order without "
+                        f"admission or preemption policies: {field} would not be used",
+                    )
+                )
+    return out
+
+
+def _llamacpp_problems(base: tuple[str | int, ...], g: InstanceGroup) -> list[Problem]:
+    """A llamacpp group: a catalogued model, a CPU or GPU device, whole requests, and a
+    time model that builds (its profile matches, its threads fit the CPU)."""
+    out: list[Problem] = []
+    try:
+        get_model(g.model)
+    except InputError as e:
+        out.append(((*base, "model"), e.message))
+    if find_cpu(g.gpu) is None:
+        try:
+            get_gpu(g.gpu)
+        except InputError:
+            out.append(
+                (
+                    (*base, "gpu"),
+                    f"unknown device {g.gpu!r}; known CPUs: {', '.join(CPUS)}; "
+                    f"known GPUs: {', '.join(GPUS)}",
+                )
+            )
+    if g.role != "mixed":
+        out.append(((*base, "role"), "a llamacpp engine serves whole requests: use role mixed"))
+    if out:
+        return out
+    assert isinstance(g.engine, LlamaCppConfig)
+    try:
+        llamacpp_time_model(g, g.engine)
+    except InputError as e:
+        field = ("profile",) if g.profile is not None else ("engine", "threads")
+        out.append(((*base, *field), e.message if g.profile is None else str(e)))
     return out
 
 
 def _group_problems(i: int, g: InstanceGroup) -> list[Problem]:
     base: tuple[str | int, ...] = ("cluster", i)
+    if isinstance(g.engine, LlamaCppConfig):
+        return _llamacpp_problems(base, g)
     out: list[Problem] = []
     for field, lookup in (("gpu", get_gpu), ("model", get_model)):
         try:

@@ -49,9 +49,10 @@ from typing import Any
 from fleetsched.core.request import Request
 from fleetsched.core.views import InstanceView, Outcome, RequestView
 from fleetsched.engine.instance import Instance
+from fleetsched.engine.llamacpp import LlamaCppInstance
 from fleetsched.engine.sequence import DECODE, DONE, Seq
 from fleetsched.errors import InputError
-from fleetsched.metrics.records import RequestRecord
+from fleetsched.metrics.records import RecordTable, RequestRecord
 from fleetsched.policies.routing._util import UniformStream, pick_min
 from fleetsched.policies.routing.base import RoutingPolicy
 from fleetsched.sim.judge import Judge
@@ -106,7 +107,7 @@ class Simulator:
 
     def __init__(
         self,
-        instances: Sequence[Instance],
+        instances: Sequence[Instance | LlamaCppInstance],
         router: RoutingPolicy,
         *,
         view_refresh_s: float = 0.0,
@@ -124,7 +125,8 @@ class Simulator:
         self.router = router
         self.view_refresh_s = view_refresh_s
         self.kv_link_bytes_s = kv_link_bytes_s
-        self.records: list[RequestRecord] = []
+        #: Records of ended requests, packed (``RecordTable``: no object per record kept).
+        self.records = RecordTable()
         self.stats = KernelStats()
         self.now = 0.0
         self.arrived = 0
@@ -144,6 +146,13 @@ class Simulator:
         self.stream_prompts = stream_prompts
         self._held_back: set[int] = set()  # streamed prompts buffered until complete
         self._pieces = 0  # prompt pieces still to arrive
+        if getattr(router, "plan_migrations", None) is not None:
+            for inst in self.instances:
+                if not getattr(inst, "supports_migration", True):
+                    raise InputError(
+                        f"router {type(router).__name__} migrates requests live, which the "
+                        f"engine of {inst.name} does not support"
+                    )
         self._first_token_hook = getattr(router, "on_first_token", None)
         #: Indices of the instances the router may choose (all but draining ones).
         self.routable: list[int] = list(range(len(self.instances)))
@@ -183,10 +192,10 @@ class Simulator:
     def _finished(self, seq: Seq, now: float) -> None:
         self._migrating.pop(id(seq), None)
         rec = seq.rec
-        self.records.append(rec)
         done = not math.isnan(rec.finish_s)
         if self.judge is not None and done:
             rec.quality, rec.correct = self.judge.judge(seq.req, self.instances[rec.instance].model)
+        self.records.append(rec)  # packed now: the record is final
         rv = self._views.pop(seq.req.id, None)
         if rv is not None:
             self.router.on_finish(rv, rec.instance)
@@ -244,9 +253,8 @@ class Simulator:
         live = [self.instances[i] for i in self.routable]
         for snap, inst in zip(self._snapshot, live, strict=True):
             cached = 0
-            if prefix and inst.cfg.enable_prefix_caching:
-                inst.sync(t)
-                cached = inst.cached_prompt_tokens(seq)
+            if prefix:
+                cached = inst.cached_prefix_tokens(seq, t)
             out.append(
                 dataclasses.replace(
                     snap,
@@ -373,7 +381,7 @@ class Simulator:
         progress: Callable[[int, float], None] | None = None,
         progress_every: int = 1000,
         check: bool = False,
-    ) -> list[RequestRecord]:
+    ) -> RecordTable:
         """Simulate ``requests`` (sorted by arrival) to completion; return records by id.
 
         ``check`` asserts every instance's invariants after every event (slow; for tests).
@@ -477,5 +485,5 @@ class Simulator:
                 f"internal error: {self.arrived} requests arrived but {len(self.records)} "
                 "ended; please report it with the scenario"
             )
-        self.records.sort(key=lambda r: r.id)
+        self.records.sort_by_id()
         return self.records

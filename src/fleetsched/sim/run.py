@@ -8,10 +8,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from fleetsched.core.config import Scenario
 from fleetsched.core.request import Request
 from fleetsched.engine.instance import EngineStats
-from fleetsched.metrics.records import RequestRecord
+from fleetsched.metrics.records import RecordTable
 from fleetsched.metrics.summary import summarize
 from fleetsched.metrics.timeseries import InstanceSeries
 from fleetsched.metrics.workflows import WorkflowRecord, summarize_workflows
@@ -30,7 +32,7 @@ from fleetsched.workload.workflows import Workflow
 
 @dataclass(slots=True)
 class SimResult:
-    records: list[RequestRecord]
+    records: RecordTable  # a Sequence of RequestRecord, packed
     summary: dict[str, Any]
     engine_stats: list[EngineStats] = field(default_factory=list)
     wall_s: float = 0.0
@@ -118,8 +120,9 @@ def simulate(
     instances = sim.instances
     summary = summarize(records, scenario.slo_classes, wall_s=wall, num_instances=len(instances))
     if controller is not None:
-        ends = [r.finish_s for r in records if not math.isnan(r.finish_s)]
-        controller.finish(max(ends) if ends else sim.now)
+        ends = records.column("finish_s")
+        ends = ends[~np.isnan(ends)]
+        controller.finish(float(ends.max()) if ends.size else sim.now)
         summary["autoscaling"] = controller.summary()
     stats = [inst.stats for inst in instances]
     summary["engine_steps"] = sum(s.steps for s in stats)

@@ -1,0 +1,289 @@
+"""The llama.cpp engine model + a calibrated profile against a real llama-server.
+
+Starts llama-server (gemma-3-270m Q4_K_M, 4 slots x 2048 tokens) on 127.0.0.1, calibrates a
+profile (``fleetsched calibrate``'s plan and fit), then sends small synthetic traces to the
+server with ``bench`` and simulates them with the llama.cpp engine kind and the fitted
+profile (``fleetsched.fidelity.run_fidelity``), and prints TTFT / TPOT / E2E percentiles,
+throughput and prefix hit rate, live vs simulated. The CPU time other processes used during
+each run is measured (``/proc/stat`` minus the server's and this process's own time): on a
+shared machine it is the first suspect of any error.
+
+    .venv/bin/python experiments/llamacpp_fidelity.py                  # ~20 min on 2 cores
+    .venv/bin/python experiments/llamacpp_fidelity.py --swa-full --traces shared
+    .venv/bin/python experiments/llamacpp_fidelity.py --threads 1 --profile p.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import RESULTS, markdown
+from fleetsched.bench import BenchConfig
+from fleetsched.calibrate.run import calibrate, measure, save_measurements
+from fleetsched.cli.calibrate import print_fit
+from fleetsched.core.config import Scenario
+from fleetsched.fidelity import run_fidelity
+from fleetsched.launch import LlamaServer
+from fleetsched.launch.llamacpp import raise_priority
+from fleetsched.perf.ubatch import load_llamacpp_profile
+from fleetsched.sim.run import simulate
+from fleetsched.workload import build_workload
+
+LENGTHS = {"prompt": {"kind": "uniform", "low": 50, "high": 700},
+           "output": {"kind": "uniform", "low": 16, "high": 128}}  # fmt: skip
+#: Each trace: its synthetic workload and its load, a fraction of the engine's capacity (the
+#: throughput of the calibrated engine model when the same requests all arrive at once).
+TRACES: dict[str, dict[str, Any]] = {
+    "light": {"load": 0.4},
+    "medium": {"load": 0.65},
+    "heavy": {"load": 0.9},
+    "shared": {"load": 0.65, "system_prompt_tokens": 400,
+               "prompt": {"kind": "uniform", "low": 50, "high": 300}},
+    "multiturn": {"load": 0.5, "sessions": {"turns_mean": 4, "think_time_s": 3.0},
+                  "prompt": {"kind": "uniform", "low": 50, "high": 200}},
+}  # fmt: skip
+
+
+def scenario(
+    trace: str, profile: Path, threads: int, swa_full: bool, n: int, rate: float
+) -> Scenario:
+    syn = {**LENGTHS, **TRACES[trace], "num_requests": n, "arrival": {"rate": rate}}
+    del syn["load"]
+    return Scenario.model_validate(
+        {
+            "name": f"llamacpp-{trace}",
+            "seed": 1,
+            "workload": {"synthetic": syn},
+            "cluster": [
+                {
+                    "device": "cpu",
+                    "model": "gemma-3-270m",
+                    "profile": str(profile),
+                    "engine": {
+                        "kind": "llamacpp",
+                        "parallel": 4,
+                        "ctx": 8192,
+                        "threads": threads,
+                        "swa_full": swa_full,
+                    },
+                }
+            ],
+        }
+    )
+
+
+def capacity(sc: Scenario) -> float:
+    """Arrivals per second (sessions for multi-turn) that the simulated engine sustains: its
+    request throughput when every request of ``sc``'s trace arrives at once, divided by the
+    trace's mean turns per session. The trace itself is kept (built at ``sc``'s rate, then
+    re-timed): a trace generated at a high rate instead would hold mostly first turns, whose
+    prompts are short (that mistake made the multi-turn run of the README 3x over capacity)."""
+    reqs = list(build_workload(sc.workload, sc.seed))
+    turns = len(reqs) / len({r.session_id or r.id for r in reqs})
+    res = simulate(sc, requests=[dataclasses.replace(r, arrival_s=0.0) for r in reqs])
+    return float(res.summary["throughput_req_s"]) / turns
+
+
+def scaled(profile: Path, k: float) -> Path:
+    """``profile`` with every time coefficient multiplied by ``k`` (a uniformly slower
+    engine), written to the temporary directory."""
+    base = load_llamacpp_profile(profile)
+    names = ("ubatch_s", "token_s", "output_s", "pair_s", "checkpoint_s", "request_s")
+    upd: dict[str, Any] = {n: getattr(base, n) * k for n in names}
+    upd["small_ubatch_s"] = [v * k for v in base.small_ubatch_s]
+    out = Path(tempfile.gettempdir()) / f"{profile.stem}_x{k:g}.yaml"
+    out.write_text(base.model_copy(update=upd).to_yaml())
+    return out
+
+
+def sensitivity(args: argparse.Namespace, tag: str) -> None:
+    """Simulate the traces of a finished run with the profile scaled by each factor: how much
+    of a live-vs-simulated gap a uniformly slower engine explains."""
+    out = json.loads((RESULTS / f"{tag}.json").read_text())
+    for name, rate in out["rates"].items():
+        for k in [float(x) for x in args.sensitivity.split(",")]:
+            prof = scaled(args.profile, k)
+            sc = scenario(name, prof, args.threads, args.swa_full, args.requests, rate["rate"])
+            s = simulate(sc).summary
+            cells = "  ".join(
+                f"{m.upper()} " + "/".join(f"{s[m + '_s'][q]:.1f}" for q in ("p50", "p90", "p99"))
+                for m in ("ttft", "e2e")
+            )
+            print(f"{name} x{k:g}: {cells} s, TPOT p50 {s['tpot_s']['p50'] * 1e3:.0f} ms")
+
+
+def _busy_s() -> float:
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _pid_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Others:
+    """Cores other processes used (on average) between enter and exit."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.pid = server_pid
+
+    def __enter__(self) -> Others:
+        t = os.times()
+        self.t0, self.b0, self.p0 = time.monotonic(), _busy_s(), _pid_s(self.pid)
+        self.s0 = t.user + t.system
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        t = os.times()
+        self.wall = time.monotonic() - self.t0
+        mine = t.user + t.system - self.s0 + _pid_s(self.pid) - self.p0
+        self.cores = (_busy_s() - self.b0 - mine) / self.wall
+
+
+def progress(done: int, total: int) -> None:
+    print(f"\rcalibrating: experiment {done}/{total}", end="", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--traces", default="heavy,shared,multiturn,medium,light")
+    ap.add_argument("--repeats", type=int, default=2, help="live runs of each trace")
+    ap.add_argument("--calibrate-repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--swa-full", action="store_true")
+    ap.add_argument("--profile", type=Path, help="use this profile instead of calibrating")
+    ap.add_argument("--requests", type=int, default=100, help="requests per trace")
+    ap.add_argument("--rate-scale", type=float, default=1.0, help="multiply arrival rates")
+    ap.add_argument(
+        "--priority",
+        type=int,
+        default=10,
+        help="raise the server's and this "
+        "process's scheduling priority (root only): less noise from other jobs",
+    )
+    ap.add_argument("--name", default="llamacpp_fidelity")
+    ap.add_argument(
+        "--sensitivity",
+        help="only simulate the recorded traces with --profile "
+        "scaled by these factors, e.g. 1,1.1,1.2",
+    )
+    args = ap.parse_args()
+    tag = f"{args.name}{'_swafull' if args.swa_full else ''}_t{args.threads}"
+    if args.sensitivity:
+        return sensitivity(args, tag)
+    raise_priority(args.priority)
+    RESULTS.mkdir(exist_ok=True)
+    extra = ["--swa-full"] if args.swa_full else []
+    out: dict[str, Any] = {
+        "swa_full": args.swa_full,
+        "threads": args.threads,
+        "rate_scale": args.rate_scale,
+        "traces": {},
+    }
+    log = Path(f"/tmp/{tag}-server.log")
+
+    def server() -> LlamaServer:
+        # A fresh server for every run: a run must not find the previous one's prompts in
+        # the slots or the host-RAM cache (the simulation starts cold too).
+        return LlamaServer(
+            parallel=4,
+            ctx=8192,
+            threads=args.threads,
+            extra_args=extra,
+            log_path=log,
+            priority=args.priority,
+        )
+
+    if args.profile:
+        profile_path = args.profile
+        load_llamacpp_profile(profile_path)
+    else:
+        with server() as srv:
+            assert srv._proc is not None
+            with Others(srv._proc.pid) as o:
+                m = measure(srv.url, repeats=args.calibrate_repeats, progress=progress)
+        print(f"\ncalibration: {o.wall:.0f} s, other processes used {o.cores:.2f} cores")
+        save_measurements(m, RESULTS / f"{tag}_measurements.json")
+        fit, _ = calibrate(m, device="cpu", threads=args.threads, swa_full=args.swa_full)
+        profile_path = RESULTS / f"{tag}_profile.yaml"
+        profile_path.write_text(fit.profile.to_yaml())
+        print_fit(fit)
+        out["calibration"] = {
+            "others_cores": o.cores,
+            "wall_s": o.wall,
+            "rows": [
+                [r.name, r.samples, r.measured_s, r.predicted_s, r.noise_cv, r.fitted]
+                for r in fit.rows
+            ],
+            "cache_mismatches": fit.cache_mismatches,
+        }
+    for name in args.traces.split(","):
+        setup = (name, profile_path, args.threads, args.swa_full, args.requests)
+        mu = capacity(scenario(*setup, 0.1))
+        rate = TRACES[name]["load"] * mu * args.rate_scale
+        sc = scenario(*setup, rate)
+        print(f"{name}: capacity {mu:.3f}/s, arrivals at {rate:.3f}/s")
+        out.setdefault("rates", {})[name] = {"capacity": mu, "rate": rate}
+        runs = []
+        for k in range(args.repeats):
+            with server() as srv:
+                assert srv._proc is not None
+                with Others(srv._proc.pid) as o:
+                    res = run_fidelity(sc, BenchConfig(target=srv.url, timeout_s=1800))
+            rows = {r.label: (r.live, r.simulated, r.rel_err) for r in res.rows}
+            runs.append({"others_cores": o.cores, "wall_s": o.wall, "rows": rows})
+            errs = ", ".join(
+                f"{lbl} {v[2]:+.0%}"
+                for lbl, v in rows.items()
+                if lbl.startswith(("TTFT", "E2E", "prefix"))
+            )
+            print(f"{name} run {k + 1}: {o.wall:.0f} s, others used {o.cores:.2f} cores; {errs}")
+        out["traces"][name] = runs
+        write(out, tag)  # after every trace: a cut-off run keeps what it measured
+
+
+def write(out: dict[str, Any], tag: str) -> None:
+    """The JSON of every figure and the markdown table, in experiments/results/."""
+    (RESULTS / f"{tag}.json").write_text(json.dumps(out, indent=1))
+    table = []
+    for name, runs in out["traces"].items():
+        for label in runs[0]["rows"]:
+            vals = [r["rows"][label] for r in runs]
+            scale = 1000 if label.startswith(("TTFT", "TPOT", "E2E")) else 1
+            table.append(
+                [
+                    name,
+                    label,
+                    " / ".join(f"{v[0] * scale:,.3g}" for v in vals),
+                    f"{vals[0][1] * scale:,.3g}",
+                    " / ".join(f"{v[2]:+.0%}" for v in vals),
+                ]
+            )
+    table.append(
+        [
+            "(others' CPU, cores)",
+            "",
+            " / ".join(f"{r['others_cores']:.2f}" for runs in out["traces"].values() for r in runs),
+            "",
+            "",
+        ]
+    )
+    md = markdown(
+        ["trace", "figure (ms, req/s)", "live (runs)", "simulated", "(live − sim) / sim"], table
+    )
+    (RESULTS / f"{tag}.md").write_text(md + "\n")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
