@@ -160,8 +160,8 @@ def test_every_router_sees_only_live_replicas(name: str, monkeypatch) -> None:
     holder: dict = {}
     real_make = run_mod.make_router
 
-    def make(n, params=None, seed=0):
-        return Spy(real_make(n, params, seed), holder)
+    def make(n, params=None, seed=0, **kw):
+        return Spy(real_make(n, params, seed, **kw), holder)
 
     class Sim(kernel.Simulator):
         def __init__(self, *a, **k) -> None:

@@ -109,9 +109,16 @@ def test_parameter_variants_under_random_workloads(seed, variant, a, p, mode, bl
 
 
 def test_registry_names() -> None:
-    assert set(ORDERING) == {"fcfs", "priority", "sjf", "edf", "vtc", "wfq", "colocate"}
+    assert set(ORDERING) == {"fcfs", "priority", "sjf", "edf", "vtc", "wfq", "colocate", "urgency"}
     assert set(ADMISSION) == {"aggressive", "conservative", "past_future", "colocate", "apex"}
-    assert set(PREEMPTION) == {"newest", "lowest_priority", "most_slack", "colocate", "vtc"}
+    assert set(PREEMPTION) == {
+        "newest",
+        "lowest_priority",
+        "most_slack",
+        "colocate",
+        "vtc",
+        "stream_stalled",
+    }
 
 
 def test_make_passes_context_and_params() -> None:

@@ -89,6 +89,26 @@ class SessionConfig(_Model):
     think_time_s: float = Field(5.0, ge=0, description="mean user think time between turns")
 
 
+class StreamingConfig(_Model):
+    """Prompts that arrive in pieces (retrieval streaming, as in Stream2LLM's crawler and
+    vector-search workloads): the prompt is split into ``chunks`` near-equal pieces, the first
+    at arrival and each next one an Exp(``gap_s``) gap later."""
+
+    chunks: int = Field(8, ge=1)
+    """Pieces each prompt arrives in."""
+    gap_s: float = Field(0.7, ge=0)
+    """Mean gap between pieces, seconds (exponential)."""
+
+
+class TaskMixConfig(_Model):
+    """A task class in the mix of a multi-model workload (``workload/tasks.py``)."""
+
+    name: str
+    """Task class put on its requests (a row of the scenario's quality table)."""
+    weight: float = Field(1.0, gt=0)
+    """Share of the requests of this class (relative to the others)."""
+
+
 class SyntheticConfig(_Model):
     num_requests: int = Field(1000, ge=1)
     """Requests to generate."""
@@ -107,6 +127,46 @@ class SyntheticConfig(_Model):
     """Tenants, drawn per session by weight."""
     model: str | None = None
     """Model name put on every request (None: any instance serves it)."""
+    streaming: StreamingConfig | None = None
+    """Prompts arrive in pieces over time (None: each prompt is whole at arrival)."""
+    tasks: list[TaskMixConfig] = []
+    """Task classes drawn per request by weight (empty: requests carry no task class)."""
+    difficulty: bool = False
+    """Give each request a difficulty drawn uniformly in [0, 1] (with ``tasks``)."""
+
+
+class WorkflowGenConfig(_Model):
+    """Generated agent workflows (``workload/workflow_gen.py``): DAGs of LLM calls with tool
+    gaps, where a call's prompt extends an earlier call's context."""
+
+    num_workflows: int = Field(100, ge=1)
+    """Workflows to generate."""
+    arrival: ArrivalConfig = ArrivalConfig(rate=0.5)
+    """When workflows start (``rate`` in workflows/s)."""
+    shape: Literal["chain", "fan_out", "text2sql"] = "chain"
+    """chain: each call extends the previous one; fan_out: a plan, ``calls`` parallel branches
+    that extend it, then a join; text2sql: HEXGEN-TEXT2SQL's CHESS-like pipeline (keywords,
+    ``calls`` SQL candidates each revised ``revisions`` times, unit tests, evaluation)."""
+    calls: int = Field(4, ge=1)
+    """chain: calls per workflow; fan_out: branches; text2sql: SQL candidates."""
+    revisions: int = Field(2, ge=0)
+    """text2sql: self-correction rounds per candidate."""
+    prompt: LengthConfig = LengthConfig(kind="lognormal", mean=400, sigma=0.6)
+    """New prompt tokens each call adds to the context it extends."""
+    output: LengthConfig = LengthConfig(kind="lognormal", mean=150, sigma=0.6)
+    """Output tokens of each call."""
+    gap_s: float = Field(1.0, ge=0)
+    """Mean tool/think gap before a call, after its parents finish (exponential)."""
+    system_prompt_tokens: int = Field(1000, ge=0)
+    """Shared prefix (system prompt, database schema) of every workflow's first call."""
+    deadline_s: float | None = Field(None, gt=0)
+    """End-to-end deadline of each workflow, seconds after it starts (None: none)."""
+    slo_class: str = "default"
+    """SLO class of every call."""
+    tenant: str = "default"
+    """Tenant of every call."""
+    model: str | None = None
+    """Model name put on every call (None: any instance serves it)."""
 
 
 class TransformConfig(_Model):
@@ -122,11 +182,14 @@ class TransformConfig(_Model):
 
 class WorkloadConfig(_Model):
     trace: str | None = None
-    """Trace file to replay (relative to the scenario file); exactly one of trace and synthetic."""
+    """Trace file to replay (relative to the scenario file); exactly one of trace, synthetic
+    and workflows."""
     format: str = "auto"
     """Trace format: auto (detected), native, azure, mooncake, vidur or burstgpt."""
     synthetic: SyntheticConfig | None = None
     """A generated workload instead of a trace."""
+    workflows: WorkflowGenConfig | None = None
+    """Generated agent workflows instead of a trace (a workflow trace is given as ``trace``)."""
     transforms: TransformConfig = TransformConfig()
     """Time window, rate scaling, sampling and truncation applied to the request stream."""
     generated_rate: float = Field(4.0, gt=0)
@@ -134,8 +197,9 @@ class WorkloadConfig(_Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> WorkloadConfig:
-        if (self.trace is None) == (self.synthetic is None):
-            raise ValueError("exactly one of 'trace' or 'synthetic' must be given")
+        given = [k for k in ("trace", "synthetic", "workflows") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("exactly one of 'trace', 'synthetic' or 'workflows' must be given")
         return self
 
 
@@ -393,6 +457,8 @@ class PoliciesConfig(_Model):
     """Order of an engine's waiting queue."""
     preemption: PolicyRef = PolicyRef(name="newest")
     """Which running request an engine preempts when KV memory runs out."""
+    retention: PolicyRef = PolicyRef(name="none")
+    """Whether an engine keeps finished workflow calls' KV cached across tool gaps."""
 
 
 class AutoscalingConfig(_Model):
@@ -441,8 +507,22 @@ class Scenario(_Model):
     """The router sees instance state refreshed every this many seconds (0 = exact state)."""
     kv_link_gb_s: float = Field(25.0, gt=0)
     """Bandwidth between instances (GB/s) for KV handover (prefill -> decode) and migration."""
+    quality: dict[str, dict[str, float]] | None = None
+    """Multi-model workloads: task class -> model -> probability of a correct answer (None:
+    the default table, from the Llama 3.1 model card; see workload/tasks.py)."""
+    stream_prompts: bool = True
+    """A prompt that arrives in pieces is sent to the engine with its first piece and
+    prefilled as pieces arrive (Stream2LLM); False: sent once complete (vLLM today)."""
     autoscaling: AutoscalingConfig | None = None
     """Scale one instance group during the run (None: a fixed fleet)."""
+
+    @model_validator(mode="after")
+    def _probabilities(self) -> Scenario:
+        for task, row in (self.quality or {}).items():
+            for model, q in row.items():
+                if not 0 <= q <= 1:
+                    raise ValueError(f"quality.{task}.{model}: expected a probability, got {q}")
+        return self
 
     @model_validator(mode="after")
     def _autoscaled_group(self) -> Scenario:
@@ -667,6 +747,8 @@ def apply_overrides(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
 
 def _is_open_mapping(keys: list[str]) -> bool:
     """Whether the section at ``keys`` is a free-form mapping (policy params, SLO classes)."""
-    return (len(keys) == 3 and keys[0] == "policies" and keys[2] == "params") or (
-        len(keys) == 1 and keys[0] == "slo_classes"
+    return (
+        (len(keys) == 3 and keys[0] == "policies" and keys[2] == "params")
+        or (len(keys) == 1 and keys[0] in ("slo_classes", "quality"))
+        or (len(keys) == 2 and keys[0] == "quality")
     )

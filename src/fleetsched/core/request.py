@@ -23,6 +23,16 @@ class Request:
     knows the next turn's prompt, which repeats this answer. An engine caches these blocks as
     the output fills them, so the next turn can hit them. Only used when ``block_hashes`` covers
     every full prompt block.
+
+    Compound workloads add optional parts:
+
+    * ``prompt_chunks``: the prompt arrives in pieces (retrieval streaming), as
+      ``(offset_s, tokens)`` pairs: ``tokens`` more prompt tokens are available ``offset_s``
+      seconds after ``arrival_s``. Offsets are non-decreasing, the first is 0, and the tokens
+      sum to ``prompt_tokens``. Empty: the whole prompt is there at arrival.
+    * ``task_class`` and ``difficulty`` (0..1): what a model router reads to pick a model
+      (``workload/tasks.py``).
+    * ``call``: the request is one call of an agent workflow (:class:`CallInfo`).
     """
 
     id: int
@@ -41,6 +51,27 @@ class Request:
     output_block_hashes: tuple[int, ...] = ()
     #: Its output must not depend on what it is batched with (see ``engine.determinism``).
     deterministic: bool = False
+    prompt_chunks: tuple[tuple[float, int], ...] = ()
+    task_class: str | None = None
+    difficulty: float | None = None
+    call: CallInfo | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class CallInfo:
+    """Where a request sits in its agent workflow (``workload/workflows.py``).
+
+    ``deadline_s`` is the whole workflow's absolute deadline (None: no deadline);
+    ``rest_s`` the estimated time of the longest path of calls and tool gaps still to run
+    after this call; ``next_gap_s`` the tool gap before the next call that extends this
+    one's context (None when no later call does: its KV is not reused by the workflow).
+    """
+
+    workflow: int
+    index: int
+    deadline_s: float | None = None
+    rest_s: float = 0.0
+    next_gap_s: float | None = None
 
 
 def chain_hashes(block_ids: list[int] | tuple[int, ...], seed: int = 0) -> tuple[int, ...]:

@@ -21,6 +21,9 @@ class RequestView:
     deadline_s: float | None
     #: Predicted output length, when a predictor is configured (else None).
     predicted_output_tokens: int | None = None
+    #: Task class and difficulty (0..1) a model router reads (None when the workload has none).
+    task_class: str | None = None
+    difficulty: float | None = None
     #: When the request reached the router (the runtime's clock, seconds), or None. The
     #: simulator passes simulated time, a gateway its monotonic clock; routers with timed
     #: maintenance (``cache_aware``'s periodic eviction) read time only from here.
@@ -53,3 +56,16 @@ class InstanceView:
     @property
     def outstanding(self) -> int:
         return self.queue_len + self.running
+
+
+@dataclass(slots=True, frozen=True)
+class Outcome:
+    """What became of a finished request, for routers that learn from feedback (the optional
+    ``on_outcome`` notification): whether the answer was correct (1.0 / 0.0; NaN when no one
+    judged it), the energy it took (J; 0 when not metered), its output tokens and its
+    end-to-end latency (s)."""
+
+    correct: float
+    energy_j: float
+    output_tokens: int
+    e2e_s: float

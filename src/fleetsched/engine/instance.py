@@ -36,12 +36,18 @@ from fleetsched.core.views import InstanceView
 from fleetsched.engine.context_switch import ContextSwitch
 from fleetsched.engine.defaults import resolve_engine_config
 from fleetsched.engine.determinism import DetBatch, DeterminismCost
+from fleetsched.engine.energy import EnergyMeter
 from fleetsched.engine.kv_cache import KVCache
 from fleetsched.engine.sequence import DECODE, DONE, PREFILL, WAITING, Seq
 from fleetsched.errors import InputError
 from fleetsched.perf import StepTimeModel, get_gpu, get_model
 from fleetsched.policies.engine.aggressive import AggressiveAdmission
-from fleetsched.policies.engine.base import AdmissionPolicy, PreemptionPolicy, WaitingQueue
+from fleetsched.policies.engine.base import (
+    AdmissionPolicy,
+    PreemptionPolicy,
+    RetentionPolicy,
+    WaitingQueue,
+)
 from fleetsched.policies.engine.fcfs import FCFSQueue
 from fleetsched.policies.engine.newest import NewestVictim
 
@@ -149,6 +155,11 @@ class Instance:
         #: live migration); the simulator moves it on.
         self.on_detach: Callable[[Seq, float], None] | None = None
         self._to_detach: list[Seq] = []
+        #: Energy metering (engine/energy.py) and KV retention across tool gaps
+        #: (policies/engine/retention_*.py); None: off.
+        self.meter: EnergyMeter | None = None
+        self.retention: RetentionPolicy | None = None
+        self.e_dec = 0.0  # energy charged to one decoding request so far (engine/energy.py)
         self.healthy = True
         self.stats = EngineStats()
         # Per-tenant service (VTC-style fair sharing reads it): prompt tokens computed and
@@ -413,6 +424,18 @@ class Instance:
         self._done(seq, math.nan)
         return self.truncate(now) if decoding else None
 
+    def add_prompt_tokens(self, seq: Seq, tokens: int, now: float, last: bool) -> float | None:
+        """``tokens`` more of ``seq``'s streamed prompt arrived at ``now`` (``last``: the whole
+        prompt is there now). Call ``sync(now)`` first; returns a new event time or None."""
+        seq.avail = 1 << 62 if last else seq.avail + tokens
+        if seq.state not in (WAITING, PREFILL):
+            return None
+        if not self.busy:
+            self.busy = True
+            self._k = 0
+            return now
+        return self.truncate(now)
+
     def request_detach(self, seq: Seq, now: float) -> float | None:
         """Take decoding ``seq`` out at the end of the step in progress (live migration's
         stop-the-world stage). Call ``sync(now)`` first; returns a new event time or None."""
@@ -480,6 +503,8 @@ class Instance:
 
     # ------------------------------------------------------------------ step end
     def _complete(self, now: float) -> None:
+        if self.meter is not None:
+            self.meter.on_complete(self, now)
         k = self._k
         if k >= self._horizon:
             self._horizon = min(2 * self._horizon, self.max_run_steps)
@@ -525,6 +550,7 @@ class Instance:
         self._plan = []
 
     def _enter_decode(self, seq: Seq) -> None:
+        seq.e_mark = self.e_dec
         seq.state = DECODE
         seq.base = b = seq.computed - self.dstep
         seq.entry = self.dstep
@@ -557,6 +583,7 @@ class Instance:
             self.ndet -= 1
             self.det_base_sum -= b
         seq.epoch += 1
+        seq.energy_j += self.e_dec - seq.e_mark
         if self._nshare and self._share[b % self.bt].pop(id(seq), None) is not None:
             self._nshare -= 1
 
@@ -625,7 +652,10 @@ class Instance:
         seq.state = DONE
         seq.rec.finish_s = now
         seq.rec.generated_tokens = seq.generated
+        seq.rec.energy_j = seq.energy_j
         self.running.pop(id(seq), None)
+        if self.retention is not None and not math.isnan(now):
+            self.retention.on_finish(seq, now)
         self.outstanding -= 1
         self.inflight_prompt_tokens -= seq.req.prompt_tokens
         if not math.isnan(now):
@@ -715,6 +745,8 @@ class Instance:
     # ------------------------------------------------------------------ scheduling
     def _schedule(self, now: float, allow_yield: bool = True) -> float | None:
         kv = self.kv
+        if self.retention is not None:
+            self.retention.expire(now)
         if self.ndec and not self.prefilling and not len(self.waiting):
             # Decode only, nothing waiting: the general path below reduces to this.
             need = self.cnt[-self.dstep % self.bt]
@@ -748,12 +780,16 @@ class Instance:
                     deferred.append(seq)  # resumes after the request it yielded to starts
                     continue
                 seq.yield_to = None
-            chunk = min(seq.target - seq.computed, budget, cap)
+            chunk = min(min(seq.target, seq.avail) - seq.computed, budget, cap)
+            if chunk <= 0:
+                continue  # a streamed prompt waiting for its next piece
             nb = self.blocks_for(seq.computed + chunk) - seq.blocks
             plan.append((seq, chunk, nb))
             need += nb
             budget -= chunk
 
+        while need > kv.free and self._unpin_for(need, now):
+            pass  # retained blocks are given up before anything is preempted
         preempted = need > kv.free
         if preempted:
             budget = self._allocate_preempting(plan, budget)
@@ -778,7 +814,9 @@ class Instance:
                 or seq.yield_to.state == PREFILL
             ):
                 continue
-            chunk = min(seq.target - seq.computed, budget, cap)
+            chunk = min(min(seq.target, seq.avail) - seq.computed, budget, cap)
+            if chunk <= 0:
+                continue
             nb = self.blocks_for(seq.computed + chunk) - seq.blocks
             if nb > kv.free:
                 break
@@ -907,6 +945,8 @@ class Instance:
                 # Its KV comes back (host memory, or another instance): it decodes in this
                 # very step, as vLLM schedules a request the step its remote KV is ready.
                 nb = self.blocks_for(seq.computed + 1)
+                if self._unpin_for(nb, now):
+                    continue
                 if force:
                     if nb > kv.free:
                         return True, budget
@@ -944,11 +984,15 @@ class Instance:
                     touch_cost = list(map(refs.__getitem__, seq.prefix_keys(bt)[:hits])).count(0)
                 touch_cost += own  # own cached blocks are idle: nobody else holds them
             cached = (hits + own) * bt
-            remaining = seq.target - cached
+            remaining = min(seq.target, seq.avail) - cached
+            if remaining <= 0:
+                return False, budget  # what has arrived of its prompt is all cached: wait
             chunk = min(remaining, budget, cap)
             if chunk < remaining and not cfg.enable_chunked_prefill:
                 return False, budget
             nb = self.blocks_for(cached + chunk) - hits - own
+            if self._unpin_for(nb + touch_cost, now):
+                continue  # retained blocks were unpinned: look again
             if force:
                 if nb + touch_cost > kv.free:
                     return True, budget
@@ -963,6 +1007,8 @@ class Instance:
                 held = seq.prefix_keys(bt)[:hits]
                 kv.touch(held)
                 seq.held = held
+                if self.retention is not None:
+                    self.retention.on_admit(seq, now)
             if own:
                 kv.take(seq.own_keys(hits, hits + own))
             seq.done = hits
@@ -991,12 +1037,18 @@ class Instance:
         recompute preemption freed can still have cached)."""
         bt = self.bt
         keys = seq.prefix_keys(bt)
-        limit = (seq.target - 1) // bt
+        limit = min(seq.target - 1, seq.avail) // bt  # a streamed prompt: what has arrived
         hits = self.kv.match(keys, limit) if keys else 0
         own = 0
         if seq.rec.preemptions and hits == len(keys) and hits < limit:
             own = self.kv.match(seq.own_keys(hits, limit), limit - hits)
         return hits, own
+
+    def _unpin_for(self, blocks: int, now: float) -> bool:
+        """Unpin retained blocks so ``blocks`` are free, if KV is short and anything is pinned;
+        True when something was unpinned."""
+        r = self.retention
+        return r is not None and blocks > self.kv.free and r.release(blocks - self.kv.free, now) > 0
 
     def _make_room(self, head: Seq, plan: list[tuple[Seq, int, int]]) -> int:
         """Preempt a running request so ``head`` can start, if the preemption policy names one
@@ -1144,6 +1196,12 @@ class Instance:
                 dts = det.decode_step_times(nd, ctx, nt, det_ctx)
             dts[0] = self._with_switch(dts[0], self._extra_s)
             ends = np.cumsum(np.concatenate(([now], dts)))[1:].tolist()
+        if self.retention is not None and k > 1:
+            # A pin that expires mid-run frees its blocks then: end the run at that step.
+            exp = self.retention.next_expiry()
+            if exp < ends[-1]:
+                k = bisect_left(ends, exp) + 1
+                ends = ends[:k]
         self._start = now
         self.stats.runs += 1
         self._ends = ends
@@ -1202,6 +1260,7 @@ class Instance:
             for k in seq.held:
                 referenced[k] = referenced.get(k, 0) + 1
             private += blocks - len(seq.held)
+            assert seq.state == DECODE or seq.computed <= seq.avail, "prefilled past the prompt"
             if self._caching:
                 # Every full block with a shared key is cached or a duplicate of one in use
                 # (held is in block order, a subsequence of the settled keys), and only the
@@ -1218,6 +1277,9 @@ class Instance:
             else:
                 assert not seq.held
         assert sharing == self._nshare
+        if self.retention is not None:
+            for k in self.retention.held():
+                referenced[k] = referenced.get(k, 0) + 1
         self.kv.check(referenced, private)
         assert self.ndec == sum(1 for s in self.running.values() if s.state == DECODE)
         dets = [s for s in self.running.values() if s.state == DECODE and s.req.deterministic]

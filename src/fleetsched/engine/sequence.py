@@ -60,6 +60,9 @@ class Seq:
     host_blocks: int = 0  # blocks whose copy in host memory is current (FastSwitch reuse)
     admitted_once: bool = False
     yield_to: Seq | None = None  # a more urgent request this prefill yielded to
+    avail: int = 1 << 62  # prompt tokens arrived (streamed prompts); huge: the whole prompt
+    energy_j: float = 0.0  # joules charged so far (engine/energy.py)
+    e_mark: float = 0.0  # the engine's e_dec when it last started decoding
 
     def prefix_keys(self, block_tokens: int) -> list[int]:
         """Shared keys of the request's full engine blocks, from its block hashes: the prompt's,

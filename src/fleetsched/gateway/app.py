@@ -54,6 +54,7 @@ from fleetsched.gateway.tenants.queue import CentralQueue, TenantService, Waitin
 from fleetsched.gateway.views import backend_view
 from fleetsched.policies.engine import ORDERING, make
 from fleetsched.policies.routing import make_router
+from fleetsched.workload.tasks import DEFAULT_QUALITY
 
 _DUMPS = json.JSONEncoder(separators=(",", ":")).encode
 _GENERATE = frozenset(("/v1/completions", "/v1/chat/completions"))
@@ -63,6 +64,19 @@ MAX_TENANT_LABELS = 100
 
 def _json(obj: Any) -> bytes:
     return _DUMPS(obj).encode()
+
+
+def _difficulty(raw: bytes | None) -> float | None:
+    """The ``X-Difficulty`` header as a number in [0, 1] (400 otherwise; None if absent)."""
+    if raw is None:
+        return None
+    try:
+        d = float(raw)
+    except ValueError:
+        d = -1.0
+    if not 0 <= d <= 1:
+        raise bad_request("the X-Difficulty header must be a number in [0, 1]", "x-difficulty")
+    return d
 
 
 @dataclass(slots=True, eq=False)
@@ -117,8 +131,14 @@ class Gateway:
         self.max_body_bytes = cfg.max_body_bytes
         self.loop = asyncio.get_event_loop()
         self.registry = Registry(cfg.prefix.index_blocks)
-        self.router = make_router(cfg.router.name, cfg.router.params, cfg.seed)
+        self.router = make_router(
+            cfg.router.name,
+            cfg.router.params,
+            cfg.seed,
+            {"quality": cfg.quality} if cfg.quality is not None else None,
+        )
         self.policy = cfg.router.name
+        self.quality = cfg.quality if cfg.quality is not None else DEFAULT_QUALITY
         self.needs_views = bool(getattr(self.router, "needs_views", True))
         self.needs_prefix = bool(getattr(self.router, "needs_prefix", False))
         self._first_token_hook = getattr(self.router, "on_first_token", None)
@@ -349,6 +369,15 @@ class Gateway:
         priority = (tcfg.priority if tcfg is not None else 0) - f.priority
         slo = tcfg.slo_class if tcfg is not None else "default"
         session = req.headers.get(b"x-session-id")
+        task = req.headers.get(b"x-task-class")
+        task_class = task.decode("latin-1") if task else None
+        if task_class is not None and task_class not in self.quality:
+            known = ", ".join(sorted(self.quality))
+            raise bad_request(
+                f"unknown task class {task_class!r} (the quality table has: {known})",
+                "x-task-class",
+            )
+        difficulty = _difficulty(req.headers.get(b"x-difficulty"))
         rv = RequestView(
             id=self._ids,
             prompt_tokens=f.prompt_tokens,
@@ -360,6 +389,8 @@ class Gateway:
             slo_class=slo,
             model=f.model,
             deadline_s=None,
+            task_class=task_class,
+            difficulty=difficulty,
             arrival_s=now,  # the gateway's monotonic clock (cache_aware's timed eviction)
         )
         hdrs = req.headers

@@ -214,6 +214,11 @@ class GatewayConfig(_Model):
     """Hashed keys of the admin API (``/admin/*``); none: the admin API is off."""
     slo_classes: dict[str, SLOClass] = Field(default_factory=dict)
     """SLO classes for the ``edf`` ordering."""
+    quality: dict[str, dict[str, float]] | None = None
+    """Model routers (``quality_first``, ``route_balance``, ``green_bandit``): task class ->
+    model -> probability of a correct answer, as in a scenario (None: the default table,
+    ``workload/tasks.py``). A request names its class in an ``X-Task-Class`` header and may
+    give an ``X-Difficulty`` (0..1)."""
     prefix: PrefixConfig = PrefixConfig()
     access_log: str | None = None
     """Where one JSON line per request goes: a file path, ``-`` for stdout, None for none."""
@@ -226,6 +231,10 @@ class GatewayConfig(_Model):
 
     @model_validator(mode="after")
     def _unique(self) -> GatewayConfig:
+        for task, row in (self.quality or {}).items():
+            for model, q in row.items():
+                if not 0 <= q <= 1:
+                    raise ValueError(f"quality.{task}.{model}: expected a probability, got {q}")
         seen: set[str] = set()
         for b in self.backends:
             if b.key in seen:

@@ -169,7 +169,8 @@ def backend_view(
     cached_blocks: int = 0,
     block_tokens: int = 16,
 ) -> InstanceView:
-    """The view of backend ``b`` (see the module docstring)."""
+    """The view of backend ``b`` (see the module docstring). Its ``model`` is the one the
+    request asks for, else the first model the backend serves (what a model router reads)."""
     own = b.inflight
     load = b.load
     total = b.total_blocks
@@ -186,7 +187,7 @@ def backend_view(
     return InstanceView(
         index=b.index,
         name=b.name,
-        model=model,
+        model=model or next(iter(b.cards), ""),
         gpu=b.gpu,
         role=b.cfg.role,
         healthy=b.eligible,

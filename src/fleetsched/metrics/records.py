@@ -35,6 +35,12 @@ class RequestRecord:
     migrations: int = 0
     generated_tokens: int = 0
     deadline_s: float = NAN
+    #: Multi-model workloads: the serving model's success probability for the request's task
+    #: class (NaN: no task class) and the judge's draw (1.0 correct, 0.0 wrong, NaN: none).
+    quality: float = NAN
+    correct: float = NAN
+    #: Joules of the engine steps this request took part in (its share of each step's energy).
+    energy_j: float = 0.0
 
     @property
     def finished(self) -> bool:

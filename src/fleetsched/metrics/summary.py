@@ -43,7 +43,16 @@ _INT_COLS = (
     "preemptions",
     "migrations",
 )
-_FLOAT_COLS = ("arrival_s", "first_scheduled_s", "first_token_s", "finish_s", "deadline_s")
+_FLOAT_COLS = (
+    "arrival_s",
+    "first_scheduled_s",
+    "first_token_s",
+    "finish_s",
+    "deadline_s",
+    "quality",
+    "correct",
+    "energy_j",
+)
 
 
 def record_columns(records: Iterable[RequestRecord]) -> dict[str, np.ndarray]:
@@ -179,6 +188,10 @@ def summarize(
         "prefix_hit_rate": cached_done / prompt_done if prompt_done else NAN,
         "preemptions": int(c["preemptions"].sum()),
         "migrations": int(c["migrations"].sum()),
+        "accuracy": nanmean(c["correct"]),
+        "mean_quality": nanmean(c["quality"][done]),
+        "energy_j": float(c["energy_j"].sum()),
+        "energy_per_request_j": float(c["energy_j"][done].sum()) / n_done if n_done else NAN,
     }
 
     # Per SLO class.

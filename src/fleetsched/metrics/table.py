@@ -49,8 +49,16 @@ def fmt_int(x: Any) -> str:
     return DASH if not math.isfinite(f) else f"{int(f):,}"
 
 
+def _get(summary: Mapping[str, Any], key: str) -> Any:
+    """``summary[key]``; a dotted key walks nested sections (``workflows.e2e_s``)."""
+    node: Any = summary
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
 def _dist(summary: Mapping[str, Any], key: str, stat: str) -> Any:
-    return (summary.get(key) or {}).get(stat)
+    return (_get(summary, key) or {}).get(stat)
 
 
 def summary_table(summary: Mapping[str, Any], title: str | None = "Summary") -> Table:
@@ -85,6 +93,25 @@ def summary_table(summary: Mapping[str, Any], title: str | None = "Summary") -> 
     )
     for label, value in scalars:
         table.add_row(label, value, "", "")
+    acc = _num(summary.get("accuracy"))
+    if math.isfinite(acc):  # multi-model workloads: judged answers and metered energy
+        table.add_row("accuracy (judged)", fmt_pct(acc), "", "")
+        table.add_row(
+            "energy per request (J)", fmt_num(summary.get("energy_per_request_j"), 1), "", ""
+        )
+        table.add_row(
+            "fleet energy (kJ)", fmt_num(_num(summary.get("fleet_energy_j")) / 1e3, 1), "", ""
+        )
+    wf = summary.get("workflows")
+    if wf:
+        table.add_section()
+        e2e = wf.get("e2e_s") or {}
+        table.add_row("workflow E2E (s)", *(fmt_num(e2e.get(s), 2) for s in ("mean", "p50", "p99")))
+        done, total = fmt_int(wf.get("completed")), fmt_int(wf.get("workflows"))
+        table.add_row("workflows (completed/all)", f"{done}/{total}", "", "")
+        table.add_row(
+            "workflow deadline attainment", fmt_pct(wf.get("deadline_attainment")), "", ""
+        )
     return table
 
 
@@ -126,6 +153,11 @@ COMPARE_COLUMNS: dict[str, Column] = {
     "preempt": Column("pre-\nempt", "preemptions", None, "int"),
     "migr": Column("mig-\nrate", "migrations", None, "int"),
     "rejected": Column("re-\nject", "rejected", None, "int"),
+    "wf_e2e_p50": Column("wf E2E\np50", "workflows.e2e_s", "p50", "ms"),
+    "wf_e2e_p99": Column("wf E2E\np99", "workflows.e2e_s", "p99", "ms"),
+    "wf_deadline": Column("wf dl\natt.", "workflows.deadline_attainment", None, "pct"),
+    "accuracy": Column("accu-\nracy", "accuracy", None, "pct"),
+    "energy": Column("J /\nreq", "energy_per_request_j", None, "num"),
 }
 
 #: Columns shown by default: fit in 80 columns with ten routers.

@@ -3,8 +3,8 @@
 A policy's parameters are the keyword arguments of its factory (a class or a function), with
 their type hints and defaults. :func:`params_model` turns them into a pydantic model, so the
 schema a scenario is checked against is the code itself and cannot drift from it. Arguments
-the runtime supplies (:data:`CONTEXT_ARGS`: the seed, the scenario's SLO classes and tenant
-weights) are not parameters.
+the runtime supplies (:data:`CONTEXT_ARGS`: the seed, the scenario's SLO classes, tenant
+weights and quality table) are not parameters.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from fleetsched.core.config import Problem
 from fleetsched.errors import InputError
 
 #: Factory arguments filled in by the runtime, never read from a scenario's ``params``.
-CONTEXT_ARGS = frozenset({"seed", "slo_classes", "tenant_weights"})
+CONTEXT_ARGS = frozenset({"seed", "slo_classes", "tenant_weights", "quality"})
 
 
 @dataclass(frozen=True, slots=True)

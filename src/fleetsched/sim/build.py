@@ -16,6 +16,7 @@ from fleetsched.core.config import (
 from fleetsched.engine.context_switch import ContextSwitch, context_switch
 from fleetsched.engine.defaults import resolve_engine_config
 from fleetsched.engine.determinism import DeterminismCost
+from fleetsched.engine.energy import EnergyMeter
 from fleetsched.engine.instance import Instance
 from fleetsched.engine.llamacpp import LlamaCppInstance
 from fleetsched.errors import InputError
@@ -31,6 +32,7 @@ from fleetsched.perf import (
 from fleetsched.perf.cpu import find_cpu
 from fleetsched.perf.hardware import GiB
 from fleetsched.perf.offload import HybridStepModel, host_attention
+from fleetsched.perf.power import StepPower
 from fleetsched.perf.roofline import RooflineModel, kv_bytes_per_token_per_gpu, kv_heads_per_gpu
 from fleetsched.perf.step_model import StepTimeModel
 from fleetsched.perf.ubatch import (
@@ -39,7 +41,7 @@ from fleetsched.perf.ubatch import (
     UbatchTimeModel,
     load_llamacpp_profile,
 )
-from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION
+from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION, RETENTION
 from fleetsched.policies.engine import make as make_policy
 
 
@@ -165,6 +167,7 @@ def instance_factory(
     e = group_engine(g, where)
     step_model = group_step_model(g, e)
     blocks = group_kv_blocks(g, e)
+    power = StepPower(gpu, model, g.tp)
     switch = group_context_switch(g)
     kv_bytes = group_kv_bytes_per_token(g)
     det = e.determinism
@@ -185,7 +188,7 @@ def instance_factory(
         def policy(registry: dict[str, Any], kind: str, ref: PolicyRef) -> Any:
             return make_policy(registry, kind, ref.name, ref.params, ctx)
 
-        return Instance(
+        inst = Instance(
             i,
             blocks,
             step_model,
@@ -203,6 +206,11 @@ def instance_factory(
             context_switch=switch,
             determinism=determinism,
         )
+        inst.meter = EnergyMeter(power)
+        inst.retention = policy(RETENTION, "retention", policies.retention)
+        if inst.retention is not None:
+            inst.retention.bind(inst)
+        return inst
 
     return make
 

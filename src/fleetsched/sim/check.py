@@ -28,11 +28,11 @@ from fleetsched.perf import GPU, GPUS, build_step_model, get_gpu, get_model
 from fleetsched.perf.cpu import CPUS, find_cpu
 from fleetsched.perf.hardware import GiB
 from fleetsched.perf.roofline import check_tp
-from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION
+from fleetsched.policies.engine import ADMISSION, ORDERING, PREEMPTION, RETENTION
 from fleetsched.policies.params import build_policy, check_params
 from fleetsched.policies.routing import ROUTERS
 from fleetsched.sim.build import group_kv_blocks, group_precision, llamacpp_time_model
-from fleetsched.workload import FORMATS, load_trace
+from fleetsched.workload import FORMATS, is_workflow_workload, load_trace, read_workflows
 
 #: Scenario field under ``policies`` -> (registry, what the error calls it).
 POLICY_KINDS: dict[str, tuple[dict[str, Callable[..., Any]], str]] = {
@@ -40,6 +40,7 @@ POLICY_KINDS: dict[str, tuple[dict[str, Callable[..., Any]], str]] = {
     "admission": (ADMISSION, "admission policy"),
     "ordering": (ORDERING, "ordering policy"),
     "preemption": (PREEMPTION, "preemption policy"),
+    "retention": (RETENTION, "retention policy"),
 }
 
 
@@ -203,7 +204,10 @@ def _workload_problems(s: Scenario) -> list[Problem]:
         if not Path(wl.trace).is_file():
             return [(("workload", "trace"), f"no such trace file: {wl.trace}")]
         try:  # the header (and the format, if auto) are checked now, rows later
-            load_trace(wl.trace, wl.format, generated_rate=wl.generated_rate, seed=s.seed)
+            if is_workflow_workload(wl):
+                read_workflows(wl.trace)
+            else:
+                load_trace(wl.trace, wl.format, generated_rate=wl.generated_rate, seed=s.seed)
         except InputError as e:
             return [(("workload", "trace"), str(e))]
     if wl.synthetic is not None:

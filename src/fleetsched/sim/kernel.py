@@ -18,6 +18,18 @@ Mechanics the router only decides on live here:
   request is copied while it keeps decoding (stage 1: its KV / link bandwidth), then stopped
   at a step boundary and only the tokens produced meanwhile are copied (stage 2, the
   downtime) before it resumes on the destination.
+- **Judged answers** (multi-model workloads): with a ``judge``, a finished request with a
+  task class gets its serving model's success probability and a correctness draw, and a
+  router with ``on_outcome(req, index, outcome)`` is told them (with the request's energy).
+- **Follow-up requests** (agent workflows, ``sim/workflows.py``): a ``followups`` object's
+  ``on_finish(req, rec, now)`` returns requests that a finished one releases (a workflow's
+  next calls, each after its tool gap); they arrive at their ``arrival_s`` (>= now), merged
+  with the workload's stream.
+- **Streamed prompts** (``Request.prompt_chunks``, Stream2LLM): a request is routed with
+  its first piece and each later piece reaches its engine at its time
+  (``Instance.add_prompt_tokens``); the engine prefills only what has arrived. With
+  ``stream_prompts=False`` the request is held back and routed once its last piece is there
+  (today's engines), its arrival time unchanged (TTFT counts the wait).
 - **Fleet membership** (autoscaling, ``sim/autoscale.py``): instances can be added during a
   run and taken out of routing (draining: they finish what they hold). The router only ever
   sees the *routable* instances; indices are never reused, so a router's per-index state
@@ -35,17 +47,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetsched.core.request import Request
-from fleetsched.core.views import InstanceView, RequestView
+from fleetsched.core.views import InstanceView, Outcome, RequestView
 from fleetsched.engine.instance import Instance
 from fleetsched.engine.llamacpp import LlamaCppInstance
-from fleetsched.engine.sequence import DECODE, Seq
+from fleetsched.engine.sequence import DECODE, DONE, Seq
 from fleetsched.errors import InputError
 from fleetsched.metrics.records import RecordTable, RequestRecord
 from fleetsched.policies.routing._util import UniformStream, pick_min
 from fleetsched.policies.routing.base import RoutingPolicy
+from fleetsched.sim.judge import Judge
 
 #: Timed-action kinds (heap entries with instance index -1).
-_REFRESH, _MIGRATE_TICK, _MIGRATE_STOP, _ATTACH, _CALL = range(5)
+_REFRESH, _MIGRATE_TICK, _MIGRATE_STOP, _ATTACH, _CALL, _PIECE = range(6)
 
 
 def request_view(req: Request) -> RequestView:
@@ -60,6 +73,8 @@ def request_view(req: Request) -> RequestView:
         slo_class=req.slo_class,
         model=req.model,
         deadline_s=req.deadline_s,
+        task_class=req.task_class,
+        difficulty=req.difficulty,
         arrival_s=req.arrival_s,
     )
 
@@ -97,7 +112,10 @@ class Simulator:
         *,
         view_refresh_s: float = 0.0,
         kv_link_bytes_s: float = 25e9,
+        followups: Any = None,
+        judge: Judge | None = None,
         autoscaler: Any = None,
+        stream_prompts: bool = True,
         sampler: Any = None,
         seed: int = 0,
     ) -> None:
@@ -121,6 +139,13 @@ class Simulator:
         self._snapshot: list[InstanceView] = []
         self._moves = 0  # requests between instances (pending handovers)
         self._more_arrivals = False
+        self.followups = followups
+        self.judge = judge
+        self._outcome_hook = getattr(router, "on_outcome", None)
+        self._later: list[tuple[float, int, Request]] = []  # released follow-ups, by arrival
+        self.stream_prompts = stream_prompts
+        self._held_back: set[int] = set()  # streamed prompts buffered until complete
+        self._pieces = 0  # prompt pieces still to arrive
         if getattr(router, "plan_migrations", None) is not None:
             for inst in self.instances:
                 if not getattr(inst, "supports_migration", True):
@@ -166,10 +191,21 @@ class Simulator:
 
     def _finished(self, seq: Seq, now: float) -> None:
         self._migrating.pop(id(seq), None)
-        self.records.append(seq.rec)
+        rec = seq.rec
+        done = not math.isnan(rec.finish_s)
+        if self.judge is not None and done:
+            rec.quality, rec.correct = self.judge.judge(seq.req, self.instances[rec.instance].model)
+        self.records.append(rec)  # packed now: the record is final
         rv = self._views.pop(seq.req.id, None)
         if rv is not None:
-            self.router.on_finish(rv, seq.rec.instance)
+            self.router.on_finish(rv, rec.instance)
+            if self._outcome_hook is not None and done:
+                out = Outcome(rec.correct, rec.energy_j, rec.generated_tokens, rec.e2e_s)
+                self._outcome_hook(rv, rec.instance, out)
+        if self.followups is not None:
+            for req in self.followups.on_finish(seq.req, seq.rec, now):
+                self._ctr += 1
+                heapq.heappush(self._later, (req.arrival_s, self._ctr, req))
         if self.autoscaler is not None:
             self.autoscaler.on_finish(self, seq, now)
 
@@ -279,6 +315,16 @@ class Simulator:
                 self._push_instance(dst, nt, True)
         elif kind == _CALL:
             payload(t)
+        elif kind == _PIECE:
+            self._pieces -= 1
+            seq, tokens, last = payload
+            if seq.state != DONE:
+                i = seq.rec.instance
+                inst = self.instances[i]
+                inst.sync(t)
+                nt = inst.add_prompt_tokens(seq, tokens, t, last)
+                if nt is not None:
+                    self._push_instance(i, nt, True)
         elif kind == _REFRESH:
             self._snapshot = self.fresh_views(t)
             self.stats.view_refreshes += 1
@@ -320,7 +366,13 @@ class Simulator:
             self._push_action(t + dt, _MIGRATE_STOP, (seq, src))
 
     def _work_left(self) -> bool:
-        return self._more_arrivals or self._moves > 0 or any(i.busy for i in self.instances)
+        return (
+            self._more_arrivals
+            or bool(self._later)
+            or self._pieces > 0
+            or self._moves > 0
+            or any(i.busy for i in self.instances)
+        )
 
     # ------------------------------------------------------------------ main loop
     def run(
@@ -357,18 +409,43 @@ class Simulator:
             if self.sampler is not None:
                 self.sampler.start(self, t0)
         last_arrival = -math.inf
+        later = self._later
         while True:
-            if nxt is not None and (not heap or nxt.arrival_s <= heap[0][0]):
-                req = nxt
-                t = req.arrival_s
-                if t < last_arrival:
-                    raise InputError(
-                        f"request {req.id} arrives at {t} s, before the previous one"
-                        f" ({last_arrival} s): the workload must be sorted by arrival time"
-                    )
-                last_arrival = t
+            cand = nxt
+            t = nxt.arrival_s if nxt is not None else math.inf
+            if later and later[0][0] < t:
+                t, _, cand = later[0]
+            if cand is not None and (not heap or t <= heap[0][0]):
+                req = cand
+                if cand is not nxt:
+                    heapq.heappop(later)
+                else:
+                    if t < last_arrival:
+                        raise InputError(
+                            f"request {req.id} arrives at {t} s, before the previous one"
+                            f" ({last_arrival} s): the workload must be sorted by arrival time"
+                        )
+                    last_arrival = t
+                    nxt = next(it, None)
+                    self._more_arrivals = nxt is not None
                 self.now = t
+                pieces = req.prompt_chunks
+                if len(pieces) > 1 and not self.stream_prompts:
+                    if req.id not in self._held_back:  # sent once the whole prompt is there
+                        self._held_back.add(req.id)
+                        self._ctr += 1
+                        heapq.heappush(later, (t + pieces[-1][0], self._ctr, req))
+                        continue
+                    self._held_back.discard(req.id)
+                    pieces = ()
                 seq = Seq(req, new_record(req))
+                if len(pieces) > 1:
+                    seq.avail = pieces[0][1]
+                    last = len(pieces) - 1
+                    for j in range(1, last + 1):
+                        self._pieces += 1
+                        off, tokens = pieces[j]
+                        self._push_action(t + off, _PIECE, (seq, tokens, j == last))
                 rv = request_view(req)
                 self._views[req.id] = rv
                 views = self._router_views(t, seq, needs_prefix) if needs_views else self._static
@@ -385,8 +462,6 @@ class Simulator:
                     inst.check_invariants()
                 if progress is not None and self.arrived % progress_every == 0:
                     progress(self.arrived, t)
-                nxt = next(it, None)
-                self._more_arrivals = nxt is not None
                 continue
             if not heap:
                 break

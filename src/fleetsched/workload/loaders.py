@@ -20,7 +20,9 @@ LOADERS: dict[str, Callable[..., Iterator[Request]]] = {
     ),
     "burstgpt": lambda p, generated_rate, seed: burstgpt.load_burstgpt(p),
 }
-FORMATS = ("auto", *LOADERS)
+#: Workflow traces (``workload/workflows.py``) are not request streams: one workflow per line.
+WORKFLOW_FORMAT = "workflow"
+FORMATS = ("auto", *LOADERS, WORKFLOW_FORMAT)
 
 _KNOWN_HEADERS = (
     f"azure: {','.join(azure.COLUMNS)}; "
@@ -40,13 +42,15 @@ def _first_line(p: Path) -> tuple[int, str]:
 def detect_format(path: PathLike) -> str:
     """Name the format of a trace file from its content (first line), not its extension.
 
-    Returns one of ``native``, ``mooncake`` (JSON Lines) or ``azure``, ``vidur``,
+    Returns one of ``native``, ``mooncake``, ``workflow`` (JSON Lines) or ``azure``, ``vidur``,
     ``burstgpt`` (CSV). Raises :class:`InputError` if the file is missing, empty or unknown.
     """
     p = Path(path)
     n, first = _first_line(p)
     if first.lstrip().startswith("{"):
         obj = mooncake.parse_json_line(first, p, n)
+        if "calls" in obj:
+            return WORKFLOW_FORMAT
         if "arrival_s" in obj or "prompt_tokens" in obj:
             return "native"
         if "input_length" in obj or "hash_ids" in obj:
@@ -54,7 +58,8 @@ def detect_format(path: PathLike) -> str:
         raise InputError(
             f"cannot tell the JSONL format from keys {', '.join(map(repr, obj)) or '(none)'}: "
             f"native lines have {', '.join(native.REQUIRED_KEYS)}; Mooncake lines have "
-            f"{', '.join(mooncake.REQUIRED_KEYS)}, hash_ids",
+            f"{', '.join(mooncake.REQUIRED_KEYS)}, hash_ids; workflow lines have id, arrival_s, "
+            "calls",
             at_line(p, n),
         )
     names = set(csv_names(p))
@@ -94,6 +99,13 @@ def load_trace(
     fmt = format.lower()
     if fmt == "auto":
         fmt = detect_format(path)
+    if fmt == WORKFLOW_FORMAT:
+        raise InputError(
+            "this is a workflow trace (one agent workflow per line), not a request stream: "
+            "simulate it as a scenario's workload.trace (or --trace), or read it with "
+            "fleetsched.workload.read_workflows",
+            str(path),
+        )
     loader = LOADERS.get(fmt)
     if loader is None:
         raise InputError(f"unknown trace format {format!r}; choose one of {', '.join(FORMATS)}")

@@ -4,9 +4,10 @@ Required keys: ``id`` (int), ``arrival_s`` (seconds, non-decreasing down the fil
 ``prompt_tokens`` and ``output_tokens`` (ints >= 1). Optional keys, omitted when they hold the
 default: ``block_hashes`` (chained prefix hashes, ints), ``hash_block_tokens`` (16),
 ``tenant`` ("default"), ``priority`` (0), ``session_id`` (null), ``slo_class`` ("default"),
-``model`` (null), ``deadline_s`` (null), ``extra`` (a JSON object) and
-``output_block_hashes`` (the chain continued over the output's full blocks, see
-:class:`~fleetsched.core.request.Request`). Unknown keys are an error. :func:`write_jsonl` then
+``model`` (null), ``deadline_s`` (null), ``extra`` (a JSON object), ``output_block_hashes``
+(the chain continued over the output's full blocks, see :class:`~fleetsched.core.request.Request`),
+``prompt_chunks`` (``[[offset_s, tokens], ...]``: a prompt that arrives in pieces), ``task_class``
+(null) and ``difficulty`` (null, 0..1). Unknown keys are an error. :func:`write_jsonl` then
 :func:`read_jsonl` gives back equal requests.
 """
 
@@ -44,6 +45,9 @@ OPTIONAL_KEYS = (
     "deadline_s",
     "extra",
     "output_block_hashes",
+    "prompt_chunks",
+    "task_class",
+    "difficulty",
 )
 _ALLOWED = frozenset(REQUIRED_KEYS + OPTIONAL_KEYS)
 
@@ -76,6 +80,12 @@ def request_to_dict(r: Request) -> dict[str, Any]:
         d["extra"] = r.extra
     if r.output_block_hashes:
         d["output_block_hashes"] = list(r.output_block_hashes)
+    if r.prompt_chunks:
+        d["prompt_chunks"] = [list(c) for c in r.prompt_chunks]
+    if r.task_class is not None:
+        d["task_class"] = r.task_class
+    if r.difficulty is not None:
+        d["difficulty"] = r.difficulty
     return d
 
 
@@ -239,4 +249,52 @@ def request_from_dict(d: dict[str, Any], path: Path, line: int) -> Request:
         if not isinstance(d["extra"], dict):
             raise _bad("extra", "a JSON object", d["extra"], path, line)
         r.extra = d["extra"]
+    if d.get("prompt_chunks"):
+        r.prompt_chunks = _chunks(d["prompt_chunks"], r.prompt_tokens, path, line)
+    if "task_class" in d:
+        r.task_class = _str(d, "task_class", True, path, line)
+    if d.get("difficulty") is not None:
+        v = d["difficulty"]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1:
+            raise _bad("difficulty", "a number in [0, 1]", v, path, line)
+        r.difficulty = float(v)
     return r
+
+
+def _chunks(v: object, prompt: int, path: Path, line: int) -> tuple[tuple[float, int], ...]:
+    """``[[offset_s, tokens], ...]``: offsets from 0, non-decreasing; tokens sum to the prompt."""
+    want = "a list of [offset_s, tokens] pairs"
+    if not isinstance(v, list):
+        raise _bad("prompt_chunks", want, v, path, line)
+    out: list[tuple[float, int]] = []
+    prev = 0.0
+    total = 0
+    for i, pair in enumerate(v):
+        where = f"prompt_chunks[{i}]"
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise _bad(where, "an [offset_s, tokens] pair", pair, path, line)
+        off, tok = pair
+        if isinstance(off, bool) or not isinstance(off, int | float) or not 0 <= off < math.inf:
+            raise _bad(f"{where}[0]", "a number of seconds >= 0", off, path, line)
+        off = float(off)
+        if type(tok) is not int or tok < 1:
+            raise _bad(f"{where}[1]", "an integer >= 1", tok, path, line)
+        if i == 0 and off != 0:
+            raise InputError(
+                f"{where}: the first piece arrives with the request (offset 0), got {off}",
+                at_line(path, line),
+            )
+        if off < prev:
+            raise InputError(
+                f"{where}: offset {off} is before the previous piece's {prev}",
+                at_line(path, line),
+            )
+        prev = off
+        total += tok
+        out.append((off, tok))
+    if total != prompt:
+        raise InputError(
+            f"prompt_chunks: pieces sum to {total} tokens but prompt_tokens={prompt}",
+            at_line(path, line),
+        )
+    return tuple(out)

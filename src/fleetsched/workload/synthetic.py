@@ -19,12 +19,18 @@ Model
   the blocks its answer fills lets the next turn hit them (as vLLM's prefix cache does).
 * **Tenants** are drawn per session by weight; each request carries its tenant's ``priority``
   and ``slo_class``.
+* **Streamed prompts** (``streaming``): the prompt is cut into ``chunks`` near-equal pieces
+  (earlier pieces get the remainder); the first arrives with the request, each next one an
+  Exp(``gap_s``) gap later (``Request.prompt_chunks``).
+* **Task classes** (``tasks``): drawn per request by weight; with ``difficulty`` each request
+  also gets a difficulty uniform in [0, 1].
 
 Randomness: one ``numpy.random.Generator(PCG64(seed))`` whose spawned children feed separate
 streams (arrivals, prompt lengths, output lengths, turns, tenants, system prompts, think
-times). Equal seeds give identical workloads, and changing e.g. the output distribution leaves
-the arrival times unchanged (common random numbers across scenarios). Draws are buffered in
-chunks, so the stream is lazy and memory stays bounded for any ``num_requests``.
+times, task classes, difficulties, piece gaps). Equal seeds give identical workloads, and
+changing e.g. the output distribution leaves the arrival times unchanged (common random
+numbers across scenarios). Draws are buffered in chunks, so the stream is lazy and memory
+stays bounded for any ``num_requests``.
 """
 
 from __future__ import annotations
@@ -191,7 +197,7 @@ def generate(cfg: SyntheticConfig, seed: int = 0) -> Iterator[Request]:
     requests are produced lazily.
     """
     root = _rng(seed)
-    streams = root.spawn(7)
+    streams = root.spawn(10)
     arrivals = arrival_times(cfg.arrival, streams[0])
     prompt_len = _Draws(length_sampler(cfg.prompt, streams[1]))
     output_len = _Draws(length_sampler(cfg.output, streams[2]))
@@ -205,7 +211,57 @@ def generate(cfg: SyntheticConfig, seed: int = 0) -> Iterator[Request]:
     sys_idx = _Draws(lambda n: streams[5].integers(0, n_sys, n))
     think_mean = cfg.sessions.think_time_s
     think = _Draws(lambda n: streams[6].exponential(think_mean, n))
-    return _stream(cfg, arrivals, prompt_len, output_len, turns, tenant_idx, sys_idx, think)
+    extras = _extras(cfg, streams[7:])
+    return _stream(cfg, arrivals, prompt_len, output_len, turns, tenant_idx, sys_idx, think, extras)
+
+
+def _extras(
+    cfg: SyntheticConfig, streams: list[np.random.Generator]
+) -> Callable[[int], dict] | None:
+    """Per-request optional fields (task class, difficulty, prompt pieces), or None."""
+    tasks, stream_cfg = cfg.tasks, cfg.streaming
+    if not tasks and stream_cfg is None:
+        return None
+    task_draw = None
+    if tasks:
+        w = np.array([t.weight for t in tasks], dtype=float)
+        w /= w.sum()
+        names = [t.name for t in tasks]
+        idx = _Draws(lambda n: streams[0].choice(len(names), n, p=w))
+        task_draw = lambda: names[idx()]  # noqa: E731
+    diff = _Draws(lambda n: streams[1].random(n)) if tasks and cfg.difficulty else None
+    gaps = None
+    if stream_cfg is not None and stream_cfg.chunks > 1:
+        g = stream_cfg.gap_s
+        gaps = _Draws(lambda n: streams[2].exponential(g, n)) if g > 0 else (lambda: 0.0)
+
+    def extras(prompt: int) -> dict:
+        d: dict = {}
+        if task_draw is not None:
+            d["task_class"] = task_draw()
+        if diff is not None:
+            d["difficulty"] = diff()
+        if gaps is not None:
+            d["prompt_chunks"] = split_prompt(prompt, stream_cfg.chunks, gaps)
+        return d
+
+    return extras
+
+
+def split_prompt(
+    prompt: int, chunks: int, gap: Callable[[], float]
+) -> tuple[tuple[float, int], ...]:
+    """``prompt`` tokens in ``min(chunks, prompt)`` near-equal pieces (the first pieces get
+    the remainder) at offsets 0, then cumulative ``gap()`` draws."""
+    k = min(chunks, prompt)
+    base, extra = divmod(prompt, k)
+    out = []
+    t = 0.0
+    for i in range(k):
+        if i:
+            t += gap()
+        out.append((t, base + (1 if i < extra else 0)))
+    return tuple(out)
 
 
 def _stream(
@@ -217,6 +273,7 @@ def _stream(
     tenant_idx: _Draws,
     sys_idx: _Draws,
     think: _Draws,
+    extras: Callable[[int], dict] | None,
 ) -> Iterator[Request]:
     bt = BLOCK_TOKENS
     sys_tokens = cfg.system_prompt_tokens
@@ -276,6 +333,7 @@ def _stream(
             slo_class=tenant.slo_class,
             model=model,
             output_block_hashes=tuple(chain[n_blocks:n_known]),
+            **(extras(prompt) if extras is not None else {}),
             deterministic=tenant.deterministic,
         )
         s.turns_left -= 1

@@ -13,7 +13,12 @@ from typing import Any
 from fleetsched.errors import InputError
 from fleetsched.policies.engine.aggressive import AggressiveAdmission
 from fleetsched.policies.engine.apex import APEXAdmission
-from fleetsched.policies.engine.base import AdmissionPolicy, PreemptionPolicy, WaitingQueue
+from fleetsched.policies.engine.base import (
+    AdmissionPolicy,
+    PreemptionPolicy,
+    RetentionPolicy,
+    WaitingQueue,
+)
 from fleetsched.policies.engine.colocate_admission import ColocateAdmission
 from fleetsched.policies.engine.colocate_order import ColocateQueue
 from fleetsched.policies.engine.colocate_preemption import ColocateVictim
@@ -25,7 +30,11 @@ from fleetsched.policies.engine.most_slack import MostSlackVictim
 from fleetsched.policies.engine.newest import NewestVictim
 from fleetsched.policies.engine.past_future import PastFutureAdmission
 from fleetsched.policies.engine.priority import PriorityQueue
+from fleetsched.policies.engine.retention_ttl import TTLRetention
+from fleetsched.policies.engine.retention_workflow import WorkflowRetention
 from fleetsched.policies.engine.sjf import SJFQueue
+from fleetsched.policies.engine.stream_stalled import StalledStreamVictim
+from fleetsched.policies.engine.urgency import UrgencyQueue
 from fleetsched.policies.engine.vtc import VTCQueue
 from fleetsched.policies.engine.vtc_preempt import VTCVictim
 from fleetsched.policies.engine.wfq import WFQQueue
@@ -39,6 +48,7 @@ ORDERING: dict[str, Callable[..., WaitingQueue]] = {
     "vtc": VTCQueue,
     "wfq": WFQQueue,
     "colocate": ColocateQueue,
+    "urgency": UrgencyQueue,
 }
 ADMISSION: dict[str, Callable[..., AdmissionPolicy]] = {
     "aggressive": AggressiveAdmission,
@@ -53,6 +63,13 @@ PREEMPTION: dict[str, Callable[..., PreemptionPolicy]] = {
     "most_slack": MostSlackVictim,
     "colocate": ColocateVictim,
     "vtc": VTCVictim,
+    "stream_stalled": StalledStreamVictim,
+}
+#: KV retention across tool gaps; ``none`` (no retention object): vLLM's LRU decides alone.
+RETENTION: dict[str, Callable[..., RetentionPolicy | None]] = {
+    "none": lambda: None,
+    "ttl": TTLRetention,
+    "workflow": WorkflowRetention,
 }
 
 

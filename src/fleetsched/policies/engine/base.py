@@ -46,3 +46,37 @@ class PreemptionPolicy(Protocol):
     def victim(self, running: list[Seq]) -> Seq:
         """Pick the request to preempt; ``running`` is in admission order (oldest first)."""
         ...
+
+
+class RetentionPolicy(Protocol):
+    """Keeps the KV blocks of finished workflow calls cached across tool gaps.
+
+    ``bind(engine)`` gives it the engine; it pins blocks by taking a reference on them
+    (``engine.kv.touch``) and unpins by dropping it (``engine.kv.release``), so pinned blocks
+    are never evicted by the LRU and count as used until released.
+    """
+
+    def on_finish(self, seq: Seq, now: float) -> None:
+        """``seq`` finished (its blocks were just released to the cache's LRU)."""
+        ...
+
+    def on_admit(self, seq: Seq, now: float) -> None:
+        """``seq`` was admitted (it took references on its cached prefix)."""
+        ...
+
+    def release(self, blocks: int, now: float) -> int:
+        """Unpin, least valuable first, until ``blocks`` more are free; return how many
+        blocks were unpinned (0: nothing left to unpin)."""
+        ...
+
+    def expire(self, now: float) -> None:
+        """Unpin what is due by ``now``."""
+        ...
+
+    def next_expiry(self) -> float:
+        """When the next pin is due (inf: none)."""
+        ...
+
+    def held(self) -> list[int]:
+        """Keys of the blocks it pins, one entry per reference (for invariant checks)."""
+        ...

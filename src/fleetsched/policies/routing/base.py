@@ -22,7 +22,12 @@ Other optional hooks a runtime looks for with ``getattr``:
 * ``pick_decode(req, decode_views) -> index``: the decode instance for a request whose
   prefill finished on a ``prefill`` instance (see ``pd_disagg``);
 * ``plan_migrations(views) -> list[(src, dst)]`` and ``migration_interval_s``: live
-  migration pairs, asked for every ``migration_interval_s`` seconds (see ``llumnix``).
+  migration pairs, asked for every ``migration_interval_s`` seconds (see ``llumnix``);
+* ``on_outcome(req, index, outcome)``: after ``on_finish`` of a request that completed, what
+  became of it (:class:`~fleetsched.core.views.Outcome`: judged correctness, energy, output
+  tokens, latency) -- the partial feedback a learning router trains on (see
+  ``green_bandit``). The simulator sends it (its judge and energy meter); the gateway has no
+  source of correctness or energy and never calls it.
 """
 
 from __future__ import annotations
