@@ -30,6 +30,7 @@ from fleetsched.engine.instance import Instance
 from fleetsched.engine.sequence import Seq
 from fleetsched.errors import InputError
 from fleetsched.perf import FittedProfile, get_gpu, get_model
+from fleetsched.policies.engine.colocate_admission import ColocateAdmission
 from fleetsched.policies.routing import make_router
 from fleetsched.sim.build import build_instances
 from fleetsched.sim.kernel import Simulator, new_record
@@ -197,6 +198,29 @@ def test_a_swapped_in_request_decodes_in_the_step_it_comes_back(ff) -> None:
     swap = 64 * 1000 / 25e9
     assert recs[2].preemptions == 1 and inst.stats.swapped_blocks == 8
     assert recs[2].finish_s == pytest.approx(0.0056 + 4 * 0.0044 + 2 * swap)
+
+
+@pytest.mark.parametrize("ff", [True, False])
+def test_the_head_behind_a_forced_swap_in_is_admitted_the_next_step(ff) -> None:
+    # One prefill step for both (4 ms + 96 x 10 us = 4.96 ms), handed over in order A, B to a
+    # 10-block decode instance whose co-location admission keeps batch jobs under 5 blocks.
+    # A (batch, 6 blocks) is refused, but an empty engine starts its head alone: A decodes in
+    # step 1 (4.2 ms). B (2 blocks) is untried until step 2, which admits it: it decodes
+    # beside A from then on (4.4 ms steps), rather than after A's last token.
+    reqs = [Request(0, 0.0, 80, 10, slo_class="batch"), Request(1, 0.0, 16, 3)]
+    decode = Instance(
+        1,
+        10,
+        FLAT,
+        EngineConfig(max_num_batched_tokens=256, max_num_seqs=8),
+        role="decode",
+        admission=ColocateAdmission(batch_kv_limit=0.5),
+        fast_forward=ff,
+    )
+    prefill = Instance(0, 1000, FLAT, EngineConfig(**SMALL), role="prefill", fast_forward=ff)
+    _, b = Simulator([prefill, decode], ToFirst()).run(reqs, check=True)
+    assert b.first_token_s == pytest.approx(0.00496)
+    assert b.finish_s == pytest.approx(0.00496 + 0.0042 + 2 * 0.0044)
 
 
 # ------------------------------------------------------------------ item 6: vLLM's defaults

@@ -105,6 +105,17 @@ def test_parameter_variants_under_random_workloads(seed, variant, a, p, mode, bl
     assert [astuple(r) for r in recs] == [astuple(r) for r in recs_step]
 
 
+def test_fast_forward_after_a_forced_swap_in_of_a_refused_head() -> None:
+    # Found by the test above: an empty engine swaps in a batch head that colocate admission
+    # refused; the next head fits, so the run after it must stop after one step.
+    reqs = mixed_workload(40, 3432)
+    kw = dict(blocks=25, max_num_batched_tokens=128, max_num_seqs=5, preemption_mode="swap")
+    pol = lambda: build("priority", "colocate", "colocate", {"o": {"aging_per_s": 2.0}})  # noqa: E731
+    recs, _ = run(reqs, ff=True, **pol(), **kw)
+    recs_step, _ = run(reqs, ff=False, **pol(), **kw)
+    assert [astuple(r) for r in recs] == [astuple(r) for r in recs_step]
+
+
 # ---------------------------------------------------------------- registry
 
 

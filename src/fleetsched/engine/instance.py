@@ -835,8 +835,10 @@ class Instance:
                 self.busy = False
                 return None
             # An empty engine always starts the head (policies may refuse it only while
-            # others run), else it would idle with work forever.
-            self._admit(now, budget, plan, force=True)
+            # others run), else it would idle with work forever. It starts the head alone:
+            # the new head is untried, so the refusal above no longer blocks a run (a
+            # swapped-in head decodes at once and the next step may admit the new head).
+            blocked_by_kv, _ = self._admit(now, budget, plan, force=True)
             if not plan and not self.ndec:
                 if len(self.waiting):  # else only aborted requests were waiting
                     self._reject(self.waiting.pop(now), now)
