@@ -50,7 +50,7 @@ from _common import (
 from fleetsched.core.config import Scenario
 from fleetsched.sweep import capacity_search, run_many, variant
 
-DEFAULT_RATES = {"sharegpt": "2.4,2.7,3.0,3.3", "arxiv": "3.0,3.3,3.6,3.9"}
+DEFAULT_RATES = {"sharegpt": "1.9,2.1,2.3,2.5", "arxiv": "2.4,2.7,3.0,3.3"}
 CAP_BRACKET = {"sharegpt": (1.0, 5.0), "arxiv": (1.0, 6.0)}
 
 
