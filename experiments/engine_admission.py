@@ -19,10 +19,10 @@ two (1,024 / 4,096: what a server that reserves ``max_tokens`` does, the Past-Fu
 conservative baseline), and ``past_future`` (LightLLM; quantile 0.9, window 2,000).
 
 SLO: TTFT <= 2 s is where queueing (conservative's cost) shows, since an 8k prompt prefills
-in ~0.5 s on this GPU; TPOT <= 100 ms (about reading speed) is where preemption stalls and
+in ~0.65 s on this GPU; TPOT <= 100 ms (about reading speed) is where preemption stalls and
 large, slow batches (aggressive's cost) would show. Both are fixed across policies.
 
-Reproduce (about 1 minute on 2 cores):
+Reproduce (about 3 minutes on 2 cores):
 
     .venv/bin/python experiments/engine_admission.py
     .venv/bin/python experiments/engine_admission.py --tpot 0.05 --no-capacity \
