@@ -19,10 +19,10 @@ two (1,024 / 4,096: what a server that reserves ``max_tokens`` does, the Past-Fu
 conservative baseline), and ``past_future`` (LightLLM; quantile 0.9, window 2,000).
 
 SLO: TTFT <= 2 s is where queueing (conservative's cost) shows, since an 8k prompt prefills
-in ~0.5 s on this GPU; TPOT <= 100 ms (about reading speed) is where preemption stalls and
+in ~0.65 s on this GPU; TPOT <= 100 ms (about reading speed) is where preemption stalls and
 large, slow batches (aggressive's cost) would show. Both are fixed across policies.
 
-Reproduce (about 1 minute on 2 cores):
+Reproduce (about 3 minutes on 2 cores):
 
     .venv/bin/python experiments/engine_admission.py
     .venv/bin/python experiments/engine_admission.py --tpot 0.05 --no-capacity \
@@ -50,7 +50,7 @@ from _common import (
 from fleetsched.core.config import Scenario
 from fleetsched.sweep import capacity_search, run_many, variant
 
-DEFAULT_RATES = {"sharegpt": "2.4,2.7,3.0,3.3", "arxiv": "3.0,3.3,3.6,3.9"}
+DEFAULT_RATES = {"sharegpt": "1.9,2.1,2.3,2.5", "arxiv": "2.4,2.7,3.0,3.3"}
 CAP_BRACKET = {"sharegpt": (1.0, 5.0), "arxiv": (1.0, 6.0)}
 
 
