@@ -117,3 +117,25 @@ class Pins:
 
     def held(self) -> list[int]:
         return [k for pins in self._by_workflow.values() for p in pins for k in p.keys]
+
+
+class PinnedRetention:
+    """What every retention policy does with its :class:`Pins` (the policies differ only in
+    what they pin in ``on_finish``, for how long and at what value)."""
+
+    pins: Pins
+
+    def on_admit(self, seq: Seq, now: float) -> None:
+        self.pins.admitted(seq)
+
+    def release(self, blocks: int, now: float) -> int:
+        return self.pins.release(blocks)
+
+    def expire(self, now: float) -> None:
+        self.pins.expire(now)
+
+    def next_expiry(self) -> float:
+        return self.pins.next_expiry()
+
+    def held(self) -> list[int]:
+        return self.pins.held()

@@ -14,14 +14,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fleetsched.errors import InputError
-from fleetsched.policies.engine._pins import Pins
+from fleetsched.policies.engine._pins import PinnedRetention, Pins
 
 if TYPE_CHECKING:
     from fleetsched.engine.instance import Instance
     from fleetsched.engine.sequence import Seq
 
 
-class TTLRetention:
+class TTLRetention(PinnedRetention):
     def __init__(self, ttl_s: float = 10.0) -> None:
         if not ttl_s > 0:
             raise InputError(f"ttl_s must be > 0, got {ttl_s}")
@@ -35,18 +35,3 @@ class TTLRetention:
         info = seq.req.call
         if info is not None and info.next_gap_s is not None:
             self.pins.add(seq, now, now + self.ttl_s)
-
-    def on_admit(self, seq: Seq, now: float) -> None:
-        self.pins.admitted(seq)
-
-    def release(self, blocks: int, now: float) -> int:
-        return self.pins.release(blocks)
-
-    def expire(self, now: float) -> None:
-        self.pins.expire(now)
-
-    def next_expiry(self) -> float:
-        return self.pins.next_expiry()
-
-    def held(self) -> list[int]:
-        return self.pins.held()

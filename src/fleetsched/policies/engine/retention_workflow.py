@@ -17,14 +17,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fleetsched.errors import InputError
-from fleetsched.policies.engine._pins import Pins
+from fleetsched.policies.engine._pins import PinnedRetention, Pins
 
 if TYPE_CHECKING:
     from fleetsched.engine.instance import Instance
     from fleetsched.engine.sequence import Seq
 
 
-class WorkflowRetention:
+class WorkflowRetention(PinnedRetention):
     def __init__(self, slack: float = 2.0, margin_s: float = 1.0, min_gap_s: float = 0.1) -> None:
         if slack < 1 or margin_s < 0 or not min_gap_s > 0:
             raise InputError("slack must be >= 1, margin_s >= 0 and min_gap_s > 0")
@@ -42,18 +42,3 @@ class WorkflowRetention:
         tokens = seq.req.prompt_tokens + seq.req.output_tokens
         value = tokens / max(gap, self.min_gap_s)
         self.pins.add(seq, value, now + self.slack * gap + self.margin_s)
-
-    def on_admit(self, seq: Seq, now: float) -> None:
-        self.pins.admitted(seq)
-
-    def release(self, blocks: int, now: float) -> int:
-        return self.pins.release(blocks)
-
-    def expire(self, now: float) -> None:
-        self.pins.expire(now)
-
-    def next_expiry(self) -> float:
-        return self.pins.next_expiry()
-
-    def held(self) -> list[int]:
-        return self.pins.held()
