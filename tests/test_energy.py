@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleetsched.core.config import Scenario
-from fleetsched.perf import get_gpu, get_model
-from fleetsched.perf.power import StepPower
+from fleetsched.perf import GPUS, get_gpu, get_model
+from fleetsched.perf.power import TDP_W, StepPower
 from fleetsched.sim.run import simulate
 
 
@@ -76,3 +76,10 @@ def test_every_joule_is_charged_once_and_fast_forward_agrees(
     between = sum(idle_w * max(dur - s.busy_s, 0.0) for s in a.engine_stats)
     assert fleet - between == pytest.approx(total, rel=1e-9)
     assert fleet <= 2 * 150 * dur * (1 + 1e-9)
+
+
+def test_every_catalog_gpu_has_a_power_limit() -> None:
+    """A GPU added to the catalog (T4 and A10 came with CPU offload) must get its board power,
+    or every simulation on it fails when its energy meter is built."""
+    assert set(GPUS) <= set(TDP_W)
+    assert TDP_W["T4"] == 70.0 and TDP_W["A10"] == 150.0  # NVIDIA datasheets

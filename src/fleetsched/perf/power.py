@@ -13,7 +13,8 @@ for LLM inference (Patel et al., Splitwise, ISCA 2024, Sec. 3: prefill near TDP,
 lower). Between steps an instance draws its idle power.
 
 Board power limits are the datasheets' maximum TDP (NVIDIA H100 SXM5 700 W, H200 SXM 700 W,
-A100 SXM 400 W, A40 300 W, L40S 350 W, A10 150 W for AWS's A10G; AMD MI300X 750 W). Idle
+A100 SXM 400 W, A40 300 W, L40S 350 W, A10 150 W (also for AWS's A10G), T4 70 W; AMD MI300X
+750 W). Idle
 power is taken as 15 % of it (nvidia-smi idle readings of data-centre boards with memory
 clocks up are 50-90 W on A100/H100): an assumption, set ``idle_fraction`` to change it.
 """
@@ -36,6 +37,8 @@ TDP_W: dict[str, float] = {
     "A40": 300.0,
     "L40S": 350.0,
     "A10G": 150.0,
+    "A10": 150.0,
+    "T4": 70.0,
     "MI300X": 750.0,
 }
 

@@ -156,14 +156,16 @@ def simulate(
 
 def fleet_energy_j(instances: list[Any], duration_s: float) -> float:
     """Joules the fleet drew over the run: every step's energy plus idle power between steps
-    (``perf/power.py``); NaN when the run has no duration."""
+    (``perf/power.py``); NaN when the run has no duration or an engine has no power model
+    (llama.cpp on a CPU)."""
     if duration_s != duration_s:  # NaN
         return math.nan
     total = 0.0
     for inst in instances:
-        m = inst.meter
-        if m is not None:
-            total += m.busy_j + m.idle_w * max(duration_s - inst.stats.busy_s, 0.0)
+        m = getattr(inst, "meter", None)
+        if m is None:
+            return math.nan
+        total += m.busy_j + m.idle_w * max(duration_s - inst.stats.busy_s, 0.0)
     return total
 
 
