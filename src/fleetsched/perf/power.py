@@ -83,17 +83,24 @@ class StepPower:
         """Power of the whole instance while it runs no step."""
         return self._idle_w
 
+    def _busy_s(
+        self, prefill_tokens: int, prefill_pairs: float, num_decodes: int, ctx_sum: float
+    ) -> float:
+        """Seconds the step keeps the GPUs at their limit: the larger of its compute and its
+        memory time at datasheet peak (the attributes are seconds per unit)."""
+        compute = (prefill_tokens + num_decodes) * self._flops_tok + (
+            prefill_pairs + ctx_sum
+        ) * self._attn_flops
+        memory = self._weights + (ctx_sum + prefill_tokens) * self._kv_bytes
+        return compute if compute > memory else memory
+
     def utilisation(
         self, prefill_tokens: int, prefill_pairs: float, num_decodes: int, ctx_sum: float, dt: float
     ) -> float:
         """Roofline utilisation of one step (0..1)."""
         if dt <= 0:
             return 0.0
-        compute = (prefill_tokens + num_decodes) * self._flops_tok + (
-            prefill_pairs + ctx_sum
-        ) * self._attn_flops
-        memory = self._weights + (ctx_sum + prefill_tokens) * self._kv_bytes
-        u = (compute if compute > memory else memory) / dt
+        u = self._busy_s(prefill_tokens, prefill_pairs, num_decodes, ctx_sum) / dt
         return u if u < 1.0 else 1.0
 
     def energy_j(
@@ -102,11 +109,7 @@ class StepPower:
         """Joules of one step of ``dt`` seconds."""
         if dt <= 0:
             return 0.0
-        compute = (prefill_tokens + num_decodes) * self._flops_tok + (
-            prefill_pairs + ctx_sum
-        ) * self._attn_flops
-        memory = self._weights + (ctx_sum + prefill_tokens) * self._kv_bytes
-        busy = compute if compute > memory else memory
+        busy = self._busy_s(prefill_tokens, prefill_pairs, num_decodes, ctx_sum)
         if busy > dt:
             busy = dt
         return self._idle_w * dt + self._busy_w * busy
