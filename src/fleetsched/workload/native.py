@@ -17,9 +17,9 @@ import gzip
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol, TypeVar
 
 from fleetsched.core.request import BLOCK_TOKENS, Request
 from fleetsched.errors import InputError, at_line
@@ -126,10 +126,23 @@ def read_jsonl(path: PathLike) -> Iterator[Request]:
     """Stream a native JSONL trace. Checks the file now; lines are read lazily."""
     p = Path(path)
     check_not_empty(p)
-    return _rows(p)
+    return json_rows(p, request_from_dict, no_rows)
 
 
-def _rows(path: Path) -> Iterator[Request]:
+class _Arriving(Protocol):
+    arrival_s: float
+
+
+_T = TypeVar("_T", bound=_Arriving)
+
+
+def json_rows(
+    path: Path,
+    parse: Callable[[dict[str, Any], Path, int], _T],
+    empty: Callable[[Path, int], InputError],
+) -> Iterator[_T]:
+    """Each non-blank JSON line of ``path`` as ``parse(obj, path, line)``, checked to arrive in
+    order; ``empty(path, line)`` is raised when the file has no data line."""
     prev = 0.0
     n = 0
     line = 0
@@ -137,14 +150,14 @@ def _rows(path: Path) -> Iterator[Request]:
         for line, text in enumerate(lines(f, path), 1):
             if not text.strip():
                 continue
-            r = request_from_dict(parse_json_line(text, path, line), path, line)
+            r = parse(parse_json_line(text, path, line), path, line)
             if r.arrival_s < prev:
                 raise backwards("arrival_s", r.arrival_s, prev, path, line)
             prev = r.arrival_s
             n += 1
             yield r
     if n == 0:
-        raise no_rows(path, line + 1)
+        raise empty(path, line + 1)
 
 
 def _bad(key: str, want: str, got: object, path: Path, line: int) -> InputError:

@@ -43,9 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from fleetsched.errors import InputError, at_line
-from fleetsched.workload._common import PathLike, backwards, check_not_empty, lines, open_text
-from fleetsched.workload.mooncake import parse_json_line
-from fleetsched.workload.native import _open_write
+from fleetsched.workload._common import PathLike, check_not_empty
+from fleetsched.workload.native import _open_write, json_rows
 
 #: Keys of a workflow line and of a call.
 WORKFLOW_KEYS = (
@@ -118,25 +117,11 @@ def read_workflows(path: PathLike) -> Iterator[Workflow]:
     """Stream the workflows of a JSONL file. Checks the file now; lines are read lazily."""
     p = Path(path)
     check_not_empty(p)
-    return _rows(p)
+    return json_rows(p, workflow_from_dict, _no_workflows)
 
 
-def _rows(path: Path) -> Iterator[Workflow]:
-    prev = 0.0
-    line = 0
-    n = 0
-    with open_text(path) as f:
-        for line, text in enumerate(lines(f, path), 1):
-            if not text.strip():
-                continue
-            wf = workflow_from_dict(parse_json_line(text, path, line), path, line)
-            if wf.arrival_s < prev:
-                raise backwards("arrival_s", wf.arrival_s, prev, path, line)
-            prev = wf.arrival_s
-            n += 1
-            yield wf
-    if n == 0:
-        raise InputError("no workflows: the file has no data lines", at_line(path, line + 1))
+def _no_workflows(path: Path, line: int) -> InputError:
+    return InputError("no workflows: the file has no data lines", at_line(path, line))
 
 
 class _Line:
