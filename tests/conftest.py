@@ -54,6 +54,25 @@ def cli(
     return run
 
 
+def RV(i: int, **kw: object) -> RequestView:
+    """A request view of an anonymous 16-token request, ``kw`` overriding any field (for
+    routing tests)."""
+    d: dict[str, object] = dict(
+        id=i,
+        prompt_tokens=16,
+        block_hashes=(),
+        hash_block_tokens=16,
+        tenant="default",
+        priority=0,
+        session_id=None,
+        slo_class="default",
+        model=None,
+        deadline_s=None,
+    )
+    d.update(kw)
+    return RequestView(**d)  # type: ignore[arg-type]
+
+
 def V(i: int, **kw: object) -> InstanceView:
     """An idle, healthy instance view with ``kw`` overriding any field (for routing tests)."""
     d: dict[str, object] = dict(

@@ -8,8 +8,8 @@ import math
 
 import numpy as np
 import pytest
+from tests.conftest import RV, V
 
-from conftest import V
 from fleetsched.core.views import Outcome, RequestView
 from fleetsched.errors import InputError
 from fleetsched.perf import get_model
@@ -22,21 +22,9 @@ S, L = "Llama-3.1-8B", "Llama-3.1-70B"
 
 
 def R(i: int, task: str | None = "knowledge", prompt: int = 512, **kw: object) -> RequestView:
-    d: dict[str, object] = dict(
-        id=i,
-        prompt_tokens=prompt,
-        block_hashes=(),
-        hash_block_tokens=16,
-        tenant="default",
-        priority=0,
-        session_id=None,
-        slo_class="default",
-        model=None,
-        deadline_s=None,
-        task_class=task,
-    )
+    d: dict[str, object] = dict(prompt_tokens=prompt, task_class=task)
     d.update(kw)
-    return RequestView(**d)  # type: ignore[arg-type]
+    return RV(i, **d)
 
 
 def fleet() -> list:

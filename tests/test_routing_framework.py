@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.conftest import V
+from tests.conftest import RV, V
 
 from fleetsched.core.views import RequestView
 from fleetsched.errors import InputError
@@ -33,19 +33,13 @@ from fleetsched.policies.routing.framework import (
 
 def R(i: int = 0, prompt: int = 160, model: str | None = None, **kw: object) -> RequestView:
     d: dict[str, object] = dict(
-        id=i,
         prompt_tokens=prompt,
         block_hashes=tuple(range(1, prompt // 16 + 1)),
-        hash_block_tokens=16,
         tenant="t",
-        priority=0,
-        session_id=None,
-        slo_class="default",
         model=model,
-        deadline_s=None,
     )
     d.update(kw)
-    return RequestView(**d)  # type: ignore[arg-type]
+    return RV(i, **d)
 
 
 # ------------------------------------------------------------------------------ filters

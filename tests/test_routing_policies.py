@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.conftest import V
+from tests.conftest import RV, V
 
 from fleetsched.core.request import chain_hashes
 from fleetsched.core.views import RequestView
@@ -34,19 +34,12 @@ def R(
     """A request whose prompt is the blocks ``ids`` (chained), 16 tokens each."""
     ids = ids if ids is not None else (i + 1000,)
     d: dict[str, object] = dict(
-        id=i,
         prompt_tokens=prompt if prompt is not None else 16 * len(ids),
         block_hashes=chain_hashes(ids),
-        hash_block_tokens=16,
         tenant="t",
-        priority=0,
-        session_id=None,
-        slo_class="default",
-        model=None,
-        deadline_s=None,
     )
     d.update(kw)
-    return RequestView(**d)  # type: ignore[arg-type]
+    return RV(i, **d)
 
 
 # -------------------------------------------------------------------------- baselines

@@ -4,8 +4,8 @@ ledger released on every path), and the urgency queue's stage deadlines and orde
 from __future__ import annotations
 
 import pytest
+from tests.conftest import RV, V
 
-from conftest import V
 from fleetsched.core.request import CallInfo, Request
 from fleetsched.core.views import RequestView
 from fleetsched.engine.sequence import Seq
@@ -16,18 +16,7 @@ from fleetsched.policies.routing.workflow_affinity import WorkflowAffinity
 
 
 def R(i: int, sid: str | None, prompt: int) -> RequestView:
-    return RequestView(
-        id=i,
-        prompt_tokens=prompt,
-        block_hashes=(),
-        hash_block_tokens=16,
-        tenant="default",
-        priority=0,
-        session_id=sid,
-        slo_class="default",
-        model=None,
-        deadline_s=None,
-    )
+    return RV(i, session_id=sid, prompt_tokens=prompt)
 
 
 # ------------------------------------------------------------------ workflow_affinity
