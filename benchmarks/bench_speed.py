@@ -5,7 +5,11 @@ each job runs once per side in its own process (``PYTHONPATH`` selects the side)
 are measured under the same machine load. For each job it prints the CPU seconds of the
 simulation loop (``Simulator.run``, ``time.process_time``, best of ``--repeat``), the ratio,
 and whether the per-request records (the CSV ``fleetsched simulate --records`` writes) are
-byte-identical. It exits 1 if any job's records differ.
+byte-identical: every column the baseline writes, compared as text, over every baseline run,
+every run of this tree and a fast-forward-off run. Columns added since the baseline (the
+judge's ``quality``/``correct``, ``energy_j``) have no baseline to match; they are compared
+between fast-forward on and off, ``energy_j`` within 1e-9 relative (a fast-forward run sums a
+run's joules in closed form). It exits 1 if any job's records differ.
 
 Jobs: the Azure LLM conv trace (19,366 requests) on 4 x A100-80GB / Llama-3.1-8B with
 chunked prefill budget 8192, 256 seqs, round robin; the embedded default scenario (this
@@ -18,8 +22,10 @@ hashes) on 4 x H100.
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
+import math
 import os
 import resource
 import subprocess
@@ -54,7 +60,7 @@ JOBS: dict[str, dict] = {
 }
 
 
-def run_one(job: str, ff: bool, out: Path | None) -> dict:
+def run_one(job: str, ff: bool, out: Path) -> dict:
     """Run ``job`` in this process (whichever fleetsched is on the path)."""
     from fleetsched.cli.options import resolve_scenario
     from fleetsched.metrics.io import write_records
@@ -79,18 +85,48 @@ def run_one(job: str, ff: bool, out: Path | None) -> dict:
 
     Simulator.run = timed  # type: ignore[method-assign]
     res = simulate(sc, requests=requests, fast_forward=ff)
-    path = out or Path(tempfile.mkstemp(suffix=".csv")[1])
-    write_records(res.records, path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if out is None:
-        path.unlink()
+    write_records(res.records, out)
     return {
         "cpu_s": cpu[0],
         "requests": len(requests),
         "events": sum(s.runs for s in res.engine_stats),
-        "digest": digest,
         "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def columns(path: Path) -> dict[str, list[str]]:
+    """The CSV at ``path`` by column, as text."""
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    return {name: [r[i] for r in rows[1:]] for i, name in enumerate(rows[0])}
+
+
+def digest(cols: dict[str, list[str]], names: list[str]) -> str:
+    h = hashlib.sha256()
+    for name in names:
+        h.update(name.encode() + b"\0" + "\n".join(cols[name]).encode())
+    return h.hexdigest()
+
+
+def compare(base: list[Path], new: list[Path], off: Path) -> tuple[bool, str]:
+    """(records agree, what was compared): the baseline's columns byte for byte over every
+    file, the newer columns between fast-forward on (``new[0]``) and off (``off``)."""
+    b0, n0, o = columns(base[0]), columns(new[0]), columns(off)
+    shared = [c for c in b0 if c in n0]
+    if len(shared) < len(b0):
+        return False, f"columns gone: {sorted(set(b0) - set(n0))}"
+    same = len({digest(columns(p), shared) for p in [*base, *new, off]}) == 1
+    added = [c for c in n0 if c not in b0]
+    for c in added:
+        if c == "energy_j":
+            ok = all(
+                math.isclose(float(x), float(y), rel_tol=1e-9, abs_tol=1e-12)
+                for x, y in zip(n0[c], o[c], strict=True)
+            )
+        else:
+            ok = n0[c] == o[c]
+        same &= ok
+    return same, f"{len(shared)} columns identical, {len(added)} newer ones ff on = off"
 
 
 def export(commit: str, dest: Path) -> Path:
@@ -102,11 +138,14 @@ def export(commit: str, dest: Path) -> Path:
     return dest / "src"
 
 
-def in_subprocess(src: Path, job: str, ff: bool = True) -> dict:
+def in_subprocess(src: Path, job: str, out: Path, ff: bool = True) -> dict:
+    """Run ``job`` on the ``src`` tree in its own process; its records CSV goes to ``out``."""
     env = {**os.environ, "PYTHONPATH": str(src)}
-    args = [sys.executable, __file__, "--one", job] + ([] if ff else ["--no-ff"])
-    out = subprocess.run(args, check=True, capture_output=True, text=True, env=env)
-    return json.loads(out.stdout)
+    args = [sys.executable, __file__, "--one", job, "--out", str(out)]
+    out_ = subprocess.run(
+        args + ([] if ff else ["--no-ff"]), check=True, capture_output=True, text=True, env=env
+    )
+    return {**json.loads(out_.stdout), "csv": out}
 
 
 def main() -> int:
@@ -126,6 +165,7 @@ def main() -> int:
         print(f"skipped: traces not found under {TRACES}")
         return 0
     ok = True
+    notes: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         base_src = export(a.baseline, Path(tmp))
         here_src = ROOT / "src"
@@ -139,20 +179,23 @@ def main() -> int:
         )
         for job in jobs:
             print(f"  ... {job}", end="\r", flush=True)
-            base = [in_subprocess(base_src, job) for _ in range(a.repeat)]
-            new = [in_subprocess(here_src, job) for _ in range(a.repeat)]
-            off = in_subprocess(here_src, job, ff=False)
+            t = Path(tmp)
+            base = [in_subprocess(base_src, job, t / f"b{i}.csv") for i in range(a.repeat)]
+            new = [in_subprocess(here_src, job, t / f"n{i}.csv") for i in range(a.repeat)]
+            off = in_subprocess(here_src, job, t / "off.csv", ff=False)
             b = min(r["cpu_s"] for r in base)
             n = min(r["cpu_s"] for r in new)
-            digests = {r["digest"] for r in base + new + [off]}
-            same = len(digests) == 1
+            same, what = compare([r["csv"] for r in base], [r["csv"] for r in new], off["csv"])
             ok &= same
+            notes.append(f"{job}: {what}")
             print(
                 f"{job:>9} {new[0]['requests']:>9} {new[0]['events']:>8} {b:>10.3f} {n:>9.3f} "
                 f"{b / n:>7.2f}x {n / new[0]['events'] * 1e6:>8.1f} "
                 f"{'yes' if same else 'NO':>17}"
             )
         print("(records identical: every baseline run, every run here, and fast-forward off)")
+        for line in notes:
+            print("  " + line)
     return 0 if ok else 1
 
 

@@ -83,3 +83,33 @@ def test_every_catalog_gpu_has_a_power_limit() -> None:
     or every simulation on it fails when its energy meter is built."""
     assert set(GPUS) <= set(TDP_W)
     assert TDP_W["T4"] == 70.0 and TDP_W["A10"] == 150.0  # NVIDIA datasheets
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    gpu=st.sampled_from(["H100-SXM", "A10G", "A100-80GB"]),
+    tp=st.sampled_from([1, 2, 4]),
+    n=st.integers(1, 300),
+    ctx0=st.integers(0, 2_000_000),
+    steps=st.integers(1, 600),
+    extra=st.floats(0.0, 0.05),
+)
+def test_a_decode_runs_energy_in_closed_form_is_the_sum_of_its_steps(
+    gpu: str, tp: int, n: int, ctx0: int, steps: int, extra: float
+) -> None:
+    from fleetsched.perf.roofline import RooflineModel
+
+    g, m = get_gpu(gpu), get_model("Llama-3.1-8B")
+    p, line = StepPower(g, m, tp=tp), RooflineModel(g, m, tp=tp).decode_line(n)
+    a, b = line
+    dts = [a + (ctx0 + n * j) * b for j in range(steps)]
+    dts[0] += extra  # a swap-in lengthens the first step
+    by_step = sum(p.energy_j(0, 0.0, n, ctx0 + n * j, dt) for j, dt in enumerate(dts))
+    closed = p.decode_run_energy_j(n, ctx0, steps, sum(dts), line)
+    assert closed == pytest.approx(by_step, rel=1e-9)
+
+
+def test_the_closed_form_declines_when_a_step_would_saturate() -> None:
+    p = StepPower(get_gpu("H100-SXM"), get_model("Llama-3.1-8B"))
+    # A step model far faster than the datasheet: utilisation capped, sum step by step.
+    assert p.decode_run_energy_j(4, 1000, 10, 1e-5, (1e-6, 1e-12)) is None

@@ -21,6 +21,8 @@ clocks up are 50-90 W on A100/H100): an assumption, set ``idle_fraction`` to cha
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from fleetsched.errors import InputError
@@ -113,6 +115,55 @@ class StepPower:
         if busy > dt:
             busy = dt
         return self._idle_w * dt + self._busy_w * busy
+
+    def decode_run_energy_j(
+        self, num_decodes: int, ctx0: int, steps: int, span_s: float, line: tuple[float, float]
+    ) -> float | None:
+        """Joules of ``steps`` decode-only steps of ``num_decodes`` (>= 1) requests over
+        ``span_s`` seconds, the context sum ``ctx0`` at the first step and growing by
+        ``num_decodes`` a step, in O(1): the sum of :meth:`energy_j` over the steps, in closed
+        form. ``line`` is the step time's ``(a, b)`` (``a + ctx * b`` seconds, the step model's
+        ``decode_line``; the first step may be longer, by its swap time). None when a step's
+        busy time could exceed its duration (utilisation capped at 1): sum the steps instead.
+
+        Busy time is the larger of two lines in the step index (compute and memory); it is
+        convex, the step time is linear, so the busy time is below the step time at every step
+        when it is at the first and the last. The sum of the larger line is split where the
+        two cross."""
+        n = num_decodes
+        a, b = line
+        c0 = n * self._flops_tok + ctx0 * self._attn_flops  # compute time at step 0
+        m0 = self._weights + ctx0 * self._kv_bytes  # memory time at step 0
+        c1, m1 = n * self._attn_flops, n * self._kv_bytes
+        last = steps - 1
+        if (
+            max(c0, m0) > a + ctx0 * b
+            or max(c0 + last * c1, m0 + last * m1) > a + (ctx0 + n * last) * b
+        ):
+            return None
+        # compute - memory at step j is d0 + j * dd: compute is the larger from step jc on
+        # (dd > 0) or up to step jc - 1 (dd < 0).
+        d0, dd = c0 - m0, c1 - m1
+        if dd == 0:
+            jc = 0 if d0 >= 0 else steps
+            compute_first = False
+        else:
+            x = -d0 / dd
+            if dd > 0:
+                jc, compute_first = math.ceil(x), False
+            else:
+                jc, compute_first = math.floor(x) + 1, True
+            jc = min(max(jc, 0), steps)
+
+        def line_sum(p0: float, p1: float, lo: int, hi: int) -> float:
+            k = hi - lo
+            return k * p0 + p1 * ((lo + hi - 1) * k / 2) if k > 0 else 0.0
+
+        if compute_first:
+            busy = line_sum(c0, c1, 0, jc) + line_sum(m0, m1, jc, steps)
+        else:
+            busy = line_sum(m0, m1, 0, jc) + line_sum(c0, c1, jc, steps)
+        return self._idle_w * span_s + self._busy_w * busy
 
     def decode_energy_j(self, num_decodes: int, ctx_sums: np.ndarray, dts: np.ndarray) -> float:
         """Joules of a run of decode-only steps (one context sum and duration per step)."""
