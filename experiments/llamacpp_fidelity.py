@@ -11,11 +11,20 @@ shared machine it is the first suspect of any error.
     .venv/bin/python experiments/llamacpp_fidelity.py                  # ~20 min on 2 cores
     .venv/bin/python experiments/llamacpp_fidelity.py --swa-full --traces shared
     .venv/bin/python experiments/llamacpp_fidelity.py --threads 1 --profile p.yaml
+    .venv/bin/python experiments/llamacpp_fidelity.py --calibrate-each   # ~50 min
+
+``--calibrate-each`` calibrates again right before every live run and simulates that run with
+its own profile: this machine's speed drifts (a lone decode step measured 25.8 ms during one
+calibration and 33 ms on the same idle VM 25 minutes later: memory bandwidth shared with other
+tenants of the host, invisible in /proc/stat). A *drift probe* (one 512-token prefill, then one
+stream of 64 tokens, on slot 0) runs right after each calibration and again right after each
+live run; the table prints how much the engine's speed moved in between.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import json
 import os
@@ -24,8 +33,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from _common import RESULTS, markdown
 from fleetsched.bench import BenchConfig
+from fleetsched.calibrate.client import session, stream_completion
 from fleetsched.calibrate.run import calibrate, measure, save_measurements
 from fleetsched.cli.calibrate import print_fit
 from fleetsched.core.config import Scenario
@@ -150,6 +162,30 @@ class Others:
         self.cores = (_busy_s() - self.b0 - mine) / self.wall
 
 
+def drift_probe(url: str, seed: int) -> dict[str, float]:
+    """One 512-token prefill then one stream of 64 tokens on slot 0: seconds to the first
+    token and the median inter-token gap (the same probe before and after a run)."""
+
+    async def go() -> Any:
+        rng = np.random.default_rng(seed)
+        async with session() as http:
+            prompt = rng.integers(1000, 200_000, 512).tolist()
+            return await stream_completion(http, url, prompt, 64, id_slot=0, cache_prompt=False)
+
+    r = asyncio.run(go())
+    gaps = np.diff(r.token_s[1:])
+    return {"ttft_s": r.token_s[0] - r.send_s, "gap_s": float(np.median(gaps))}
+
+
+def calibrate_on(srv: LlamaServer, args: argparse.Namespace, path: Path) -> tuple[Any, dict]:
+    """Calibrate on ``srv``, write the profile to ``path``; (fit, drift probe after it)."""
+    m = measure(srv.url, repeats=args.calibrate_repeats, progress=progress)
+    print()
+    fit, _ = calibrate(m, device="cpu", threads=args.threads, swa_full=args.swa_full)
+    path.write_text(fit.profile.to_yaml())
+    return fit, drift_probe(srv.url, 7)
+
+
 def progress(done: int, total: int) -> None:
     print(f"\rcalibrating: experiment {done}/{total}", end="", flush=True)
 
@@ -172,6 +208,12 @@ def main() -> None:
         "process's scheduling priority (root only): less noise from other jobs",
     )
     ap.add_argument("--name", default="llamacpp_fidelity")
+    ap.add_argument(
+        "--calibrate-each",
+        action="store_true",
+        help="calibrate right before every live run (the machine's speed drifts), with a drift "
+        "probe after the calibration and after the run",
+    )
     ap.add_argument(
         "--sensitivity",
         help="only simulate the recorded traces with --profile "
@@ -204,7 +246,10 @@ def main() -> None:
             priority=args.priority,
         )
 
-    if args.profile:
+    if args.calibrate_each:
+        args.calibrate_repeats = 1
+        profile_path = RESULTS / f"{tag}_profile.yaml"  # the latest, for --sensitivity
+    elif args.profile:
         profile_path = args.profile
         load_llamacpp_profile(profile_path)
     else:
@@ -228,20 +273,40 @@ def main() -> None:
             "cache_mismatches": fit.cache_mismatches,
         }
     for name in args.traces.split(","):
-        setup = (name, profile_path, args.threads, args.swa_full, args.requests)
-        mu = capacity(scenario(*setup, 0.1))
-        rate = TRACES[name]["load"] * mu * args.rate_scale
-        sc = scenario(*setup, rate)
-        print(f"{name}: capacity {mu:.3f}/s, arrivals at {rate:.3f}/s")
-        out.setdefault("rates", {})[name] = {"capacity": mu, "rate": rate}
         runs = []
         for k in range(args.repeats):
+            drift: dict[str, Any] = {}
+            if args.calibrate_each:
+                with server() as srv:
+                    fit, drift["before"] = calibrate_on(srv, args, profile_path)
+                errs = sorted(abs(r.error) for r in fit.rows if r.fitted)
+                print(f"{name} run {k + 1}: calibrated, median |error| {errs[len(errs) // 2]:.1%}")
+            setup = (name, profile_path, args.threads, args.swa_full, args.requests)
+            mu = capacity(scenario(*setup, 0.1))
+            rate = TRACES[name]["load"] * mu * args.rate_scale
+            sc = scenario(*setup, rate)
+            print(f"{name}: capacity {mu:.3f}/s, arrivals at {rate:.3f}/s")
+            out.setdefault("rates", {})[name] = {"capacity": mu, "rate": rate}
             with server() as srv:
                 assert srv._proc is not None
                 with Others(srv._proc.pid) as o:
                     res = run_fidelity(sc, BenchConfig(target=srv.url, timeout_s=1800))
+                if args.calibrate_each:
+                    drift["after"] = drift_probe(srv.url, 7)
             rows = {r.label: (r.live, r.simulated, r.rel_err) for r in res.rows}
-            runs.append({"others_cores": o.cores, "wall_s": o.wall, "rows": rows})
+            run: dict[str, Any] = {"others_cores": o.cores, "wall_s": o.wall, "rows": rows}
+            run.update(capacity=mu, rate=rate)
+            if drift:
+                b, a = drift["before"], drift["after"]
+                run["drift"] = {
+                    "prefill": a["ttft_s"] / b["ttft_s"] - 1,
+                    "decode": a["gap_s"] / b["gap_s"] - 1,
+                }
+                print(
+                    f"  drift from calibration to after the run: prefill "
+                    f"{run['drift']['prefill']:+.0%}, decode step {run['drift']['decode']:+.0%}"
+                )
+            runs.append(run)
             errs = ", ".join(
                 f"{lbl} {v[2]:+.0%}"
                 for lbl, v in rows.items()
@@ -269,6 +334,17 @@ def write(out: dict[str, Any], tag: str) -> None:
                     " / ".join(f"{v[2]:+.0%}" for v in vals),
                 ]
             )
+    drifts = [r["drift"] for runs in out["traces"].values() for r in runs if "drift" in r]
+    if drifts:
+        table.append(
+            [
+                "(engine speed drift, prefill / decode)",
+                "",
+                " ; ".join(f"{d['prefill']:+.0%} / {d['decode']:+.0%}" for d in drifts),
+                "",
+                "",
+            ]
+        )
     table.append(
         [
             "(others' CPU, cores)",

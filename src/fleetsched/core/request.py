@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 #: Engine KV block size in tokens (vLLM's default).
@@ -74,15 +75,16 @@ class CallInfo:
     next_gap_s: float | None = None
 
 
-def chain_hashes(block_ids: list[int] | tuple[int, ...], seed: int = 0) -> tuple[int, ...]:
+def chain_hashes(block_ids: Iterable[int], seed: int = 0) -> tuple[int, ...]:
     """Chain raw block ids into prefix hashes: h_i = hash((h_{i-1}, id_i)).
 
     Python hashes ints and tuples of ints deterministically (no PYTHONHASHSEED effect), so the
     result is stable across runs and machines of the same word size.
     """
     out: list[int] = []
+    append = out.append
     h = seed
     for b in block_ids:
         h = hash((h, b))
-        out.append(h)
+        append(h)
     return tuple(out)

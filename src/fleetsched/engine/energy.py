@@ -55,15 +55,14 @@ class EnergyMeter:
         else:  # k decode steps, contexts growing by one token per request per step
             k, nd = inst._k, inst.ndec
             base = inst.base_sum + nd * (inst.dstep - inst._applied + 1)
-            ends = inst._ends
-            lines = inst._lines
-            line = lines.get(nd) if lines is not None and inst.determinism is None else None
+            line = inst._line  # the run's step-time line, when it was planned from one
             if line is not None:  # the usual case: O(1) in closed form
-                e = p.decode_run_energy_j(nd, base, k, ends[k - 1] - inst._start, line)
+                e = p.decode_run_energy_j(nd, base, k, now - inst._start, line)
                 if e is not None:
                     inst.e_dec += e / nd
                     self.busy_j += e
                     return
+            ends = inst._ends
             if k <= 8:
                 e = 0.0
                 t0 = inst._start

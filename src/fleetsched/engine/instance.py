@@ -205,6 +205,7 @@ class Instance:
         self._horizon = 8  # steps the next fast-forward run may plan
         self._extra_s = 0.0  # swap time added to the step being planned
         self._mix: tuple[int, int, float] = (0, 0, 0.0)  # decodes, ctx sum, extra s of the step
+        self._line: tuple[float, float] | None = None  # decode_line of the run in flight
 
     # ------------------------------------------------------------------ capacity
     def blocks_for(self, tokens: int) -> int:
@@ -756,7 +757,7 @@ class Instance:
                 self._step_allocated = True
                 if self._nshare:
                     self._cache_decodes(self.dstep)
-                return self._start_run(now, False, False)
+                return self._start_run(now, False, False, True)
         cfg, bt = self.cfg, self.bt
         self._extra_s = 0.0
         self._step_allocated = False
@@ -1107,30 +1108,37 @@ class Instance:
     def _run(self, seq: Seq) -> None:
         self.running[id(seq)] = seq
 
-    def _start_run(self, now: float, preempted: bool, blocked_by_kv: bool) -> float:
+    def _start_run(
+        self, now: float, preempted: bool, blocked_by_kv: bool, decode_only: bool = False
+    ) -> float:
         """Plan k >= 1 decode-only steps from ``now`` (their first step's blocks are taken).
 
         k is bounded by the next finish, by free KV blocks and by an adaptive horizon (doubled
         after a run that ran to its end, reset when a run is cut): how a run is split never
-        changes results, only how many events it takes.
+        changes results, only how many events it takes. ``decode_only``: nothing waits or
+        prefills and nothing was preempted (``_schedule``'s fast path).
         """
         nd, dstep, bt = self.ndec, self.dstep, self.bt
         k = 1
-        waiting = len(self.waiting)
-        # Seats full: only a different head could change that (by preempting).
-        seats_full = len(self.running) >= self.max_num_seqs and (
-            self.waiting.time_invariant or self._victim_for_admission is None
-        )
-        can_run = (
-            self.max_run_steps > 1
-            and not preempted
-            and not self.prefilling  # a prefill left out of this step may get a chunk next
-            and (
-                not waiting
-                or seats_full
-                or (blocked_by_kv and self.waiting.time_invariant and self.admission.monotone)
+        if decode_only:
+            waiting, seats_full = 0, False
+            can_run = self.max_run_steps > 1
+        else:
+            waiting = len(self.waiting)
+            # Seats full: only a different head could change that (by preempting).
+            seats_full = len(self.running) >= self.max_num_seqs and (
+                self.waiting.time_invariant or self._victim_for_admission is None
             )
-        )
+            can_run = (
+                self.max_run_steps > 1
+                and not preempted
+                and not self.prefilling  # a prefill left out of this step may get a chunk next
+                and (
+                    not waiting
+                    or seats_full
+                    or (blocked_by_kv and self.waiting.time_invariant and self.admission.monotone)
+                )
+            )
         # New blocks of steps 1..j of the run repeat with period bt: cum(j) = (j // bt) * S +
         # P[j % bt], with P the prefix sums of the rotated histogram over one period.
         if can_run:
@@ -1152,7 +1160,8 @@ class Instance:
                 p = list(accumulate(cnt[r::-1] + cnt[:r:-1], initial=0))
                 total = p[-1]
                 self._period = p
-                free = self.kv.free
+                kv = self.kv
+                free = kv.empty + len(kv.lru)
                 if total == 0:
                     j = kmax - 1
                 else:
@@ -1165,10 +1174,11 @@ class Instance:
         base = self.base_sum + nd * (dstep + 1)
         det = self.determinism
         line = None
-        if self._lines is not None and det is None:
-            line = self._lines.get(nd)
+        lines = self._lines
+        if lines is not None and det is None:
+            line = lines.get(nd)
             if line is None:
-                line = self._lines[nd] = self._decode_line(nd)  # type: ignore[misc]
+                line = lines[nd] = self._decode_line(nd)  # type: ignore[misc]
         if line is not None:
             # step j takes a + (base + nd * j) * b: bitwise what step_time returns (int
             # context times a float, then the sum), and the end times are the same running
@@ -1198,6 +1208,7 @@ class Instance:
                 dts = det.decode_step_times(nd, ctx, nt, det_ctx)
             dts[0] = self._with_switch(dts[0], self._extra_s)
             ends = np.cumsum(np.concatenate(([now], dts)))[1:].tolist()
+        self._line = line
         if self.retention is not None and k > 1:
             # A pin that expires mid-run frees its blocks then: end the run at that step.
             exp = self.retention.next_expiry()

@@ -6,7 +6,7 @@ import math
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import overload
 
 import numpy as np
@@ -81,6 +81,7 @@ _FLOATS = [i for i, k in enumerate(_KINDS) if k == "float"]
 _ROW = struct.Struct("<" + "".join("d" if _KINDS[i] == "float" else "q" for i in _PACKED))
 _DTYPE = np.dtype([(RECORD_FIELDS[i], "<f8" if _KINDS[i] == "float" else "<i8") for i in _PACKED])
 _get_all = attrgetter(*RECORD_FIELDS)
+_get_packed = itemgetter(*_PACKED)
 
 
 class RecordTable(Sequence[RequestRecord]):
@@ -112,9 +113,10 @@ class RecordTable(Sequence[RequestRecord]):
                 c = codes[s] = len(self._values)
                 self._values.append(s)
             v[i] = c
-        for col, i in zip(self._objects, _OBJECT, strict=True):
-            col.append(v[i])
-        self._buf += _ROW.pack(*[v[i] for i in _PACKED])
+        if _OBJECT:
+            for col, i in zip(self._objects, _OBJECT, strict=True):
+                col.append(v[i])
+        self._buf += _ROW.pack(*_get_packed(v))
         self._n += 1
 
     def _record(self, packed: tuple[object, ...], index: int) -> RequestRecord:

@@ -132,37 +132,31 @@ class StepPower:
         two cross."""
         n = num_decodes
         a, b = line
+        c1, m1 = n * self._attn_flops, n * self._kv_bytes  # growth a step
         c0 = n * self._flops_tok + ctx0 * self._attn_flops  # compute time at step 0
         m0 = self._weights + ctx0 * self._kv_bytes  # memory time at step 0
-        c1, m1 = n * self._attn_flops, n * self._kv_bytes
         last = steps - 1
-        if (
-            max(c0, m0) > a + ctx0 * b
-            or max(c0 + last * c1, m0 + last * m1) > a + (ctx0 + n * last) * b
-        ):
+        cl, ml = c0 + last * c1, m0 + last * m1  # ... at the last step
+        if (c0 if c0 > m0 else m0) > a + ctx0 * b or (cl if cl > ml else ml) > a + (
+            ctx0 + n * last
+        ) * b:
             return None
-        # compute - memory at step j is d0 + j * dd: compute is the larger from step jc on
-        # (dd > 0) or up to step jc - 1 (dd < 0).
-        d0, dd = c0 - m0, c1 - m1
-        if dd == 0:
-            jc = 0 if d0 >= 0 else steps
-            compute_first = False
-        else:
-            x = -d0 / dd
-            if dd > 0:
-                jc, compute_first = math.ceil(x), False
+        tri = last * steps / 2  # sum of the step indices
+        if c0 <= m0 and cl <= ml:  # memory-bound throughout (small decode batches)
+            busy = steps * m0 + m1 * tri
+        elif c0 >= m0 and cl >= ml:  # compute-bound throughout
+            busy = steps * c0 + c1 * tri
+        else:  # the lines cross at step x: the larger one on each side
+            x = (m0 - c0) / (c1 - m1)
+            if c1 > m1:  # memory first, compute from step jc on
+                jc = min(max(math.ceil(x), 0), steps)
+                p0, p1, q0, q1 = m0, m1, c0, c1
             else:
-                jc, compute_first = math.floor(x) + 1, True
-            jc = min(max(jc, 0), steps)
-
-        def line_sum(p0: float, p1: float, lo: int, hi: int) -> float:
-            k = hi - lo
-            return k * p0 + p1 * ((lo + hi - 1) * k / 2) if k > 0 else 0.0
-
-        if compute_first:
-            busy = line_sum(c0, c1, 0, jc) + line_sum(m0, m1, jc, steps)
-        else:
-            busy = line_sum(m0, m1, 0, jc) + line_sum(c0, c1, jc, steps)
+                jc = min(max(math.floor(x) + 1, 0), steps)
+                p0, p1, q0, q1 = c0, c1, m0, m1
+            # steps 0..jc-1 on the first line, jc..steps-1 on the second
+            busy = jc * p0 + p1 * ((jc - 1) * jc / 2)
+            busy += (steps - jc) * q0 + q1 * ((jc + steps - 1) * (steps - jc) / 2)
         return self._idle_w * span_s + self._busy_w * busy
 
     def decode_energy_j(self, num_decodes: int, ctx_sums: np.ndarray, dts: np.ndarray) -> float:

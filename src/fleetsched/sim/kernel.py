@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -132,7 +133,7 @@ class Simulator:
         self.arrived = 0
         self._views: dict[int, RequestView] = {}
         self._heap: list[tuple[float, int, int, int]] = []
-        self._ctr = 0
+        self._ctr = itertools.count(1)  # heap tie-breaker, in push order
         self._versions = [0] * len(self.instances)
         self._actions: dict[int, tuple[int, Any]] = {}
         self._migrating: dict[int, tuple[int, float, int]] = {}  # id(seq) -> dst, t0, tokens
@@ -174,15 +175,14 @@ class Simulator:
     def _push_instance(self, i: int, t: float, bump: bool) -> None:
         if bump:
             self._versions[i] += 1
-        self._ctr += 1
-        heapq.heappush(self._heap, (t, self._ctr, i, self._versions[i]))
+        heapq.heappush(self._heap, (t, next(self._ctr), i, self._versions[i]))
 
     def _push_action(self, t: float, kind: int, payload: Any = None) -> None:
         if kind in (_ATTACH, _MIGRATE_STOP):
             self._moves += 1
-        self._ctr += 1
-        self._actions[self._ctr] = (kind, payload)
-        heapq.heappush(self._heap, (t, self._ctr, -1, 0))
+        c = next(self._ctr)
+        self._actions[c] = (kind, payload)
+        heapq.heappush(self._heap, (t, c, -1, 0))
 
     def _first_token(self, seq: Seq, now: float) -> None:
         rv = self._views.get(seq.req.id)
@@ -204,8 +204,7 @@ class Simulator:
                 self._outcome_hook(rv, rec.instance, out)
         if self.followups is not None:
             for req in self.followups.on_finish(seq.req, seq.rec, now):
-                self._ctr += 1
-                heapq.heappush(self._later, (req.arrival_s, self._ctr, req))
+                heapq.heappush(self._later, (req.arrival_s, next(self._ctr), req))
         if self.autoscaler is not None:
             self.autoscaler.on_finish(self, seq, now)
 
@@ -395,6 +394,8 @@ class Simulator:
         autoscaler = self.autoscaler
         heap = self._heap
         versions = self._versions
+        ctr = self._ctr
+        heappush, heappop = heapq.heappush, heapq.heappop
         it = iter(requests)
         nxt = next(it, None)
         self._more_arrivals = nxt is not None
@@ -433,8 +434,7 @@ class Simulator:
                 if len(pieces) > 1 and not self.stream_prompts:
                     if req.id not in self._held_back:  # sent once the whole prompt is there
                         self._held_back.add(req.id)
-                        self._ctr += 1
-                        heapq.heappush(later, (t + pieces[-1][0], self._ctr, req))
+                        heapq.heappush(later, (t + pieces[-1][0], next(self._ctr), req))
                         continue
                     self._held_back.discard(req.id)
                     pieces = ()
@@ -454,7 +454,8 @@ class Simulator:
                 inst.sync(t)
                 nt = inst.enqueue(seq, t)
                 if nt is not None:
-                    self._push_instance(i, nt, True)
+                    versions[i] += 1
+                    heappush(heap, (nt, next(ctr), i, versions[i]))
                 self.arrived += 1
                 if autoscaler is not None:
                     autoscaler.on_arrival(req, t)
@@ -465,10 +466,10 @@ class Simulator:
                 continue
             if not heap:
                 break
-            t, ctr, i, ver = heapq.heappop(heap)
+            t, c, i, ver = heappop(heap)
             self.now = t
             if i < 0:
-                kind, payload = self._actions.pop(ctr)
+                kind, payload = self._actions.pop(c)
                 self._action(t, kind, payload)
                 continue
             if ver != versions[i]:
@@ -477,7 +478,7 @@ class Simulator:
             if check:
                 insts[i].check_invariants()
             if nt is not None:
-                self._push_instance(i, nt, False)
+                heappush(heap, (nt, next(ctr), i, versions[i]))
         if progress is not None:
             progress(self.arrived, self.now)
         if len(self.records) != self.arrived:

@@ -187,6 +187,7 @@ def _sys_block_id(prompt: int, block: int) -> int:
 
 
 def _session_block_id(session: int, block: int) -> int:
+    """Odd ids, two apart for consecutive blocks of a session (blocks < 2**32)."""
     return (((session << 32) | block) << 1) | 1
 
 
@@ -317,7 +318,9 @@ def _stream(
         chain = s.chain
         if len(chain) < n_known:
             su = s.uid
-            new = [_session_block_id(su, b) for b in range(len(chain), n_known)]
+            # _session_block_id(su, b) for b = len(chain) .. n_known - 1, as one range
+            first = _session_block_id(su, len(chain))
+            new = range(first, first + 2 * (n_known - len(chain)), 2)
             chain.extend(chain_hashes(new, chain[-1] if chain else 0))
         tenant = s.tenant
         yield Request(
