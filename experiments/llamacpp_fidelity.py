@@ -177,6 +177,27 @@ def drift_probe(url: str, seed: int) -> dict[str, float]:
     return {"ttft_s": r.token_s[0] - r.send_s, "gap_s": float(np.median(gaps))}
 
 
+def drift_corrected(
+    sc: Scenario, profile: Path, drift: dict[str, float], live: dict[str, Any]
+) -> dict[str, float]:
+    """Re-simulate ``sc`` with ``profile`` scaled to the engine's speed half-way through the
+    run (the drift probes bracket it: the mean of the prefill and decode drifts, halved) and
+    give (live - sim) / sim of TTFT and E2E at p50 / p90 / p99, keyed like ``ttft_p50``."""
+    k = 1 + (drift["prefill"] + drift["decode"]) / 4
+    s = simulate(scenario_with(sc, scaled(profile, k))).summary
+    out = {"scale": k}
+    for m in ("ttft", "e2e"):
+        for q in ("p50", "p90", "p99"):
+            out[f"{m}_{q}"] = live[m + "_s"][q] / s[m + "_s"][q] - 1
+    return out
+
+
+def scenario_with(sc: Scenario, profile: Path) -> Scenario:
+    """``sc`` with its one instance group reading ``profile``."""
+    group = sc.cluster[0].model_copy(update={"profile": str(profile)})
+    return sc.model_copy(update={"cluster": [group]})
+
+
 def calibrate_on(srv: LlamaServer, args: argparse.Namespace, path: Path) -> tuple[Any, dict]:
     """Calibrate on ``srv``, write the profile to ``path``; (fit, drift probe after it)."""
     m = measure(srv.url, repeats=args.calibrate_repeats, progress=progress)
@@ -248,7 +269,7 @@ def main() -> None:
 
     if args.calibrate_each:
         args.calibrate_repeats = 1
-        profile_path = RESULTS / f"{tag}_profile.yaml"  # the latest, for --sensitivity
+        profile_path = RESULTS / f"{tag}_profile.yaml"  # each run writes its own
     elif args.profile:
         profile_path = args.profile
         load_llamacpp_profile(profile_path)
@@ -277,6 +298,7 @@ def main() -> None:
         for k in range(args.repeats):
             drift: dict[str, Any] = {}
             if args.calibrate_each:
+                profile_path = RESULTS / f"{tag}_{name}_{k + 1}_profile.yaml"
                 with server() as srv:
                     fit, drift["before"] = calibrate_on(srv, args, profile_path)
                 errs = sorted(abs(r.error) for r in fit.rows if r.fitted)
@@ -305,6 +327,12 @@ def main() -> None:
                 print(
                     f"  drift from calibration to after the run: prefill "
                     f"{run['drift']['prefill']:+.0%}, decode step {run['drift']['decode']:+.0%}"
+                )
+                run["profile"] = profile_path.name
+                run["corrected"] = fix = drift_corrected(sc, profile_path, run["drift"], res.live)
+                print(
+                    f"  simulated at the mid-run speed (profile x {fix['scale']:.3f}): "
+                    + ", ".join(f"{key} {v:+.0%}" for key, v in fix.items() if key != "scale")
                 )
             runs.append(run)
             errs = ", ".join(

@@ -17,13 +17,13 @@ either, so hits are the same and only a useless duplicate is dropped early here.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterable
 from functools import partial
 from itertools import compress, islice, takewhile
 from operator import not_
 
 _drain = partial(deque, maxlen=0)  # run an iterator for its effects
 _minus_one = (1).__rsub__  # x -> x - 1
+_plus_one = (1).__add__  # x -> x + 1
 
 
 class KVCache:
@@ -60,10 +60,15 @@ class KVCache:
         """Number of leading ``keys`` present in the cache (at most ``max_blocks``)."""
         return len(list(takewhile(self.refs.__contains__, islice(keys, max(max_blocks, 0)))))
 
-    def touch(self, keys: Iterable[int]) -> None:
+    def touch(self, keys: list[int]) -> None:
         """Take a reference on cached blocks (removing them from the LRU list if idle)."""
         refs, lru = self.refs, self.lru
-        for k in keys:
+        if len(set(keys)) == len(keys):  # distinct, as a prefix chain is: C-level loops
+            counts = list(map(refs.__getitem__, keys))
+            _drain(map(lru.__delitem__, compress(keys, map(not_, counts))))
+            refs.update(zip(keys, map(_plus_one, counts), strict=True))
+            return
+        for k in keys:  # a key repeated in one request takes one reference per occurrence
             r = refs[k]
             if r == 0:
                 del lru[k]
