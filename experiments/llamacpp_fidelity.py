@@ -268,7 +268,6 @@ def main() -> None:
         )
 
     if args.calibrate_each:
-        args.calibrate_repeats = 1
         profile_path = RESULTS / f"{tag}_profile.yaml"  # each run writes its own
     elif args.profile:
         profile_path = args.profile
