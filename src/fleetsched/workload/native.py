@@ -101,6 +101,12 @@ def write_jsonl(requests: Iterable[Request], path: PathLike) -> int:
     Streams: memory stays bounded however long ``requests`` is. The file is written under a
     temporary name and renamed at the end, so a failure never leaves a half-written trace.
     """
+    return write_json_rows(map(request_to_dict, requests), path, "trace")
+
+
+def write_json_rows(rows: Iterable[dict[str, Any]], path: PathLike, what: str) -> int:
+    """Write ``rows`` one JSON object a line (``.gz`` compresses) under a temporary name
+    renamed at the end; return how many were written. A write error names ``what``."""
     p = Path(path)
     tmp = p.with_name(p.name + ".tmp")
     n = 0
@@ -108,14 +114,14 @@ def write_jsonl(requests: Iterable[Request], path: PathLike) -> int:
     try:
         with _open_write(tmp, p.suffix == ".gz") as f:
             write = f.write
-            for r in requests:
-                write(dumps(request_to_dict(r)))
+            for row in rows:
+                write(dumps(row))
                 write("\n")
                 n += 1
         os.replace(tmp, p)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise InputError(f"cannot write trace: {e.strerror or e}", str(p)) from None
+        raise InputError(f"cannot write {what}: {e.strerror or e}", str(p)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -34,9 +34,7 @@ workflow), ``prompt_tokens`` and ``output_tokens`` (ints >= 1) are required; ``p
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +42,7 @@ from typing import Any
 
 from fleetsched.errors import InputError, at_line
 from fleetsched.workload._common import PathLike, check_not_empty
-from fleetsched.workload.native import _open_write, json_rows
+from fleetsched.workload.native import json_rows, write_json_rows
 
 #: Keys of a workflow line and of a call.
 WORKFLOW_KEYS = (
@@ -288,21 +286,4 @@ def workflow_to_dict(wf: Workflow) -> dict[str, Any]:
 def write_workflows(workflows: Iterable[Workflow], path: PathLike) -> int:
     """Write workflows as JSONL (``.gz`` compresses) under a temporary name renamed at the
     end; return how many were written."""
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-    n = 0
-    try:
-        with _open_write(tmp, p.suffix == ".gz") as f:
-            for wf in workflows:
-                f.write(dumps(workflow_to_dict(wf)))
-                f.write("\n")
-                n += 1
-        os.replace(tmp, p)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"cannot write workflows: {e.strerror or e}", str(p)) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return n
+    return write_json_rows(map(workflow_to_dict, workflows), path, "workflows")
