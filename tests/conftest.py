@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fleetsched.core.views import InstanceView, RequestView
+from fleetsched.perf.profile import FittedProfile
 
 REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO.parent / "shared" / "traces"
@@ -126,3 +127,25 @@ class LeastKV:
 
     def on_finish(self, req: RequestView, index: int) -> None:
         pass
+
+
+#: Fitted step profiles the engine tests share: a fixed 4 ms step with costly decodes (KV
+#: pressure and context-switch tests) and a fixed 5 ms step with cheaper ones.
+PROF_4MS = FittedProfile(
+    model="m",
+    gpu="g",
+    c0_s=0.004,
+    prefill_token_s=1e-5,
+    prefill_pair_s=2e-10,
+    decode_token_s=2e-4,
+    decode_ctx_token_s=5e-8,
+)
+PROF_5MS = FittedProfile(
+    model="m",
+    gpu="g",
+    c0_s=0.005,
+    prefill_token_s=2e-5,
+    prefill_pair_s=1e-9,
+    decode_token_s=1e-4,
+    decode_ctx_token_s=3e-8,
+)

@@ -5,23 +5,16 @@ from __future__ import annotations
 import math
 
 import pytest
+from tests.conftest import PROF_5MS
 
 from fleetsched.core.config import EngineConfig
 from fleetsched.core.request import Request
 from fleetsched.engine.instance import Instance
-from fleetsched.perf import FittedProfile, RooflineModel, get_gpu, get_model, kv_capacity_blocks
+from fleetsched.perf import RooflineModel, get_gpu, get_model, kv_capacity_blocks
 from fleetsched.policies.routing import make_router
 from fleetsched.sim.kernel import Simulator
 
-PROF = FittedProfile(
-    model="m",
-    gpu="g",
-    c0_s=0.005,
-    prefill_token_s=2e-5,
-    prefill_pair_s=1e-9,
-    decode_token_s=1e-4,
-    decode_ctx_token_s=3e-8,
-)
+PROF = PROF_5MS
 
 
 def run(reqs, *, blocks=10_000, n=1, model=PROF, ff=True, **engine):

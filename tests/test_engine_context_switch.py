@@ -9,6 +9,7 @@ from dataclasses import astuple
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.conftest import PROF_4MS
 
 from fleetsched.core.config import EngineConfig, parse_scenario
 from fleetsched.core.request import Request
@@ -16,22 +17,13 @@ from fleetsched.engine.context_switch import context_switch
 from fleetsched.engine.instance import Instance
 from fleetsched.engine.sequence import Seq
 from fleetsched.errors import InputError
-from fleetsched.perf import FittedProfile
 from fleetsched.policies.engine.vtc import VTCQueue
 from fleetsched.policies.engine.vtc_preempt import VTCVictim
 from fleetsched.policies.routing import make_router
 from fleetsched.sim.build import build_instances, group_context_switch
 from fleetsched.sim.kernel import Simulator, new_record
 
-PROF = FittedProfile(
-    model="m",
-    gpu="g",
-    c0_s=0.004,
-    prefill_token_s=1e-5,
-    prefill_pair_s=2e-10,
-    decode_token_s=2e-4,
-    decode_ctx_token_s=5e-8,
-)
+PROF = PROF_4MS
 
 # Llama-3.1-8B on one GPU: 131,072 B of KV per token, 32 layers; 16-token blocks; 25 GB/s.
 KV, BT, L, LINK = 131_072, 16, 32, 25e9

@@ -11,27 +11,19 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.conftest import PROF_5MS
 
 from fleetsched.core.config import EngineConfig, parse_scenario
 from fleetsched.core.request import Request
 from fleetsched.engine.determinism import DetBatch, DeterminismCost
 from fleetsched.engine.instance import Instance
 from fleetsched.errors import InputError
-from fleetsched.perf import FittedProfile
 from fleetsched.policies.routing import make_router
 from fleetsched.sim.build import build_instances
 from fleetsched.sim.kernel import Simulator
 from fleetsched.workload import generate
 
-PROF = FittedProfile(
-    model="m",
-    gpu="g",
-    c0_s=0.005,
-    prefill_token_s=2e-5,
-    prefill_pair_s=1e-9,
-    decode_token_s=1e-4,
-    decode_ctx_token_s=3e-8,
-)
+PROF = PROF_5MS
 
 
 def _cost(mode: str, **kw: float) -> DeterminismCost:

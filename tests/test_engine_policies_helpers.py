@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
+from tests.conftest import PROF_5MS
+
 from fleetsched.core.config import EngineConfig
 from fleetsched.core.request import Request
 from fleetsched.engine.instance import Instance
 from fleetsched.engine.sequence import Seq
 from fleetsched.metrics.records import RequestRecord
-from fleetsched.perf import FittedProfile
 from fleetsched.policies.routing import make_router
 from fleetsched.sim.kernel import Simulator, new_record
 
 # The profile of test_engine_analytic: a 100-token prefill takes ~7 ms, a decode step ~5.1 ms.
-PROF = FittedProfile(
-    model="m",
-    gpu="g",
-    c0_s=0.005,
-    prefill_token_s=2e-5,
-    prefill_pair_s=1e-9,
-    decode_token_s=1e-4,
-    decode_ctx_token_s=3e-8,
-)
+PROF = PROF_5MS
 
 
 def run(

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import astuple
 
 import pytest
+from tests.conftest import PROF_4MS
 
 from fleetsched.core.config import EngineConfig
 from fleetsched.core.request import Request
@@ -19,15 +20,7 @@ from fleetsched.policies.engine.colocate_preemption import ColocateVictim
 from fleetsched.policies.routing import make_router
 from fleetsched.sim.kernel import Simulator
 
-PROF = FittedProfile(
-    model="m",
-    gpu="g",
-    c0_s=0.004,
-    prefill_token_s=1e-5,
-    prefill_pair_s=2e-10,
-    decode_token_s=2e-4,
-    decode_ctx_token_s=5e-8,
-)
+PROF = PROF_4MS
 FLAT = FittedProfile(
     model="m",
     gpu="g",

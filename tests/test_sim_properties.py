@@ -11,24 +11,15 @@ from dataclasses import astuple
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.conftest import LeastKV
+from tests.conftest import PROF_4MS, LeastKV
 
 from fleetsched.core.config import EngineConfig
 from fleetsched.core.request import Request
 from fleetsched.engine.instance import Instance
-from fleetsched.perf import FittedProfile
 from fleetsched.policies.routing import make_router
 from fleetsched.sim.kernel import Simulator
 
-PROF = FittedProfile(
-    model="m",
-    gpu="g",
-    c0_s=0.004,
-    prefill_token_s=1e-5,
-    prefill_pair_s=2e-10,
-    decode_token_s=2e-4,
-    decode_ctx_token_s=5e-8,
-)
+PROF = PROF_4MS
 
 
 @st.composite
