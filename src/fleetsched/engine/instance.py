@@ -37,6 +37,7 @@ from fleetsched.engine.context_switch import ContextSwitch
 from fleetsched.engine.defaults import resolve_engine_config
 from fleetsched.engine.determinism import DetBatch, DeterminismCost
 from fleetsched.engine.energy import EnergyMeter
+from fleetsched.engine.kv_cache import IDLE as _IDLE
 from fleetsched.engine.kv_cache import KVCache
 from fleetsched.engine.sequence import DECODE, DONE, PREFILL, WAITING, Seq
 from fleetsched.errors import InputError
@@ -333,11 +334,11 @@ class Instance:
             cut = set(seq.keys[keep_full : seq.done])  # type: ignore[index]
             while n and held[n - 1] in cut:
                 n -= 1
-        refs = self.kv.refs
-        if any(refs[k] != 1 for k in held[n:]):
+        rc = self.kv.rc
+        if any(rc[k] != 1 for k in held[n:]):
             return False  # another request already shares those blocks: do not cut
         for k in held[n:]:
-            del refs[k]
+            del rc[k]
         del held[n:]
         seq.done = min(seq.done, keep_full)
         keep = self.blocks_for(seq.computed + done)
@@ -599,20 +600,18 @@ class Instance:
         if not share:
             return
         kv = self.kv
-        refs = kv.refs
+        rc = kv.rc
         for seq in tuple(share.values()):
             keys = seq.keys
             assert keys is not None
             i = seq.done  # the block this step fills (one per decode step at most)
             k = keys[i]
-            r = refs.get(k)
+            r = rc.get(k)
             if r is None:
-                refs[k] = 1
+                rc[k] = 1
                 seq.held.append(k)
-            elif r == 0:  # an idle copy: take it over (see KVCache.insert_run)
-                del kv.lru[k]
-                refs[k] = 1
-                kv.empty += 1
+            elif r < 1:  # an idle copy: take it over (see KVCache.insert_run)
+                kv.take_over(k)
                 seq.held.append(k)
             seq.done = i + 1
             if i + 1 >= len(keys):
@@ -751,7 +750,7 @@ class Instance:
         if self.ndec and not self.prefilling and not len(self.waiting):
             # Decode only, nothing waiting: the general path below reduces to this.
             need = self.cnt[-self.dstep % self.bt]
-            if need <= kv.empty + len(kv.lru):
+            if need <= kv.empty + kv.idle:
                 self._extra_s = 0.0
                 kv.allocate(need)
                 self._step_allocated = True
@@ -983,8 +982,8 @@ class Instance:
             if self._caching:
                 hits, own = self._prefix_hit(seq)
                 if hits:
-                    refs = kv.refs
-                    touch_cost = list(map(refs.__getitem__, seq.prefix_keys(bt)[:hits])).count(0)
+                    rcs = map(kv.rc.__getitem__, seq.prefix_keys(bt)[:hits])
+                    touch_cost = len(list(filter(_IDLE, rcs)))
                 touch_cost += own  # own cached blocks are idle: nobody else holds them
             cached = (hits + own) * bt
             remaining = min(seq.target, seq.avail) - cached
@@ -1161,7 +1160,7 @@ class Instance:
                 total = p[-1]
                 self._period = p
                 kv = self.kv
-                free = kv.empty + len(kv.lru)
+                free = kv.empty + kv.idle
                 if total == 0:
                     j = kmax - 1
                 else:
@@ -1238,11 +1237,11 @@ class Instance:
             return never
         hits, own = self._prefix_hit(head)
         chain = head.prefix_keys(bt)[:hits] + head.own_keys(hits, hits + own)
-        refs = kv.refs
-        idle = {k for k in chain if refs[k] == 0}
+        rc = kv.rc
+        idle = {k for k in chain if rc[k] < 1}
         if not idle:
             return never
-        for q, key in enumerate(islice(kv.lru, evictions)):
+        for q, key in enumerate(islice(kv.lru_order(), evictions)):
             if key in idle:
                 # Steps 1..j take kv.empty + q + 1 blocks when that block goes: find j.
                 target = kv.empty + q + 1

@@ -78,5 +78,5 @@ def _shared_prefix_blocks(seq: Seq, engine: Instance) -> int:
     kv = engine.kv
     keys = seq.prefix_keys(engine.bt)
     hits = kv.match(keys, (seq.target - 1) // engine.bt)
-    refs = kv.refs
-    return sum(1 for k in keys[:hits] if refs[k] > 0)
+    rc = kv.rc  # reference counts, <= 0 for idle blocks
+    return sum(1 for k in keys[:hits] if rc[k] > 0)
