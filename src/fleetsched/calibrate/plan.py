@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -93,8 +93,10 @@ class Measurements:
     engine: str
     slots: int
     slot_ctx: int
-    model_path: str
+    model_path: str  # llama.cpp: the GGUF path; vLLM: the served model name
     runs: list[Measured] = field(default_factory=list)
+    #: What the server says of itself beyond that (the emulator: model, gpu, tp).
+    server: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -183,13 +185,21 @@ def llamacpp_plan(
     return exps
 
 
+#: Sends one probe and times it: ``(http session, url, probe) -> StreamResult``.
+Send = Callable[[Any, str, Probe], Awaitable[StreamResult]]
+
+
+async def llamacpp_send(http: Any, url: str, p: Probe) -> StreamResult:
+    """One probe as llama.cpp's native ``/completion``, pinned to its slot."""
+    return await stream_completion(http, url, probe_tokens(p), p.n_predict, id_slot=p.id_slot)
+
+
 async def _run_experiment(
-    http: Any, url: str, exp: Experiment, t0: float, instance: int
+    http: Any, url: str, exp: Experiment, t0: float, instance: int, send: Send
 ) -> list[Measured]:
     async def one(p: Probe) -> tuple[Probe, StreamResult]:
         await asyncio.sleep(max(0.0, start + p.offset_s - time.perf_counter()))
-        r = await stream_completion(http, url, probe_tokens(p), p.n_predict, id_slot=p.id_slot)
-        return p, r
+        return p, await send(http, url, p)
 
     start = time.perf_counter()
     results = await asyncio.gather(*(one(p) for p in exp.probes))
@@ -214,12 +224,13 @@ async def run_plan(
     url: str,
     plans: list[list[Experiment]],
     *,
+    send: Send = llamacpp_send,
     idle_s: float = 0.3,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Measured]:
     """Measure the experiments of every plan in ``plans`` (usually the same plan with fresh
     prompts, so that the repeats of one measurement are spread in time), one experiment at a
-    time, ``idle_s`` apart."""
+    time, ``idle_s`` apart; ``send`` speaks the server's API."""
     out: list[Measured] = []
     total = sum(len(p) for p in plans)
     done = 0
@@ -227,7 +238,7 @@ async def run_plan(
         t0 = time.perf_counter()
         for plan in plans:
             for exp in plan:
-                out += await _run_experiment(http, url, exp, t0, done)
+                out += await _run_experiment(http, url, exp, t0, done, send)
                 done += 1
                 if progress is not None:
                     progress(done, total)

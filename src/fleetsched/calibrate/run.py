@@ -9,24 +9,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fleetsched.calibrate.client import check_loopback, detect_engine, get_json, session
-from fleetsched.calibrate.fit import FitResult, fit_llamacpp
-from fleetsched.calibrate.plan import Measurements, llamacpp_plan, run_plan
+from fleetsched.calibrate.fit import FitResult, Row, fit_llamacpp
+from fleetsched.calibrate.plan import Measured, Measurements, llamacpp_plan, run_plan
+from fleetsched.calibrate.vllm import fit_vllm, openai_send, served_model, vllm_plan
 from fleetsched.core.config import LlamaCppConfig
 from fleetsched.errors import FleetschedError, InputError
 from fleetsched.perf.cpu import find_cpu
 from fleetsched.perf.hardware import get_gpu
 from fleetsched.perf.models import MODELS, get_model
+from fleetsched.perf.profile import FittedProfile
 
 
 async def _server(url: str, engine: str) -> tuple[str, dict]:
     async with session(30.0) as http:
         if engine == "auto":
             engine = await detect_engine(http, url)
-        if engine != "llamacpp":
-            raise InputError(
-                f"--engine {engine}: only llama.cpp servers can be calibrated so far "
-                "(vLLM profiles: fit_profile on measured steps, see docs/perf.md)"
-            )
+        if engine == "vllm":
+            return engine, await served_model(http, url)
         props = await get_json(http, url + "/props")
     return engine, props
 
@@ -45,6 +44,8 @@ def measure(
     if repeats < 1:
         raise InputError("--repeats must be >= 1")
     engine, props = asyncio.run(_server(url, engine))
+    if engine == "vllm":
+        return _measure_vllm(url, props, repeats, quick, progress)
     try:
         slots = int(props["total_slots"])
         slot_ctx = int(props["default_generation_settings"]["n_ctx"])
@@ -54,10 +55,49 @@ def measure(
         ) from None
     plans = [llamacpp_plan(slots, slot_ctx, quick=quick, seed=s) for s in range(repeats)]
     runs = asyncio.run(run_plan(url, plans, progress=progress))
+    _check_some_succeeded(runs)
+    return Measurements(url, engine, slots, slot_ctx, str(props.get("model_path", "")), runs)
+
+
+def _measure_vllm(
+    url: str,
+    card: dict,
+    repeats: int,
+    quick: bool,
+    progress: Callable[[int, int], None] | None,
+) -> Measurements:
+    name = str(card.get("id", ""))
+    try:
+        max_len = int(card["max_model_len"])
+    except (KeyError, TypeError, ValueError):
+        raise FleetschedError(f"{url}/v1/models: the model card lacks max_model_len") from None
+    plans = [vllm_plan(max_len, quick=quick, seed=s) for s in range(repeats)]
+    runs = asyncio.run(run_plan(url, plans, send=openai_send(name), idle_s=0.1, progress=progress))
+    _check_some_succeeded(runs)
+    info = card.get("fleetsched") if isinstance(card.get("fleetsched"), dict) else {}
+    return Measurements(url, "vllm", 0, max_len, name, runs, server=info)
+
+
+def _check_some_succeeded(runs: list[Measured]) -> None:
     failed = [m for m in runs if m.status != 200]
     if len(failed) == len(runs):
         raise FleetschedError(f"every request failed, e.g.: {failed[0].error or failed[0].status}")
-    return Measurements(url, engine, slots, slot_ctx, str(props.get("model_path", "")), runs)
+
+
+def calibrate_vllm(
+    m: Measurements, *, model: str | None = None, device: str | None = None, tp: int | None = None
+) -> tuple[FittedProfile, float, list[Row]]:
+    """Fit a vLLM step-time profile to measurements of a vLLM-compatible server. The model,
+    GPU and tensor parallelism default to what the server says (the emulator says all three;
+    vLLM only the served model name)."""
+    model = model or m.server.get("model") or m.model_path
+    device = device or m.server.get("gpu")
+    if device is None:
+        raise InputError("--device: the GPU the vLLM server runs on (a catalog name, e.g. H100)")
+    tp = tp or int(m.server.get("tp", 1))
+    spec, gpu = get_model(model), get_gpu(device)
+    notes = f"fleetsched calibrate: {len(m.runs)} requests to {m.engine} at {m.target}"
+    return fit_vllm(m.runs, model=spec.name, gpu=gpu.name, tp=tp, notes=notes)
 
 
 def guess_model(path: str) -> str | None:

@@ -9,9 +9,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fleetsched.calibrate.fit import FitResult
+from fleetsched.calibrate.fit import FitResult, Row
 from fleetsched.cli.app import app, console, err_console
 from fleetsched.errors import InputError
+from fleetsched.perf.profile import FittedProfile
 
 EXAMPLES = """
 Examples:
@@ -24,6 +25,9 @@ Examples:
   --measurements-out m.json
 
   fleetsched calibrate --from-measurements m.json -o refit.yaml     # refit, no server
+
+  fleetsched emulate --gpu A10G --model Llama-3.1-8B --port 8000 &
+  fleetsched calibrate --target http://127.0.0.1:8000 --engine vllm -o a10g.yaml --quick
 """
 
 Opt = typer.Option
@@ -35,7 +39,10 @@ def calibrate(
     target: Annotated[str | None, Opt(help="The engine's URL (127.0.0.1 only).")] = None,
     engine: Annotated[str, Opt(help="auto, llamacpp or vllm.")] = "auto",
     model: Annotated[str | None, Opt(help="Catalog model (default: from the GGUF name).")] = None,
-    device: Annotated[str, Opt(help="CPU or GPU catalog name the server runs on.")] = "cpu",
+    device: Annotated[
+        str | None, Opt(help="CPU or GPU catalog name the server runs on (llama.cpp: default cpu).")
+    ] = None,
+    tp: Annotated[int | None, Opt(help="vLLM: the server's tensor parallelism.")] = None,
     threads: Annotated[int, Opt(help="The server's -t.")] = 2,
     swa_full: Annotated[bool, Opt("--swa-full", help="The server runs with --swa-full.")] = False,
     n_batch: Annotated[int, Opt(help="The server's -b.")] = 2048,
@@ -51,7 +58,9 @@ def calibrate(
     """Time a llama.cpp server from the client (prefill, decode at each concurrency, mixed
     steps, prefill after a cached prefix), fit a step-time profile knowing which engine steps
     each measurement spans, print residuals and noise, and write the profile YAML that
-    ``simulate`` reads (``profile:`` of an instance group with ``engine: {kind: llamacpp}``)."""
+    ``simulate`` reads (``profile:`` of an instance group with ``engine: {kind: llamacpp}``).
+    A vLLM-compatible server (vLLM, ``fleetsched emulate``) gets a plan of lone prefills and
+    decode-only steps and a vLLM profile (``profile:`` of a vLLM instance group)."""
     from fleetsched.calibrate import run
 
     if (target is None) == (from_measurements is None):
@@ -82,10 +91,17 @@ def calibrate(
             )
         if measurements_out is not None:
             run.save_measurements(m, measurements_out)
+    if m.engine == "vllm":
+        prof, overhead, vrows = run.calibrate_vllm(m, model=model, device=device, tp=tp)
+        print_vllm_fit(prof, overhead, vrows)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(prof.to_yaml())
+        console.print(f"wrote {output}")
+        return
     fit, _ = run.calibrate(
         m,
         model=model,
-        device=device,
+        device=device or "cpu",
         threads=threads,
         swa_full=swa_full,
         n_batch=n_batch,
@@ -96,6 +112,48 @@ def calibrate(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(fit.profile.to_yaml())
     console.print(f"wrote {output}")
+
+
+def _rows_table(rows: list[Row]) -> Table:
+    t = Table(title="measured vs fitted (means; noise = std / mean of the samples)",
+              title_justify="left")  # fmt: skip
+    for col, j in (("measurement", "left"), ("n", "right"), ("measured ms", "right"),
+                   ("fitted ms", "right"), ("error", "right"), ("noise", "right")):  # fmt: skip
+        t.add_column(col, justify=j)  # type: ignore[arg-type]
+    for r in rows:
+        t.add_row(
+            r.name if r.fitted else f"{r.name} [dim](check, not fitted)[/]",
+            str(r.samples),
+            f"{r.measured_s * 1e3:.1f}",
+            f"{r.predicted_s * 1e3:.1f}",
+            f"{r.error:+.1%}",
+            f"{r.noise_cv:.1%}" if r.noise_cv == r.noise_cv else "-",
+        )
+    return t
+
+
+def _summary(rows: list[Row]) -> str:
+    errs = sorted(abs(r.error) for r in rows if r.fitted)
+    mid, top = errs[len(errs) // 2], errs[-1]
+    return f"fit: {len(errs)} measurements, median |error| {mid:.1%}, max {top:.1%}"
+
+
+def print_vllm_fit(p: FittedProfile, overhead_s: float, rows: list[Row]) -> None:
+    coef = Table(title=f"profile: {p.model} on {p.gpu}, tp {p.tp}", title_justify="left")
+    coef.add_column("coefficient")
+    coef.add_column("value", justify="right")
+    for name, value, unit in (
+        ("c0_s", p.c0_s * 1e3, "ms"),
+        ("prefill_token_s", p.prefill_token_s * 1e6, "µs"),
+        ("prefill_pair_s", p.prefill_pair_s * 1e9, "ns"),
+        ("decode_token_s", p.decode_token_s * 1e6, "µs"),
+        ("decode_ctx_token_s", p.decode_ctx_token_s * 1e9, "ns"),
+        ("request overhead (not in the profile)", overhead_s * 1e3, "ms"),
+    ):
+        coef.add_row(name, f"{value:.3f} {unit}")
+    console.print(coef)
+    console.print(_rows_table(rows))
+    console.print(_summary(rows))
 
 
 def print_fit(fit: FitResult) -> None:
@@ -117,25 +175,9 @@ def print_fit(fit: FitResult) -> None:
     for k, v in enumerate(p.small_ubatch_s, 1):
         coef.add_row(f"ubatch of {k} token{'s' if k > 1 else ''}", f"{v * 1e3:.2f} ms")
     console.print(coef)
-    rows = Table(title="measured vs fitted (means; noise = std / mean of the samples)",
-                 title_justify="left")  # fmt: skip
-    for col, j in (("measurement", "left"), ("n", "right"), ("measured ms", "right"),
-                   ("fitted ms", "right"), ("error", "right"), ("noise", "right")):  # fmt: skip
-        rows.add_column(col, justify=j)  # type: ignore[arg-type]
-    for r in fit.rows:
-        rows.add_row(
-            r.name if r.fitted else f"{r.name} [dim](check, not fitted)[/]",
-            str(r.samples),
-            f"{r.measured_s * 1e3:.1f}",
-            f"{r.predicted_s * 1e3:.1f}",
-            f"{r.error:+.1%}",
-            f"{r.noise_cv:.1%}" if r.noise_cv == r.noise_cv else "-",
-        )
-    console.print(rows)
-    errs = sorted(abs(r.error) for r in fit.rows if r.fitted)
+    console.print(_rows_table(fit.rows))
     console.print(
-        f"fit: {len(errs)} measurements, median |error| {errs[len(errs) // 2]:.1%}, "
-        f"max {errs[-1]:.1%}; median noise {p.noise_cv or 0:.1%}; {fit.iterations} iterations"
+        f"{_summary(fit.rows)}; median noise {p.noise_cv or 0:.1%}; {fit.iterations} iterations"
     )
     ok = fit.cache_checked - len(fit.cache_mismatches)
     console.print(

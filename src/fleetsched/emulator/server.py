@@ -4,9 +4,9 @@ A thin layer, like vLLM's ``entrypoints/openai`` over ``AsyncLLM``: parse and ch
 request (:mod:`fleetsched.api.request`), count its prompt with the documented tokenizer (or
 take the token ids as sent), submit it to the engine loop, then stream one SSE chunk per token
 as the engine produces them. Endpoints: ``POST /v1/completions``, ``POST
-/v1/chat/completions``, ``GET /v1/models``, ``GET /health``, ``POST /tokenize``, ``POST
-/detokenize``, ``GET /metrics``. A client disconnect cancels the handler (aiohttp
-``handler_cancellation``), which aborts the request in the engine and frees its KV.
+/v1/chat/completions``, ``GET /v1/models``, ``GET /health``, ``GET /version``, ``POST
+/tokenize``, ``POST /detokenize``, ``GET /metrics``. A client disconnect cancels the handler
+(aiohttp ``handler_cancellation``), which aborts the request in the engine and frees its KV.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from fleetsched import __version__
 from fleetsched.api import tokenizer
 from fleetsched.api.errors import APIError, bad_request
 from fleetsched.api.request import GenerationRequest, load_json_object, parse_request
@@ -375,6 +376,10 @@ class _Handlers:
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(status=200)
 
+    async def version(self, request: web.Request) -> web.Response:
+        """vLLM's ``GET /version`` (what clients probe to tell a vLLM server)."""
+        return _json({"version": __version__, "engine": "fleetsched-emulator"})
+
     async def tokenize(self, request: web.Request) -> web.Response:
         body = load_json_object(await request.read())
         self._check_model(body.get("model") if isinstance(body.get("model"), str) else None)
@@ -431,6 +436,7 @@ def make_app(emu: Emulator) -> web.Application:
     app.router.add_post("/v1/chat/completions", h.chat)
     app.router.add_get("/v1/models", h.models)
     app.router.add_get("/health", h.health)
+    app.router.add_get("/version", h.version)
     app.router.add_post("/tokenize", h.tokenize)
     app.router.add_post("/detokenize", h.detokenize)
     app.router.add_get("/metrics", h.metrics)
