@@ -6,6 +6,7 @@ import math
 import pickle
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,24 +15,25 @@ from fleetsched.metrics.records import RECORD_FIELDS
 
 times = st.one_of(st.just(math.nan), st.floats(-1e9, 1e9, allow_nan=False))
 ints = st.integers(-(2**62), 2**62)
+counts = st.integers(-(2**31), 2**31 - 1)  # counts and the instance: 4-byte fields
 records = st.builds(
     RequestRecord,
     id=ints,
     tenant=st.sampled_from(["a", "bb", "", "ünï"]),
     slo_class=st.sampled_from(["default", "x"]),
     priority=ints,
-    prompt_tokens=ints,
-    output_tokens=ints,
+    prompt_tokens=counts,
+    output_tokens=counts,
     arrival_s=times,
-    instance=ints,
+    instance=counts,
     dispatch_s=times,
     first_scheduled_s=times,
     first_token_s=times,
     finish_s=times,
-    cached_prompt_tokens=ints,
-    preemptions=ints,
-    migrations=ints,
-    generated_tokens=ints,
+    cached_prompt_tokens=counts,
+    preemptions=counts,
+    migrations=counts,
+    generated_tokens=counts,
     deadline_s=times,
 )
 
@@ -65,6 +67,26 @@ def test_round_trip_sort_and_columns(recs: list[RequestRecord]) -> None:
     assert all(_same(a, b) for a, b in zip(table, by_id, strict=True))
     back = pickle.loads(pickle.dumps(table))
     assert all(_same(a, b) for a, b in zip(back, by_id, strict=True))
+    # Sorted reads go through an order: indexing, columns, and appends after a sort.
+    assert all(_same(table[i], by_id[i]) for i in range(-len(recs), len(recs)))
+    for name in ("id", "tenant", "finish_s"):
+        got = table.column(name).tolist()
+        assert [repr(x) for x in got] == [repr(getattr(r, name)) for r in by_id]
+    more = recs[::-1]
+    for r in more:
+        table.append(r)
+    assert all(_same(a, b) for a, b in zip(table, by_id + more, strict=True))
+    table.sort_by_id()
+    both = sorted(by_id + more, key=lambda r: r.id)
+    assert all(_same(a, b) for a, b in zip(table, both, strict=True))
+    assert table.column("id").tolist() == [r.id for r in both]
+
+
+def test_a_count_too_large_for_its_field_is_refused_by_name() -> None:
+    table = RecordTable()
+    with pytest.raises(ValueError, match="record 7: prompt_tokens = 2147483648 does not fit"):
+        table.append(RequestRecord(7, "t", "default", 0, 2**31, 5, 0.0))
+    assert len(table) == 0
 
 
 def test_equality_with_lists_treats_unset_times_as_equal() -> None:

@@ -78,25 +78,38 @@ _PACKED = [i for i, k in enumerate(_KINDS) if k != "object"]  # int, float, str 
 _OBJECT = [i for i, k in enumerate(_KINDS) if k == "object"]
 _STRS = [i for i, k in enumerate(_KINDS) if k == "str"]
 _FLOATS = [i for i, k in enumerate(_KINDS) if k == "float"]
-_ROW = struct.Struct("<" + "".join("d" if _KINDS[i] == "float" else "q" for i in _PACKED))
-_DTYPE = np.dtype([(RECORD_FIELDS[i], "<f8" if _KINDS[i] == "float" else "<i8") for i in _PACKED])
+#: Packed widths: floats, the id and the priority in 8 bytes; counts (tokens, preemptions,
+#: migrations), the instance and the string codes in 4 (``append`` refuses a value that does
+#: not fit, naming the field).
+_WIDE = {"id", "priority"}
+_CODE = {
+    i: "d" if _KINDS[i] == "float" else "q" if RECORD_FIELDS[i] in _WIDE else "i" for i in _PACKED
+}
+_ROW = struct.Struct("<" + "".join(_CODE[i] for i in _PACKED))
+_DTYPE = np.dtype(
+    [(RECORD_FIELDS[i], {"d": "<f8", "q": "<i8", "i": "<i4"}[_CODE[i]]) for i in _PACKED]
+)
 _get_all = attrgetter(*RECORD_FIELDS)
 _get_packed = itemgetter(*_PACKED)
 
 
 class RecordTable(Sequence[RequestRecord]):
-    """Per-request records held as packed rows (8 bytes a field; strings as codes into a
-    table of the distinct values), not as objects: 136 bytes a record instead of ~420, so a
-    million records take ~130 MB. Reads give :class:`RequestRecord` objects made on demand
-    (equal to the ones appended: unset times are the shared NaN), so it is a drop-in
-    ``Sequence``; :meth:`column` gives a numpy column without making records.
+    """Per-request records held as packed rows (8 bytes a float, the id and the priority, 4
+    a count, the instance and a string's code into a table of the distinct values), not as
+    objects: 124 bytes a record (20 fields) instead of ~420, so a million records take
+    ~124 MB. Reads give
+    :class:`RequestRecord` objects made on demand (equal to the ones appended: unset times
+    are the shared NaN), so it is a drop-in ``Sequence``; :meth:`column` gives a numpy
+    column without making records.
     """
 
-    __slots__ = ("_buf", "_codes", "_n", "_objects", "_values")
+    __slots__ = ("_buf", "_codes", "_n", "_objects", "_order", "_values")
 
     def __init__(self, records: Iterable[RequestRecord] = ()) -> None:
         self._buf = bytearray()
         self._n = 0
+        #: Read order (row numbers in ``_buf``) after :meth:`sort_by_id`; None: as appended.
+        self._order: np.ndarray | None = None
         self._values: list[str] = []  # code -> string
         self._codes: dict[str, int] = {}
         self._objects: list[list[object]] = [[] for _ in _OBJECT]
@@ -104,6 +117,8 @@ class RecordTable(Sequence[RequestRecord]):
             self.append(r)
 
     def append(self, rec: RequestRecord) -> None:
+        if self._order is not None:
+            self._apply_order()
         v = list(_get_all(rec))
         codes = self._codes
         for i in _STRS:
@@ -116,8 +131,20 @@ class RecordTable(Sequence[RequestRecord]):
         if _OBJECT:
             for col, i in zip(self._objects, _OBJECT, strict=True):
                 col.append(v[i])
-        self._buf += _ROW.pack(*_get_packed(v))
+        try:
+            self._buf += _ROW.pack(*_get_packed(v))
+        except struct.error:
+            raise ValueError(f"record {rec.id}: {self._misfit(v)}") from None
         self._n += 1
+
+    @staticmethod
+    def _misfit(v: list[object]) -> str:
+        for i in _PACKED:
+            try:
+                struct.pack("<" + _CODE[i], v[i])
+            except struct.error:
+                return f"{RECORD_FIELDS[i]} = {v[i]!r} does not fit a {_CODE[i]!r} field"
+        return "a field does not pack"
 
     def _record(self, packed: tuple[object, ...], index: int) -> RequestRecord:
         v: list[object] = [None] * len(_KINDS)
@@ -147,11 +174,18 @@ class RecordTable(Sequence[RequestRecord]):
             i += self._n
         if not 0 <= i < self._n:
             raise IndexError("record index out of range")
+        if self._order is not None:
+            i = int(self._order[i])
         return self._record(_ROW.unpack_from(self._buf, i * _ROW.size), i)
 
     def __iter__(self) -> Iterator[RequestRecord]:
-        for i, packed in enumerate(_ROW.iter_unpack(self._buf)):
-            yield self._record(packed, i)
+        if self._order is None:
+            for i, packed in enumerate(_ROW.iter_unpack(self._buf)):
+                yield self._record(packed, i)
+            return
+        buf, unpack, size = self._buf, _ROW.unpack_from, _ROW.size
+        for i in self._order.tolist():
+            yield self._record(unpack(buf, i * size), i)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sequence) or isinstance(other, str | bytes):
@@ -163,23 +197,56 @@ class RecordTable(Sequence[RequestRecord]):
     def __repr__(self) -> str:
         return f"RecordTable({self._n} records)"
 
-    def column(self, name: str) -> np.ndarray:
-        """Field ``name`` of every record as a numpy array (strings as a ``str`` array)."""
+    def column(self, name: str, strings: str = "str") -> np.ndarray:
+        """Field ``name`` of every record as a numpy array. Strings as a ``str`` array, or
+        with ``strings="object"`` as an object array of the distinct values (8 bytes a
+        record, not 4 a character), or ``"codes"``: their codes in the table."""
         i = RECORD_FIELDS.index(name)
         kind = _KINDS[i]
         if kind == "object":
-            return np.array(self._objects[_OBJECT.index(i)], dtype=object)
+            col = np.array(self._objects[_OBJECT.index(i)], dtype=object)
+            return col if self._order is None else col[self._order]
         rows = np.frombuffer(self._buf, dtype=_DTYPE, count=self._n)
-        col = np.ascontiguousarray(rows[name])
-        if kind == "str":
-            return np.array(self._values, dtype=str)[col] if self._n else col.astype(str)
+        field = rows[name]
+        if kind != "float":
+            field = field.astype(np.int64)  # a 4-byte field reads as int64, as it was appended
+        col = np.ascontiguousarray(field) if self._order is None else field[self._order]
+        if kind == "str" and strings != "codes":
+            if not self._n:
+                return col.astype(strings)
+            return np.array(self._values, dtype=strings)[col]
         return col
 
+    def categories(self, name: str) -> tuple[list[str], np.ndarray]:
+        """String field ``name``: its distinct values sorted, and each record's index into
+        them (what ``np.unique(column, return_inverse=True)`` gives, from the codes)."""
+        if _KINDS[RECORD_FIELDS.index(name)] != "str":
+            raise ValueError(f"{name} is not a string field")
+        codes = self.column(name, strings="codes")
+        used = np.unique(codes).tolist()  # a few distinct codes
+        names = sorted(self._values[k] for k in used)
+        remap = np.zeros(len(self._values), dtype=np.int64)
+        for k in used:
+            remap[k] = names.index(self._values[k])
+        return names, remap[codes]
+
     def sort_by_id(self) -> None:
-        """Reorder by id (stable: equal ids keep their order), as ``list.sort`` by id would."""
+        """Reorder by id (stable: equal ids keep their order), as ``list.sort`` by id would.
+
+        The rows stay where they are: reads go through the sorted order (8 bytes a record),
+        so sorting a million records does not need a second copy of them."""
         if self._n < 2:
             return
+        ids = self.column("id")
+        order = np.argsort(ids, kind="stable")
+        if self._order is not None:
+            order = self._order[order]
+        self._order = None if np.array_equal(order, np.arange(self._n)) else order
+
+    def _apply_order(self) -> None:
+        """Move the rows into the read order (before appending after a sort)."""
+        assert self._order is not None
+        order, self._order = self._order, None
         rows = np.frombuffer(self._buf, dtype=_DTYPE, count=self._n)
-        order = np.argsort(rows["id"], kind="stable")
         self._buf = bytearray(rows[order].tobytes())
         self._objects = [[col[j] for j in order.tolist()] for col in self._objects]

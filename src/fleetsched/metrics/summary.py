@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from operator import attrgetter
 from typing import Any
 
@@ -95,39 +95,89 @@ def record_columns(records: Iterable[RequestRecord]) -> dict[str, np.ndarray]:
 def request_latencies(c: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per-request ``ttft_s, tpot_s, e2e_s, queue_s, norm_latency_s`` from
     :func:`record_columns`; NaN where undefined and for every unfinished request."""
-    arrival, first_sched = c["arrival_s"], c["first_scheduled_s"]
-    first_tok, finish, out = c["first_token_s"], c["finish_s"], c["output_tokens"]
-    done = ~np.isnan(finish)
+    done = ~np.isnan(c["finish_s"])
+    return {k: _latency(k, c, done) for k in LATENCY_KEYS}
+
+
+def _latency(key: str, c: Mapping[str, np.ndarray], done: np.ndarray) -> np.ndarray:
+    """One of :func:`request_latencies` (one at a time: a million records' columns are 8 MB
+    each, and :func:`summarize` keeps few of them alive at once)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        e2e = np.where(done, finish - arrival, NAN)
-        return {
-            "ttft_s": np.where(done, first_tok - arrival, NAN),
-            "tpot_s": np.where(
-                done & (out > 1), (finish - first_tok) / np.maximum(out - 1, 1), NAN
-            ),
-            "e2e_s": e2e,
-            "queue_s": np.where(done, first_sched - arrival, NAN),
-            "norm_latency_s": np.where(done & (out > 0), e2e / np.maximum(out, 1), NAN),
-        }
+        if key == "ttft_s":
+            return np.where(done, c["first_token_s"] - c["arrival_s"], NAN)
+        if key == "queue_s":
+            return np.where(done, c["first_scheduled_s"] - c["arrival_s"], NAN)
+        out = c["output_tokens"]
+        if key == "tpot_s":
+            return np.where(
+                done & (out > 1),
+                (c["finish_s"] - c["first_token_s"]) / np.maximum(out - 1, 1),
+                NAN,
+            )
+        e2e = np.where(done, c["finish_s"] - c["arrival_s"], NAN)
+        if key == "e2e_s":
+            return e2e
+        assert key == "norm_latency_s", key
+        return np.where(done & (out > 0), e2e / np.maximum(out, 1), NAN)
+
+
+class _TableColumns(Mapping[str, np.ndarray]):
+    """A packed table's columns read on demand, not all at once (summarize's memory peak);
+    strings as object arrays of the table's few distinct values (8 bytes a record)."""
+
+    def __init__(self, table: RecordTable) -> None:
+        self.table = table
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name in _STR_COLS:
+            return self.table.column(name, strings="object")
+        return self.table.column(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((*_STR_COLS, *_INT_COLS, *_FLOAT_COLS))
+
+    def __len__(self) -> int:
+        return len(_STR_COLS) + len(_INT_COLS) + len(_FLOAT_COLS)
+
+
+def _columns(records: Iterable[RequestRecord]) -> Mapping[str, np.ndarray]:
+    """:func:`record_columns`, or for a packed table already in id order (the simulator's)
+    the table itself read column by column."""
+    table = isinstance(records, RecordTable) and len(records) > 1
+    if table and (np.diff(records.column("id")) > 0).all():  # type: ignore[attr-defined]
+        return _TableColumns(records)  # type: ignore[arg-type]
+    return record_columns(records)
 
 
 def _per_second(count: float, duration_s: float) -> float:
     return float(count) / duration_s if duration_s > 0 else NAN
 
 
+def _categories(c: Mapping[str, np.ndarray], name: str) -> tuple[list[str], np.ndarray]:
+    """The sorted distinct values of string column ``name`` and each record's index into
+    them (``np.unique(..., return_inverse=True)``; a packed table gives them from its codes
+    without sorting a million strings)."""
+    if isinstance(c, _TableColumns):
+        return c.table.categories(name)
+    names, inverse = np.unique(c[name], return_inverse=True)
+    return names.tolist(), inverse.reshape(-1)
+
+
 def _slo_targets(
-    classes: np.ndarray, slo_classes: Mapping[str, SLOClass] | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-request (has_slo, ttft target, tpot target) from each request's class name."""
+    names: list[str], inverse: np.ndarray, slo_classes: Mapping[str, SLOClass] | None
+) -> tuple[Any, Any, Any]:
+    """Per-request (has_slo, ttft target, tpot target) from each request's class (one value
+    each, broadcast, when every request has the same class)."""
     slo_classes = slo_classes or {}
-    names, inverse = np.unique(classes, return_inverse=True)
-    has = np.zeros(names.size, dtype=bool)
-    ttft = np.full(names.size, np.inf)
-    tpot = np.full(names.size, np.inf)
-    for i, name in enumerate(names.tolist()):
+    has = np.zeros(len(names), dtype=bool)
+    ttft = np.full(len(names), np.inf)
+    tpot = np.full(len(names), np.inf)
+    for i, name in enumerate(names):
         cls = slo_classes.get(name, slo_classes.get("default"))
         if cls is not None:
             has[i], ttft[i], tpot[i] = True, cls.ttft_s, cls.tpot_s
+    if len(names) == 1:
+        return has[0], ttft[0], tpot[0]
     return has[inverse], ttft[inverse], tpot[inverse]
 
 
@@ -146,39 +196,46 @@ def summarize(
     per-instance metrics cover instances ``0..num_instances-1`` including idle ones;
     without it they cover ``0..max(instance)``.
     """
-    c = record_columns(records)
-    n = int(c["id"].size)
-    arrival, finish = c["arrival_s"], c["finish_s"]
-    prompt, out = c["prompt_tokens"], c["output_tokens"]
-
+    c = _columns(records)
+    finish, out = c["finish_s"], c["output_tokens"]
+    n = int(finish.size)
     done = ~np.isnan(finish)
     n_done = int(done.sum())
-    duration = float(finish[done].max() - arrival.min()) if n_done else NAN
+    duration = float(finish[done].max() - c["arrival_s"].min()) if n_done else NAN
 
-    lat = request_latencies(c)
-    ttft, tpot, e2e, queue, norm = (lat[k] for k in LATENCY_KEYS)
+    # Latencies one at a time; kept: the ones the per-class and per-tenant parts read.
+    dists = {}
+    for key in ("e2e_s", "queue_s"):
+        dists[key] = dist_summary(_latency(key, c, done))
+    ttft, tpot, norm = (_latency(k, c, done) for k in ("ttft_s", "tpot_s", "norm_latency_s"))
+    for key, values in (("ttft_s", ttft), ("tpot_s", tpot), ("norm_latency_s", norm)):
+        dists[key] = dist_summary(values)
     multi = out > 1
     with np.errstate(invalid="ignore"):
-        has_slo, ttft_target, tpot_target = _slo_targets(c["slo_class"], slo_classes)
+        class_names, class_of = _categories(c, "slo_class")
+        has_slo, ttft_target, tpot_target = _slo_targets(class_names, class_of, slo_classes)
         ttft_ok = ttft <= ttft_target
         tpot_ok = ~multi | (tpot <= tpot_target)
+    del ttft_target, tpot_target, multi
     met = done & (~has_slo | (ttft_ok & tpot_ok))
+    del has_slo, ttft_ok, tpot_ok
     n_met = int(met.sum())
 
     out_done = int(out[done].sum())
-    prompt_done = int(prompt[done].sum())
+    prompt_done = int(c["prompt_tokens"][done].sum())
     cached_done = int(c["cached_prompt_tokens"][done].sum())
+    energy = c["energy_j"]
 
     summary: dict[str, Any] = {
         "requests": n,
         "completed": n_done,
         "duration_s": duration,
         "wall_s": NAN if wall_s is None else float(wall_s),
-        "ttft_s": dist_summary(ttft),
-        "tpot_s": dist_summary(tpot),
-        "e2e_s": dist_summary(e2e),
-        "queue_s": dist_summary(queue),
-        "norm_latency_s": dist_summary(norm),
+        "ttft_s": dists["ttft_s"],
+        "tpot_s": dists["tpot_s"],
+        "e2e_s": dists["e2e_s"],
+        "queue_s": dists["queue_s"],
+        "norm_latency_s": dists["norm_latency_s"],
         "throughput_req_s": _per_second(n_done, duration),
         "throughput_tok_s": _per_second(out_done, duration),
         "input_tok_s": _per_second(prompt_done, duration),
@@ -190,15 +247,15 @@ def summarize(
         "migrations": int(c["migrations"].sum()),
         "accuracy": nanmean(c["correct"]),
         "mean_quality": nanmean(c["quality"][done]),
-        "energy_j": float(c["energy_j"].sum()),
-        "energy_per_request_j": float(c["energy_j"][done].sum()) / n_done if n_done else NAN,
+        "energy_j": float(energy.sum()),
+        "energy_per_request_j": float(energy[done].sum()) / n_done if n_done else NAN,
     }
+    del energy
 
     # Per SLO class.
     per_class: dict[str, dict[str, Any]] = {}
-    classes = c["slo_class"]
-    for name in np.unique(classes).tolist():
-        m = classes == name
+    for i, name in enumerate(class_names):
+        m = class_of == i
         k = int(m.sum())
         k_met = int(met[m].sum())
         per_class[name] = {
@@ -209,6 +266,7 @@ def summarize(
             "tpot_p99": percentiles(tpot[m], (99,))["p99"],
         }
     summary["per_class"] = per_class
+    del ttft, tpot, met, class_of
 
     # Deadlines (batch jobs, EDF): tardiness = max(0, finish - deadline); unfinished = missed.
     deadline = c["deadline_s"]
@@ -216,6 +274,7 @@ def summarize(
     n_dl = int(has_dl.sum())
     with np.errstate(invalid="ignore"):
         tard = np.maximum(finish - deadline, 0.0)
+    del deadline
     on_time = has_dl & done & (tard <= 0)
     summary["deadlines"] = {
         "requests": n_dl,
@@ -224,13 +283,14 @@ def summarize(
         "total_tardiness_s": float(tard[has_dl & done].sum()) if n_dl else 0.0,
         "max_tardiness_s": float(tard[has_dl & done].max()) if (has_dl & done).any() else NAN,
     }
+    del tard, has_dl, on_time
 
     # Per tenant.
     per_tenant: dict[str, dict[str, Any]] = {}
-    tenants = c["tenant"]
+    tenant_names, tenant_of = _categories(c, "tenant")
     tenant_means = []
-    for name in np.unique(tenants).tolist():
-        m = tenants == name
+    for i, name in enumerate(tenant_names):
+        m = tenant_of == i
         mean_norm = nanmean(norm[m])
         tenant_means.append(mean_norm)
         per_tenant[name] = {
@@ -239,6 +299,7 @@ def summarize(
             "mean_norm_latency_s": mean_norm,
         }
     summary["per_tenant"] = per_tenant
+    del norm, tenant_of
     finite_means = [x for x in tenant_means if not math.isnan(x)]
     summary["fairness_jain"] = jain_index(finite_means) if finite_means else NAN
 
@@ -252,9 +313,8 @@ def summarize(
         top = num_instances
     req_per_inst = np.bincount(inst[routed], minlength=top)
     served = routed & done
-    tok_per_inst = np.bincount(
-        inst[served], weights=(prompt[served] + out[served]).astype(np.float64), minlength=top
-    )
+    tokens = c["prompt_tokens"][served] + out[served]
+    tok_per_inst = np.bincount(inst[served], weights=tokens.astype(np.float64), minlength=top)
     summary["per_instance_requests"] = [int(x) for x in req_per_inst]
     summary["per_instance_tokens"] = [int(x) for x in tok_per_inst]
     summary["load_cov"] = coefficient_of_variation(tok_per_inst) if top else NAN
