@@ -177,7 +177,7 @@ def _samples(
     return out
 
 
-def _trimmed(values: np.ndarray, frac: float = 0.1) -> np.ndarray:
+def trimmed(values: np.ndarray, frac: float = 0.1) -> np.ndarray:
     """Indices of ``values`` without the ``frac`` lowest and highest (for many samples)."""
     n = len(values)
     k = int(n * frac) if n >= 10 else 0
@@ -222,7 +222,7 @@ def fit_llamacpp(
         rows = []
         for name, ss in samples.items():
             m = np.array([s[0] for s in ss])
-            keep = _trimmed(m)
+            keep = trimmed(m)
             feats = np.mean([ss[k][1] for k in keep], axis=0)
             off = float(np.mean([ss[k][2] for k in keep]))
             mean = float(np.mean(m[keep]))

@@ -123,7 +123,7 @@ def probe_tokens(p: Probe) -> list[int]:
     return tokens
 
 
-class _Blocks:
+class FreshBlocks:
     """Fresh block ids: never shared unless reused on purpose."""
 
     def __init__(self, start: int) -> None:
@@ -146,7 +146,7 @@ def llamacpp_plan(
     Every prompt is a whole number of blocks, so the engine model (which compares prompts by
     block) sees exactly the prefixes the server sees, identical prompts included.
     """
-    fresh = _Blocks(1_000_000 * (seed + 1))
+    fresh = FreshBlocks(1_000_000 * (seed + 1))
     room = slot_ctx - 8
     exps: list[Experiment] = []
     prefill = [64, 304, 704] if quick else [32, 128, 256, 512, 768, 1024, 1536]

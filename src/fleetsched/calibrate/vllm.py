@@ -31,14 +31,14 @@ import aiohttp
 import numpy as np
 
 from fleetsched.calibrate.client import StreamResult, get_json
-from fleetsched.calibrate.fit import Row, _trimmed
+from fleetsched.calibrate.fit import Row, trimmed
 from fleetsched.calibrate.plan import (
     STAGGER_S,
     Experiment,
+    FreshBlocks,
     Measured,
     Probe,
     Send,
-    _Blocks,
     probe_tokens,
 )
 from fleetsched.errors import FleetschedError
@@ -52,7 +52,7 @@ DECODE_TOKENS = 24
 
 def vllm_plan(max_model_len: int, *, quick: bool = False, seed: int = 0) -> list[Experiment]:
     """The experiments of one repeat (fresh prompts per ``seed``, so nothing is cached)."""
-    fresh = _Blocks(1_000_000 * (seed + 1))
+    fresh = FreshBlocks(1_000_000 * (seed + 1))
     top = min(MAX_PREFILL, max_model_len - 2)
     lengths = [n for n in (32, 128, 512, 1024, 2048) if n <= top] if quick else [
         n for n in (16, 32, 64, 128, 256, 512, 768, 1024, 1536, 2048) if n <= top
@@ -162,9 +162,9 @@ def fit_vllm(
     for name, s in samples.items():
         y = np.array([v for v, _ in s])
         x = np.array([f for _, f in s])
-        keep = _trimmed(y)  # the steadiest 80 % of gaps (scheduling jitter on both sides)
+        keep = trimmed(y)  # the steadiest 80 % of gaps (scheduling jitter on both sides)
         kept[name] = (y[keep], x[keep])
-        rows_y.append(y[keep] / y[keep])
+        rows_y.append(np.ones(len(keep)))  # relative errors: each sample divided by itself
         rows_x.append(x[keep] / y[keep][:, None])
     coef = nnls(np.vstack(rows_x), np.concatenate(rows_y))
     c0, tok, pair, dec, ctx, overhead = (float(v) for v in coef)

@@ -94,23 +94,22 @@ def calibrate(
     if m.engine == "vllm":
         prof, overhead, vrows = run.calibrate_vllm(m, model=model, device=device, tp=tp)
         print_vllm_fit(prof, overhead, vrows)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(prof.to_yaml())
-        console.print(f"wrote {output}")
-        return
-    fit, _ = run.calibrate(
-        m,
-        model=model,
-        device=device or "cpu",
-        threads=threads,
-        swa_full=swa_full,
-        n_batch=n_batch,
-        n_ubatch=n_ubatch,
-        cache_ram_mib=cache_ram,
-    )
-    print_fit(fit)
+        text = prof.to_yaml()
+    else:
+        fit, _ = run.calibrate(
+            m,
+            model=model,
+            device=device or "cpu",
+            threads=threads,
+            swa_full=swa_full,
+            n_batch=n_batch,
+            n_ubatch=n_ubatch,
+            cache_ram_mib=cache_ram,
+        )
+        print_fit(fit)
+        text = fit.profile.to_yaml()
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(fit.profile.to_yaml())
+    output.write_text(text)
     console.print(f"wrote {output}")
 
 
