@@ -137,40 +137,47 @@ def _summary(rows: list[Row]) -> str:
     return f"fit: {len(errs)} measurements, median |error| {mid:.1%}, max {top:.1%}"
 
 
-def print_vllm_fit(p: FittedProfile, overhead_s: float, rows: list[Row]) -> None:
-    coef = Table(title=f"profile: {p.model} on {p.gpu}, tp {p.tp}", title_justify="left")
+def _coef_table(title: str, coefficients: list[tuple[str, float, str]]) -> Table:
+    """(name, value in ``unit``, unit) rows."""
+    coef = Table(title=title, title_justify="left")
     coef.add_column("coefficient")
     coef.add_column("value", justify="right")
-    for name, value, unit in (
-        ("c0_s", p.c0_s * 1e3, "ms"),
-        ("prefill_token_s", p.prefill_token_s * 1e6, "µs"),
-        ("prefill_pair_s", p.prefill_pair_s * 1e9, "ns"),
-        ("decode_token_s", p.decode_token_s * 1e6, "µs"),
-        ("decode_ctx_token_s", p.decode_ctx_token_s * 1e9, "ns"),
-        ("request overhead (not in the profile)", overhead_s * 1e3, "ms"),
-    ):
+    for name, value, unit in coefficients:
         coef.add_row(name, f"{value:.3f} {unit}")
-    console.print(coef)
+    return coef
+
+
+def print_vllm_fit(p: FittedProfile, overhead_s: float, rows: list[Row]) -> None:
+    console.print(
+        _coef_table(
+            f"profile: {p.model} on {p.gpu}, tp {p.tp}",
+            [
+                ("c0_s", p.c0_s * 1e3, "ms"),
+                ("prefill_token_s", p.prefill_token_s * 1e6, "µs"),
+                ("prefill_pair_s", p.prefill_pair_s * 1e9, "ns"),
+                ("decode_token_s", p.decode_token_s * 1e6, "µs"),
+                ("decode_ctx_token_s", p.decode_ctx_token_s * 1e9, "ns"),
+                ("request overhead (not in the profile)", overhead_s * 1e3, "ms"),
+            ],
+        )
+    )
     console.print(_rows_table(rows))
     console.print(_summary(rows))
 
 
 def print_fit(fit: FitResult) -> None:
     p = fit.profile
-    coef = Table(
-        title=f"profile: {p.model} on {p.device}, {p.threads} threads", title_justify="left"
+    coef = _coef_table(
+        f"profile: {p.model} on {p.device}, {p.threads} threads",
+        [
+            ("request_s", p.request_s * 1e3, "ms"),
+            ("ubatch_s", p.ubatch_s * 1e3, "ms"),
+            ("token_s", p.token_s * 1e3, "ms"),
+            ("output_s", p.output_s * 1e3, "ms"),
+            ("pair_s", p.pair_s * 1e6, "µs"),
+            ("checkpoint_s", p.checkpoint_s * 1e3, "ms"),
+        ],
     )
-    coef.add_column("coefficient")
-    coef.add_column("value", justify="right")
-    for name, value, unit in (
-        ("request_s", p.request_s * 1e3, "ms"),
-        ("ubatch_s", p.ubatch_s * 1e3, "ms"),
-        ("token_s", p.token_s * 1e3, "ms"),
-        ("output_s", p.output_s * 1e3, "ms"),
-        ("pair_s", p.pair_s * 1e6, "µs"),
-        ("checkpoint_s", p.checkpoint_s * 1e3, "ms"),
-    ):
-        coef.add_row(name, f"{value:.3f} {unit}")
     for k, v in enumerate(p.small_ubatch_s, 1):
         coef.add_row(f"ubatch of {k} token{'s' if k > 1 else ''}", f"{v * 1e3:.2f} ms")
     console.print(coef)
