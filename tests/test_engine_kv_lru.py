@@ -142,14 +142,9 @@ def test_run_queue_lru_behaves_as_one_ordered_list(
             kv.allocate(1)
             ref.allocate(1)
             held, private = holders[r % len(holders)]
-            state = ref.refs.get(key)
-            if state is None:
-                kv.rc[key] = 1
-                ref.refs[key] = 1
-                held.append(key)
-            elif state == 0:
-                kv.take_over(key)
-                ref.take_over(key)
+            cached = ref.insert_run([key]) == [key]
+            assert kv.try_insert(key) == cached
+            if cached:
                 held.append(key)
             else:
                 holders[r % len(holders)] = (held, private + 1)

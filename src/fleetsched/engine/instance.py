@@ -600,18 +600,12 @@ class Instance:
         if not share:
             return
         kv = self.kv
-        rc = kv.rc
         for seq in tuple(share.values()):
             keys = seq.keys
             assert keys is not None
             i = seq.done  # the block this step fills (one per decode step at most)
             k = keys[i]
-            r = rc.get(k)
-            if r is None:
-                rc[k] = 1
-                seq.held.append(k)
-            elif r < 1:  # an idle copy: take it over (see KVCache.insert_run)
-                kv.take_over(k)
+            if kv.try_insert(k):  # else a copy is in use: this block stays private
                 seq.held.append(k)
             seq.done = i + 1
             if i + 1 >= len(keys):

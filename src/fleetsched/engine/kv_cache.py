@@ -140,9 +140,17 @@ class KVCache:
     def try_insert(self, key: int) -> bool:
         """Register a block the caller just allocated as cached under ``key``.
 
-        Returns False (the block stays private) when an identical block is already in use.
+        Returns False (the block stays private) when an identical block is already in use;
+        an idle identical block is taken over (:meth:`take_over`).
         """
-        return bool(self.insert_run([key]))
+        r = self.rc.get(key)
+        if r is None:
+            self.rc[key] = 1
+        elif r < 1:
+            self.take_over(key)
+        else:
+            return False
+        return True
 
     def insert_run(self, keys: list[int]) -> list[int]:
         """Register freshly allocated blocks as cached, in order; return the keys registered.
@@ -157,17 +165,7 @@ class KVCache:
         if len(fresh) == len(keys) and rc.keys().isdisjoint(fresh):
             rc.update(fresh)
             return keys
-        out: list[int] = []
-        for k in keys:
-            r = rc.get(k)
-            if r is None:
-                rc[k] = 1
-            elif r < 1:
-                self.take_over(k)
-            else:
-                continue
-            out.append(k)
-        return out
+        return [k for k in keys if self.try_insert(k)]
 
     def take_over(self, key: int) -> None:
         """An idle cached ``key`` becomes the caller's freshly allocated block (one reference);
