@@ -97,10 +97,9 @@ class RecordTable(Sequence[RequestRecord]):
     """Per-request records held as packed rows (8 bytes a float, the id and the priority, 4
     a count, the instance and a string's code into a table of the distinct values), not as
     objects: 124 bytes a record (20 fields) instead of ~420, so a million records take
-    ~124 MB. Reads give
-    :class:`RequestRecord` objects made on demand (equal to the ones appended: unset times
-    are the shared NaN), so it is a drop-in ``Sequence``; :meth:`column` gives a numpy
-    column without making records.
+    ~124 MB. Reads give :class:`RequestRecord` objects made on demand (equal to the ones
+    appended: unset times are the shared NaN), so it is a drop-in ``Sequence``;
+    :meth:`column` gives a numpy column without making records.
     """
 
     __slots__ = ("_buf", "_codes", "_n", "_objects", "_order", "_values")
@@ -197,10 +196,9 @@ class RecordTable(Sequence[RequestRecord]):
     def __repr__(self) -> str:
         return f"RecordTable({self._n} records)"
 
-    def column(self, name: str, strings: str = "str") -> np.ndarray:
-        """Field ``name`` of every record as a numpy array. Strings as a ``str`` array, or
-        with ``strings="object"`` as an object array of the distinct values (8 bytes a
-        record, not 4 a character), or ``"codes"``: their codes in the table."""
+    def column(self, name: str, codes: bool = False) -> np.ndarray:
+        """Field ``name`` of every record as a numpy array (strings as a ``str`` array, or
+        with ``codes`` their codes into the table of distinct values)."""
         i = RECORD_FIELDS.index(name)
         kind = _KINDS[i]
         if kind == "object":
@@ -211,10 +209,8 @@ class RecordTable(Sequence[RequestRecord]):
         if kind != "float":
             field = field.astype(np.int64)  # a 4-byte field reads as int64, as it was appended
         col = np.ascontiguousarray(field) if self._order is None else field[self._order]
-        if kind == "str" and strings != "codes":
-            if not self._n:
-                return col.astype(strings)
-            return np.array(self._values, dtype=strings)[col]
+        if kind == "str" and not codes:
+            return np.array(self._values, dtype=str)[col] if self._n else col.astype(str)
         return col
 
     def categories(self, name: str) -> tuple[list[str], np.ndarray]:
@@ -222,7 +218,7 @@ class RecordTable(Sequence[RequestRecord]):
         them (what ``np.unique(column, return_inverse=True)`` gives, from the codes)."""
         if _KINDS[RECORD_FIELDS.index(name)] != "str":
             raise ValueError(f"{name} is not a string field")
-        codes = self.column(name, strings="codes")
+        codes = self.column(name, codes=True)
         used = np.unique(codes).tolist()  # a few distinct codes
         names = sorted(self._values[k] for k in used)
         remap = np.zeros(len(self._values), dtype=np.int64)

@@ -122,15 +122,13 @@ def _latency(key: str, c: Mapping[str, np.ndarray], done: np.ndarray) -> np.ndar
 
 
 class _TableColumns(Mapping[str, np.ndarray]):
-    """A packed table's columns read on demand, not all at once (summarize's memory peak);
-    strings as object arrays of the table's few distinct values (8 bytes a record)."""
+    """A packed table's columns read on demand, not all at once (summarize's memory peak;
+    its string columns come from :func:`_categories`, as codes)."""
 
     def __init__(self, table: RecordTable) -> None:
         self.table = table
 
     def __getitem__(self, name: str) -> np.ndarray:
-        if name in _STR_COLS:
-            return self.table.column(name, strings="object")
         return self.table.column(name)
 
     def __iter__(self) -> Iterator[str]:
