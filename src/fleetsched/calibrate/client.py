@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,11 +82,33 @@ async def stream_completion(
     }
     if id_slot >= 0:
         body["id_slot"] = id_slot
-    data = json.dumps(body).encode()
+
+    def on_event(ev: dict[str, Any], now: float, res: StreamResult) -> bool:
+        if ev.get("stop"):
+            t = ev.get("timings") or {}
+            res.cache_n = int(t.get("cache_n", -1))
+            res.prompt_n = int(t.get("prompt_n", -1))
+            res.id_slot = int(ev.get("id_slot", -1))
+            return True
+        res.token_s.append(now)
+        return False
+
+    return await post_stream(http, url + "/completion", body, on_event)
+
+
+async def post_stream(
+    http: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, Any],
+    on_event: Callable[[dict[str, Any], float, StreamResult], bool],
+) -> StreamResult:
+    """POST ``body`` to ``url`` and hand each server-sent ``data:`` event (parsed, with its
+    arrival time) to ``on_event``, which records what it means and says whether it was the
+    last; a refusal or a transport error is recorded, not raised."""
     res = StreamResult(send_s=time.perf_counter())
     try:
         async with http.post(
-            url + "/completion", data=data, headers={"Content-Type": "application/json"}
+            url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
         ) as r:
             res.status = r.status
             if r.status != 200:
@@ -94,17 +116,11 @@ async def stream_completion(
                 res.done_s = time.perf_counter()
                 return res
             async for line in r.content:
-                if not line.startswith(b"data: "):
+                if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
                     continue
-                now = time.perf_counter()
-                ev = json.loads(line[6:])
-                if ev.get("stop"):
-                    t = ev.get("timings") or {}
-                    res.cache_n = int(t.get("cache_n", -1))
-                    res.prompt_n = int(t.get("prompt_n", -1))
-                    res.id_slot = int(ev.get("id_slot", -1))
+                now = time.perf_counter()  # arrival, before parsing
+                if on_event(json.loads(line[6:]), now, res):
                     break
-                res.token_s.append(now)
     except (TimeoutError, aiohttp.ClientError) as e:
         res.error = f"{type(e).__name__}: {e}"
     res.done_s = time.perf_counter()

@@ -22,15 +22,13 @@ needed: the plan keeps every measured interval to whole steps of known contents.
 
 from __future__ import annotations
 
-import json
-import time
 from collections import defaultdict
 from typing import Any
 
 import aiohttp
 import numpy as np
 
-from fleetsched.calibrate.client import StreamResult, get_json
+from fleetsched.calibrate.client import StreamResult, get_json, post_stream
 from fleetsched.calibrate.fit import Row, trimmed
 from fleetsched.calibrate.plan import (
     STAGGER_S,
@@ -88,28 +86,13 @@ async def stream_openai(
         "stream": True,
         "temperature": 0.0,
     }
-    res = StreamResult(send_s=time.perf_counter())
-    try:
-        async with http.post(
-            url + "/v1/completions",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        ) as r:
-            res.status = r.status
-            if r.status != 200:
-                res.error = (await r.text())[:300]
-            else:
-                async for line in r.content:
-                    if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
-                        continue
-                    now = time.perf_counter()
-                    ev = json.loads(line[6:])
-                    if any(c.get("text") for c in ev.get("choices", ())):
-                        res.token_s.append(now)
-    except (TimeoutError, aiohttp.ClientError) as e:
-        res.error = f"{type(e).__name__}: {e}"
-    res.done_s = time.perf_counter()
-    return res
+
+    def on_event(ev: dict[str, Any], now: float, res: StreamResult) -> bool:
+        if any(c.get("text") for c in ev.get("choices", ())):
+            res.token_s.append(now)
+        return False
+
+    return await post_stream(http, url + "/v1/completions", body, on_event)
 
 
 async def served_model(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
