@@ -44,7 +44,7 @@ from fleetsched.core.config import Scenario
 from fleetsched.fidelity import run_fidelity
 from fleetsched.launch import LlamaServer
 from fleetsched.launch.llamacpp import raise_priority
-from fleetsched.perf.ubatch import load_llamacpp_profile
+from fleetsched.perf.ubatch import LINEAR_COEFFICIENTS, load_llamacpp_profile
 from fleetsched.sim.run import simulate
 from fleetsched.workload import build_workload
 
@@ -107,7 +107,7 @@ def scaled(profile: Path, k: float) -> Path:
     """``profile`` with every time coefficient multiplied by ``k`` (a uniformly slower
     engine), written to the temporary directory."""
     base = load_llamacpp_profile(profile)
-    names = ("ubatch_s", "token_s", "output_s", "pair_s", "checkpoint_s", "request_s")
+    names = (*LINEAR_COEFFICIENTS, "request_s")
     upd: dict[str, Any] = {n: getattr(base, n) * k for n in names}
     upd["small_ubatch_s"] = [v * k for v in base.small_ubatch_s]
     out = Path(tempfile.gettempdir()) / f"{profile.stem}_x{k:g}.yaml"
@@ -199,12 +199,35 @@ def scenario_with(sc: Scenario, profile: Path) -> Scenario:
 
 
 def calibrate_on(srv: LlamaServer, args: argparse.Namespace, path: Path) -> tuple[Any, dict]:
-    """Calibrate on ``srv``, write the profile to ``path``; (fit, drift probe after it)."""
+    """Calibrate on ``srv``, write the profile to ``path`` (and the measurements beside it,
+    and the profile fitted to them without ``kv_read_s``, see :func:`without_kv_read`);
+    (fit, drift probe after it)."""
     m = measure(srv.url, repeats=args.calibrate_repeats, progress=progress)
     print()
-    fit, _ = calibrate(m, device="cpu", threads=args.threads, swa_full=args.swa_full)
+    save_measurements(m, path.with_name(path.stem + "_measurements.json"))
+    kw = {"device": "cpu", "threads": args.threads, "swa_full": args.swa_full}
+    fit, _ = calibrate(m, **kw)
     path.write_text(fit.profile.to_yaml())
+    old, _ = calibrate(m, held_at_zero=("kv_read_s",), **kw)
+    no_reads_path(path).write_text(old.profile.to_yaml())
     return fit, drift_probe(srv.url, 7)
+
+
+def no_reads_path(profile: Path) -> Path:
+    return profile.with_name(profile.stem + "_no_kv_read.yaml")
+
+
+def without_kv_read(sc: Scenario, profile: Path, live: dict[str, Any]) -> dict[str, float]:
+    """(live - sim) / sim of TTFT, TPOT and E2E at p50 / p90 / p99 (keyed like ``ttft_p50``)
+    when ``sc`` is simulated with the profile fitted to the same measurements without
+    ``kv_read_s`` (decode attention priced like prefill attention, per pair): the model this
+    experiment used before that coefficient existed, on the same live run."""
+    s = simulate(scenario_with(sc, no_reads_path(profile))).summary
+    return {
+        f"{m}_{q}": live[m + "_s"][q] / s[m + "_s"][q] - 1
+        for m in ("ttft", "tpot", "e2e")
+        for q in ("p50", "p90", "p99")
+    }
 
 
 def progress(done: int, total: int) -> None:
@@ -332,6 +355,11 @@ def main() -> None:
                 print(
                     f"  simulated at the mid-run speed (profile x {fix['scale']:.3f}): "
                     + ", ".join(f"{key} {v:+.0%}" for key, v in fix.items() if key != "scale")
+                )
+                run["without_kv_read"] = old = without_kv_read(sc, profile_path, res.live)
+                print(
+                    "  simulated without kv_read_s: "
+                    + ", ".join(f"{key} {v:+.0%}" for key, v in old.items())
                 )
             runs.append(run)
             errs = ", ".join(

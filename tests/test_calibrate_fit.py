@@ -12,8 +12,9 @@ import pytest
 from fleetsched.calibrate.fit import fit_llamacpp, replay, requests_of
 from fleetsched.calibrate.plan import Measured, llamacpp_plan, probe_tokens
 from fleetsched.core.config import LlamaCppConfig
+from fleetsched.errors import FleetschedError
 from fleetsched.perf import get_model
-from fleetsched.perf.ubatch import LlamaCppProfile
+from fleetsched.perf.ubatch import LINEAR_COEFFICIENTS, LlamaCppProfile
 
 GEMMA = get_model("gemma-3-270m")
 TRUE = LlamaCppProfile(
@@ -24,6 +25,7 @@ TRUE = LlamaCppProfile(
     token_s=0.0034,
     output_s=0.012,
     pair_s=2.0e-7,
+    kv_read_s=4.0e-6,
     checkpoint_s=0.03,
     request_s=0.02,
     small_ubatch_s=[0.005, 0.009, 0.022, 0.004],
@@ -53,7 +55,7 @@ def test_fit_recovers_the_profile_that_timed_the_measurements() -> None:
     runs = synthetic_runs(ENGINE)
     fit = fit_llamacpp(runs, ENGINE, GEMMA, device=TRUE.device, copy_byte_s=TRUE.copy_byte_s)
     got, want = fit.profile, TRUE
-    for name in ("ubatch_s", "token_s", "output_s", "pair_s", "checkpoint_s", "request_s"):
+    for name in (*LINEAR_COEFFICIENTS, "request_s"):
         assert getattr(got, name) == pytest.approx(getattr(want, name), rel=1e-6, abs=1e-12), name
     assert got.small_ubatch_s == pytest.approx(want.small_ubatch_s, rel=1e-6)
     assert max(abs(r.error) for r in fit.rows if r.fitted) < 1e-6
@@ -75,3 +77,14 @@ def test_swa_full_server_fit() -> None:
     assert fit.profile.checkpoint_s == 0.0
     assert fit.profile.token_s == pytest.approx(TRUE.token_s, rel=1e-6)
     assert max(abs(r.error) for r in fit.rows if r.fitted) < 1e-6
+
+
+def test_a_coefficient_held_at_zero_is_left_out_and_the_rest_absorb_it() -> None:
+    runs = synthetic_runs(ENGINE, repeats=1)
+    kw = {"device": TRUE.device, "copy_byte_s": TRUE.copy_byte_s}
+    fit = fit_llamacpp(runs, ENGINE, GEMMA, held_at_zero=("kv_read_s",), **kw)
+    assert fit.profile.kv_read_s == 0.0
+    # Without the term that timed the decodes' context, the fit can no longer be exact.
+    assert max(abs(r.error) for r in fit.rows if r.fitted) > 1e-3
+    with pytest.raises(FleetschedError, match=r"not a linear coefficient: \['c0_s'\]"):
+        fit_llamacpp(runs, ENGINE, GEMMA, held_at_zero=("c0_s",), **kw)

@@ -103,6 +103,24 @@ def test_split_a_long_prompt_in_n_ubatch_pieces() -> None:
     assert [u.outputs for u in ubs] == [0, 0, 1]
 
 
+def test_kv_reads_are_the_pairs_of_each_sequences_last_token_in_the_ubatch() -> None:
+    # Full attention (window 0): a token at position p attends p + 1 keys.
+    def full(p0: int, k: int) -> float:
+        return window_pairs(p0, k, 0)
+
+    # Decodes at positions 50 and 60, and a 300-token prompt from position 0 on slot 2.
+    runs = [(0, 1, True, 50), (1, 1, True, 60), (2, 300, True, 0)]
+    first, rest = split_ubatches(runs, 512, full)
+    # First ubatch: one token each; reads = pairs = 51 + 61 + 1.
+    assert first.pairs == first.reads == 51 + 61 + 1
+    # The prompt's 299 tokens at positions 1..299 attend 2 + ... + 300 pairs, but read the
+    # 300 cells of the last one's keys once.
+    assert rest.pairs == sum(range(2, 301)) and rest.reads == 300
+    # Sliding window 512: a token past the window reads 512 cells however far it is.
+    ubs = split_ubatches([(0, 1, True, 4000)], 512, lambda p0, k: window_pairs(p0, k, 512))
+    assert ubs[0].reads == ubs[0].pairs == 512
+
+
 def test_window_pairs_by_hand() -> None:
     assert window_pairs(0, 4, 0) == 1 + 2 + 3 + 4
     assert window_pairs(10, 2, 0) == 11 + 12

@@ -53,8 +53,10 @@ def test_cpu_roofline_by_hand() -> None:
     head = 262144 * 640
     weights = 268_098_176 / bw  # 1 byte per parameter
     # One decode token: the weight read dominates.
-    one = Ubatch(tokens=1, seqs=1, outputs=1, pairs=100)
-    attn = 4 * 18 * 4 * 256 * 100 / flops
+    one = Ubatch(tokens=1, seqs=1, outputs=1, pairs=100, reads=100)
+    # Attention: 4 flops per pair, per layer and head; plus the K and V cells read (18 layers
+    # x 2 x 1 KV head x 256 dims x 2 bytes = 18,432 bytes per layer-averaged cell).
+    attn = 4 * 18 * 4 * 256 * 100 / flops + 100 * 18_432 / bw
     assert r.ubatch_time(one) == pytest.approx(
         max(weights, 2 * (268_098_176 - head) / flops + 2 * head / flops) + attn + 0.001
     )
@@ -73,17 +75,18 @@ def test_profile_prices_a_step_and_its_features_agree() -> None:
         token_s=0.001,
         output_s=0.004,
         pair_s=1e-6,
+        kv_read_s=2e-6,
         checkpoint_s=0.02,
         request_s=0.03,
         small_ubatch_s=[0.01, 0.02],
         copy_byte_s=1e-9,
     )
     plan = StepPlan(
-        ubatches=[Ubatch(2, 2, 2, 100.0), Ubatch(300, 1, 1, 4000.0)],
+        ubatches=[Ubatch(2, 2, 2, 100.0, 100.0), Ubatch(300, 1, 1, 4000.0, 310.0)],
         checkpoints=1,
         copy_bytes=1e6,
     )
-    want = (0.02 + 2 * 0.004 + 1e-4) + (0.01 + 0.3 + 0.004 + 4e-3) + 0.02 + 1e-3
+    want = (0.02 + 2 * 0.004 + 1e-4 + 2e-4) + (0.01 + 0.3 + 0.004 + 4e-3 + 6.2e-4) + 0.02 + 1e-3
     assert p.step_time(plan) == pytest.approx(want)
     f = plan_features(plan, 2)
     assert f @ p.coefficients() + 1e6 * p.copy_byte_s == pytest.approx(want)

@@ -194,9 +194,15 @@ def fit_llamacpp(
     copy_byte_s: float,
     iterations: int = 8,
     notes: str = "",
+    held_at_zero: tuple[str, ...] = (),
 ) -> FitResult:
-    """Fit a profile to ``runs`` (see the module docstring)."""
+    """Fit a profile to ``runs`` (see the module docstring). ``held_at_zero``: linear
+    coefficients left out of the fit (0 in the profile), to compare a model without them."""
     table = engine.parallel
+    unknown = set(held_at_zero) - set(LINEAR_COEFFICIENTS)
+    if unknown:
+        raise FleetschedError(f"held_at_zero: not a linear coefficient: {sorted(unknown)}")
+    free = np.array([n not in held_at_zero for n in LINEAR_COEFFICIENTS] + [True] * (table + 1))
     prof = LlamaCppProfile(
         model=model.name,
         device=device,
@@ -205,11 +211,12 @@ def fit_llamacpp(
         token_s=0.003,
         output_s=0.01,
         pair_s=1e-7,
+        kv_read_s=1e-6,
         checkpoint_s=0.01,
         request_s=0.01,
         small_ubatch_s=[0.015 * (k + 1) for k in range(table)],
         copy_byte_s=copy_byte_s,
-    )
+    ).model_copy(update=dict.fromkeys(held_at_zero, 0.0))
     rows: list[Row] = []
     checks = {m.probe.row for m in runs if m.probe.measure == "ttft_check"}
     done = 0
@@ -232,7 +239,8 @@ def fit_llamacpp(
         a = np.array([r.features for r in fitted])
         y = np.array([r.measured_s - r.offset_s for r in fitted])
         w = 1.0 / np.array([r.measured_s for r in fitted])
-        coef = nnls(a * w[:, None], y * w)
+        coef = np.zeros(len(free))
+        coef[free] = nnls(a[:, free] * w[:, None], y * w)
         new = _profile_from(prof, coef, table)
         change = np.max(
             np.abs(new.coefficients() - prof.coefficients())

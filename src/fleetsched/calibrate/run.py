@@ -119,8 +119,10 @@ def calibrate(
     n_batch: int = 2048,
     n_ubatch: int = 512,
     cache_ram_mib: int = 8192,
+    held_at_zero: tuple[str, ...] = (),
 ) -> tuple[FitResult, LlamaCppConfig]:
-    """Fit a profile to measurements of a llama-server started with these options."""
+    """Fit a profile to measurements of a llama-server started with these options
+    (``held_at_zero``: see :func:`~fleetsched.calibrate.fit.fit_llamacpp`)."""
     name = model or guess_model(m.model_path)
     if name is None:
         raise InputError(f"cannot tell the model from {m.model_path!r}; pass --model")
@@ -142,7 +144,10 @@ def calibrate(
         f"fleetsched calibrate: {len(m.runs)} requests to {m.engine} at {m.target} "
         f"({m.slots} slots x {m.slot_ctx} tokens, swa_full={swa_full}, threads={threads})"
     )
-    fit = fit_llamacpp(m.runs, engine, spec, device=device_name, copy_byte_s=2 / bw, notes=notes)
+    fit = fit_llamacpp(
+        m.runs, engine, spec, device=device_name, copy_byte_s=2 / bw, notes=notes,
+        held_at_zero=held_at_zero,
+    )  # fmt: skip
     return fit, engine
 
 

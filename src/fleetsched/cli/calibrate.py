@@ -175,6 +175,7 @@ def print_fit(fit: FitResult) -> None:
             ("token_s", p.token_s * 1e3, "ms"),
             ("output_s", p.output_s * 1e3, "ms"),
             ("pair_s", p.pair_s * 1e6, "µs"),
+            ("kv_read_s", p.kv_read_s * 1e6, "µs"),
             ("checkpoint_s", p.checkpoint_s * 1e3, "ms"),
         ],
     )

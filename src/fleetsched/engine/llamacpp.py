@@ -165,7 +165,7 @@ def split_ubatches(
     the first sequence with tokens left and every later one whose id is the previous id + 1,
     then the same number of tokens of each: as many as the shortest has left, at most
     ``n_ubatch // sequences`` (at least 1). ``pairs(position, k)`` prices ``k`` tokens from
-    ``position``.
+    ``position``; a sequence's KV reads in a ubatch are the pairs of its last token there.
     """
     left = [n for _, n, _, _ in runs]
     done = [0] * len(runs)
@@ -182,15 +182,16 @@ def split_ubatches(
         ns = len(members)
         k = max(1, min(min(left[i] for i in members), n_ubatch // ns))
         outputs = 0
-        p = 0.0
+        p = reads = 0.0
         for i in members:
             _, n, has_out, pos0 = runs[i]
             p += pairs(pos0 + done[i], k)
+            reads += pairs(pos0 + done[i] + k - 1, 1)
             done[i] += k
             left[i] -= k
             if has_out and done[i] == n:
                 outputs += 1
-        out.append(Ubatch(tokens=k * ns, seqs=ns, outputs=outputs, pairs=p))
+        out.append(Ubatch(tokens=k * ns, seqs=ns, outputs=outputs, pairs=p, reads=reads))
 
 
 def prompt_chunk(remaining: int, room: int, n_batch: int, n_ubatch: int, cut: bool) -> int:

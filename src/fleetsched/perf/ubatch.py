@@ -14,6 +14,13 @@ tokens, split so that each ubatch holds the same number of tokens of consecutive
 ``pairs``
     query-key pairs attended, averaged over layers: a token at position ``p`` attends ``p + 1``
     keys in a full-attention layer and ``min(p + 1, window)`` in a sliding-window layer;
+``reads``
+    KV cells read, averaged over layers: each sequence's attention reads the keys and
+    values its last token in the ubatch attends, once per ubatch (the earlier tokens of a
+    prompt chunk attend a subset of them, which is still in cache). A decode token reads as
+    many cells as it attends pairs, a 512-token prompt chunk about 1/256 of its pairs: this
+    is what makes a decode step's attention dearer per pair than a prefill's (matrix-vector
+    against matrix-matrix work);
 ``seqs``
     sequences in the ubatch.
 
@@ -51,6 +58,7 @@ class Ubatch:
     seqs: int
     outputs: int
     pairs: float
+    reads: float = 0.0
 
 
 @dataclass(slots=True)
@@ -88,7 +96,8 @@ class CPURoofline:
         BW      = mem_bw_bytes_s * bandwidth_efficiency
         body    = active_params - embedding table(s)       (the LM head is priced per output)
         ubatch  = max(weight_bytes / BW, (2 * body * tokens + 2 * vocab * hidden * outputs) / F)
-                  + 4 * layers * heads * head_dim * pairs / F + ubatch_overhead_s
+                  + 4 * layers * heads * head_dim * pairs / F
+                  + reads * kv_bytes_per_token / BW + ubatch_overhead_s
         ckpt    = checkpoint_cells * kv_bytes_per_swa_token * 2 / BW + checkpoint_overhead_s
         copy    = copy_bytes * 2 / BW
 
@@ -104,6 +113,7 @@ class CPURoofline:
         "_ckpt_byte_s",
         "_copy_byte_s",
         "_head_flop_s",
+        "_read_s",
         "_weights_s",
         "checkpoint_overhead_s",
         "cpu",
@@ -148,13 +158,15 @@ class CPURoofline:
         self._body_flop_s = 2 * (model.active_params - tables) / flops
         self._head_flop_s = 2 * head / flops
         self._attn_flop_s = 4 * model.num_layers * model.num_heads * model.head_dim / flops
+        self._read_s = model.kv_bytes_per_token / bw  # reads are averaged over layers
         swa_token_bytes = model.kv_bytes_per_token * model.sliding_layers / model.num_layers
         self._ckpt_byte_s = 2 * swa_token_bytes / bw
         self._copy_byte_s = 2 / bw
 
     def ubatch_time(self, u: Ubatch) -> float:
         compute = u.tokens * self._body_flop_s + u.outputs * self._head_flop_s
-        return max(self._weights_s, compute) + u.pairs * self._attn_flop_s + self.ubatch_overhead_s
+        attention = u.pairs * self._attn_flop_s + u.reads * self._read_s
+        return max(self._weights_s, compute) + attention + self.ubatch_overhead_s
 
     def step_time(self, plan: StepPlan) -> float:
         t = sum(self.ubatch_time(u) for u in plan.ubatches)
@@ -165,7 +177,7 @@ class CPURoofline:
 
 #: Linear coefficients of :class:`LlamaCppProfile`, in the column order of :func:`plan_features`
 #: (the small-ubatch table follows them).
-LINEAR_COEFFICIENTS = ("ubatch_s", "token_s", "output_s", "pair_s", "checkpoint_s")
+LINEAR_COEFFICIENTS = ("ubatch_s", "token_s", "output_s", "pair_s", "kv_read_s", "checkpoint_s")
 
 
 class LlamaCppProfile(BaseModel):
@@ -173,10 +185,10 @@ class LlamaCppProfile(BaseModel):
 
     A ubatch of ``n`` tokens costs ``small_ubatch_s[n - 1]`` when ``n <= len(small_ubatch_s)``
     (small ubatches, e.g. decode steps of ``n`` streams, where the time is not linear in
-    ``n``), else ``ubatch_s + token_s * n``; either way plus ``output_s`` per output and
-    ``pair_s`` per attended pair. A step adds ``checkpoint_s`` per context checkpoint and
-    ``copy_byte_s`` per byte copied to or from the host-RAM prompt cache. Every term is
-    non-negative, so no step can take negative time.
+    ``n``), else ``ubatch_s + token_s * n``; either way plus ``output_s`` per output,
+    ``pair_s`` per attended pair and ``kv_read_s`` per KV cell read. A step adds
+    ``checkpoint_s`` per context checkpoint and ``copy_byte_s`` per byte copied to or from the
+    host-RAM prompt cache. Every term is non-negative, so no step can take negative time.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -189,6 +201,9 @@ class LlamaCppProfile(BaseModel):
     token_s: float = Field(ge=0, description="seconds per token of a ubatch")
     output_s: float = Field(ge=0, description="seconds per output (LM head + sampling)")
     pair_s: float = Field(ge=0, description="seconds per attended query-key pair")
+    kv_read_s: float = Field(
+        0.0, ge=0, description="seconds per KV cell a sequence's attention reads in a ubatch"
+    )
     checkpoint_s: float = Field(0.0, ge=0, description="seconds per context checkpoint")
     request_s: float = Field(0.0, ge=0, description="per-request latency outside the loop")
     small_ubatch_s: list[float] = Field(
@@ -206,7 +221,7 @@ class LlamaCppProfile(BaseModel):
         n = u.tokens
         table = self.small_ubatch_s
         base = table[n - 1] if n <= len(table) else self.ubatch_s + self.token_s * n
-        return base + self.output_s * u.outputs + self.pair_s * u.pairs
+        return base + self.output_s * u.outputs + self.pair_s * u.pairs + self.kv_read_s * u.reads
 
     def step_time(self, plan: StepPlan) -> float:
         t = 0.0
@@ -241,7 +256,8 @@ def plan_features(plan: StepPlan, table_size: int) -> np.ndarray:
             f[1] += n
         f[2] += u.outputs
         f[3] += u.pairs
-    f[4] += plan.checkpoints
+        f[4] += u.reads
+    f[5] += plan.checkpoints
     return f
 
 
