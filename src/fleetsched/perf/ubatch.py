@@ -16,8 +16,9 @@ tokens, split so that each ubatch holds the same number of tokens of consecutive
     keys in a full-attention layer and ``min(p + 1, window)`` in a sliding-window layer;
 ``reads``
     KV cells read, averaged over layers: each sequence's attention reads the keys and
-    values its last token in the ubatch attends, once per ubatch (the earlier tokens of a
-    prompt chunk attend a subset of them, which is still in cache). A decode token reads as
+    values its last token in the ubatch attends, once per ubatch (in a full-attention layer
+    the earlier tokens of a prompt chunk attend a subset of them; a sliding-window layer's
+    first tokens attend up to ``tokens - 1`` older cells more, left out). A decode token reads as
     many cells as it attends pairs, a 512-token prompt chunk about 1/256 of its pairs: this
     is what makes a decode step's attention dearer per pair than a prefill's (matrix-vector
     against matrix-matrix work);
