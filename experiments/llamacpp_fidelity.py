@@ -192,6 +192,31 @@ def drift_corrected(
     return out
 
 
+def mean_profile(a: Path, b: Path, out: Path) -> Path:
+    """The profile whose every coefficient is the mean of ``a``'s and ``b``'s (the engine's
+    speed half-way between two calibrations), written to ``out``."""
+    pa, pb = load_llamacpp_profile(a), load_llamacpp_profile(b)
+    upd: dict[str, Any] = {
+        n: (getattr(pa, n) + getattr(pb, n)) / 2 for n in (*LINEAR_COEFFICIENTS, "request_s")
+    }
+    upd["small_ubatch_s"] = [
+        (x + y) / 2 for x, y in zip(pa.small_ubatch_s, pb.small_ubatch_s, strict=True)
+    ]
+    out.write_text(pa.model_copy(update=upd).to_yaml())
+    return out
+
+
+def errors(sc: Scenario, profile: Path, live: dict[str, Any]) -> dict[str, float]:
+    """(live - sim) / sim of TTFT, TPOT and E2E at p50 / p90 / p99 (keyed like ``ttft_p50``)
+    when ``sc`` is simulated with ``profile``."""
+    s = simulate(scenario_with(sc, profile)).summary
+    return {
+        f"{m}_{q}": live[m + "_s"][q] / s[m + "_s"][q] - 1
+        for m in ("ttft", "tpot", "e2e")
+        for q in ("p50", "p90", "p99")
+    }
+
+
 def scenario_with(sc: Scenario, profile: Path) -> Scenario:
     """``sc`` with its one instance group reading ``profile``."""
     group = sc.cluster[0].model_copy(update={"profile": str(profile)})
@@ -218,16 +243,10 @@ def no_reads_path(profile: Path) -> Path:
 
 
 def without_kv_read(sc: Scenario, profile: Path, live: dict[str, Any]) -> dict[str, float]:
-    """(live - sim) / sim of TTFT, TPOT and E2E at p50 / p90 / p99 (keyed like ``ttft_p50``)
-    when ``sc`` is simulated with the profile fitted to the same measurements without
-    ``kv_read_s`` (decode attention priced like prefill attention, per pair): the model this
-    experiment used before that coefficient existed, on the same live run."""
-    s = simulate(scenario_with(sc, no_reads_path(profile))).summary
-    return {
-        f"{m}_{q}": live[m + "_s"][q] / s[m + "_s"][q] - 1
-        for m in ("ttft", "tpot", "e2e")
-        for q in ("p50", "p90", "p99")
-    }
+    """:func:`errors` with the profile fitted to the same measurements without ``kv_read_s``
+    (decode attention priced like prefill attention, per pair): the model this experiment
+    used before that coefficient existed, on the same live run."""
+    return errors(sc, no_reads_path(profile), live)
 
 
 def progress(done: int, total: int) -> None:
@@ -257,6 +276,12 @@ def main() -> None:
         action="store_true",
         help="calibrate right before every live run (the machine's speed drifts), with a drift "
         "probe after the calibration and after the run",
+    )
+    ap.add_argument(
+        "--calibrate-after",
+        action="store_true",
+        help="with --calibrate-each: calibrate again on a fresh server after every live run "
+        "and simulate the run with that profile and with the mean of both",
     )
     ap.add_argument(
         "--sensitivity",
@@ -361,6 +386,20 @@ def main() -> None:
                     "  simulated without kv_read_s: "
                     + ", ".join(f"{key} {v:+.0%}" for key, v in old.items())
                 )
+                if args.calibrate_after:
+                    after = profile_path.with_name(profile_path.stem + "_after.yaml")
+                    with server() as srv:
+                        calibrate_on(srv, args, after)
+                    mid = mean_profile(
+                        profile_path, after, after.with_name(after.stem + "_mean.yaml")
+                    )
+                    run["calibrated_after"] = aft = errors(sc, after, res.live)
+                    run["mean_of_both"] = both = errors(sc, mid, res.live)
+                    for label, e in (("the calibration after", aft), ("the mean of both", both)):
+                        print(
+                            f"  simulated with {label}: "
+                            + ", ".join(f"{key} {v:+.0%}" for key, v in e.items())
+                        )
             runs.append(run)
             errs = ", ".join(
                 f"{lbl} {v[2]:+.0%}"
