@@ -63,3 +63,12 @@ def test_insert_run_caches_the_keys_after_one_already_cached() -> None:
     assert kv.insert_run([2]) == [2]
     assert list(kv.lru) == [3, 1, 5, 4] and kv.empty == 5 and kv.used == 1
     kv.check({2: 1}, 0)
+
+
+def test_insert_run_caches_a_key_repeated_in_the_run_once() -> None:
+    kv = KVCache(10)
+    kv.allocate(3)
+    # The second 7 holds the same content as the first, which is in use: it stays private.
+    assert kv.insert_run([7, 8, 7]) == [7, 8]
+    assert kv.refs == {7: 1, 8: 1}
+    kv.check({7: 1, 8: 1}, 1)

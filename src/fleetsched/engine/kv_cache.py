@@ -28,11 +28,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from functools import partial
 from itertools import compress, islice, repeat, takewhile
 from operator import eq, not_
 
-_drain = partial(deque, maxlen=0)  # run an iterator for its effects
 _minus_one = (1).__rsub__  # x -> x - 1
 _plus_one = (1).__add__  # x -> x + 1
 IDLE = (1).__gt__  # an rc value -> whether its block is idle (1 > -stamp)
@@ -100,16 +98,23 @@ class KVCache:
         if not n:
             return
         rc, runs, head = self.rc, self._runs, self._head
-        delete = rc.__delitem__
+        pop = rc.pop
         self.idle -= n
         while n:
             stamp, keys = runs[0]
             window = keys[head : head + n]
             head += len(window)
             self._slots -= len(window)
-            gone = list(compress(window, map(eq, repeat(-stamp), map(rc.get, window))))
-            n -= len(gone)
-            _drain(map(delete, gone))
+            # One lookup per entry: pop them all, then put back what stale entries popped (a
+            # key in use again, or idle in a later run); stale entries are rare.
+            values = list(map(pop, window, repeat(None)))
+            mark = -stamp
+            live = values.count(mark)
+            if live < len(window):
+                for k, v in zip(window, values, strict=True):
+                    if v is not None and v != mark:
+                        rc[k] = v
+            n -= live
             if head == len(keys):
                 runs.popleft()
                 head = 0
@@ -161,10 +166,11 @@ class KVCache:
         caller's block is freed as empty in its place (returned, with a reference).
         """
         rc = self.rc
-        fresh = dict.fromkeys(keys, 1)
-        if len(fresh) == len(keys) and rc.keys().isdisjoint(fresh):
-            rc.update(fresh)
-            return keys
+        if rc.keys().isdisjoint(keys):  # none cached yet: the common case, C-level loops
+            n0 = len(rc)
+            rc.update(zip(keys, repeat(1)))
+            # A key repeated in ``keys`` is cached once (its later copies stay private).
+            return keys if len(rc) - n0 == len(keys) else list(dict.fromkeys(keys))
         return [k for k in keys if self.try_insert(k)]
 
     def take_over(self, key: int) -> None:
