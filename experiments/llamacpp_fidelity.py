@@ -103,16 +103,24 @@ def capacity(sc: Scenario) -> float:
     return float(res.summary["throughput_req_s"]) / turns
 
 
+def weighted(profiles: list[Path], weights: list[float], out: Path) -> Path:
+    """The profile whose every time coefficient is the ``weights``-weighted sum of the
+    ``profiles``' (the first one's other fields), written to ``out``."""
+    ps = [load_llamacpp_profile(p) for p in profiles]
+    upd: dict[str, Any] = {
+        n: sum(w * getattr(p, n) for p, w in zip(ps, weights, strict=True))
+        for n in (*LINEAR_COEFFICIENTS, "request_s")
+    }
+    tables = zip(*(p.small_ubatch_s for p in ps), strict=True)
+    upd["small_ubatch_s"] = [sum(w * v for v, w in zip(vs, weights, strict=True)) for vs in tables]
+    out.write_text(ps[0].model_copy(update=upd).to_yaml())
+    return out
+
+
 def scaled(profile: Path, k: float) -> Path:
     """``profile`` with every time coefficient multiplied by ``k`` (a uniformly slower
     engine), written to the temporary directory."""
-    base = load_llamacpp_profile(profile)
-    names = (*LINEAR_COEFFICIENTS, "request_s")
-    upd: dict[str, Any] = {n: getattr(base, n) * k for n in names}
-    upd["small_ubatch_s"] = [v * k for v in base.small_ubatch_s]
-    out = Path(tempfile.gettempdir()) / f"{profile.stem}_x{k:g}.yaml"
-    out.write_text(base.model_copy(update=upd).to_yaml())
-    return out
+    return weighted([profile], [k], Path(tempfile.gettempdir()) / f"{profile.stem}_x{k:g}.yaml")
 
 
 def sensitivity(args: argparse.Namespace, tag: str) -> None:
@@ -189,20 +197,6 @@ def drift_corrected(
     for m in ("ttft", "e2e"):
         for q in ("p50", "p90", "p99"):
             out[f"{m}_{q}"] = live[m + "_s"][q] / s[m + "_s"][q] - 1
-    return out
-
-
-def mean_profile(a: Path, b: Path, out: Path) -> Path:
-    """The profile whose every coefficient is the mean of ``a``'s and ``b``'s (the engine's
-    speed half-way between two calibrations), written to ``out``."""
-    pa, pb = load_llamacpp_profile(a), load_llamacpp_profile(b)
-    upd: dict[str, Any] = {
-        n: (getattr(pa, n) + getattr(pb, n)) / 2 for n in (*LINEAR_COEFFICIENTS, "request_s")
-    }
-    upd["small_ubatch_s"] = [
-        (x + y) / 2 for x, y in zip(pa.small_ubatch_s, pb.small_ubatch_s, strict=True)
-    ]
-    out.write_text(pa.model_copy(update=upd).to_yaml())
     return out
 
 
@@ -390,9 +384,9 @@ def main() -> None:
                     after = profile_path.with_name(profile_path.stem + "_after.yaml")
                     with server() as srv:
                         calibrate_on(srv, args, after)
-                    mid = mean_profile(
-                        profile_path, after, after.with_name(after.stem + "_mean.yaml")
-                    )
+                    # The engine's speed half-way between the two calibrations.
+                    mean = after.with_name(after.stem + "_mean.yaml")
+                    mid = weighted([profile_path, after], [0.5, 0.5], mean)
                     run["calibrated_after"] = aft = errors(sc, after, res.live)
                     run["mean_of_both"] = both = errors(sc, mid, res.live)
                     for label, e in (("the calibration after", aft), ("the mean of both", both)):
