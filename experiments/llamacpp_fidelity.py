@@ -190,14 +190,13 @@ def drift_corrected(
 ) -> dict[str, float]:
     """Re-simulate ``sc`` with ``profile`` scaled to the engine's speed half-way through the
     run (the drift probes bracket it: the mean of the prefill and decode drifts, halved) and
-    give (live - sim) / sim of TTFT and E2E at p50 / p90 / p99, keyed like ``ttft_p50``."""
+    give :func:`errors` (and the ``scale``)."""
     k = 1 + (drift["prefill"] + drift["decode"]) / 4
-    s = simulate(scenario_with(sc, scaled(profile, k))).summary
-    out = {"scale": k}
-    for m in ("ttft", "e2e"):
-        for q in ("p50", "p90", "p99"):
-            out[f"{m}_{q}"] = live[m + "_s"][q] / s[m + "_s"][q] - 1
-    return out
+    return {"scale": k, **errors(sc, scaled(profile, k), live)}
+
+
+def show(label: str, errs: dict[str, float]) -> None:
+    print(f"  simulated {label}: " + ", ".join(f"{k} {v:+.0%}" for k, v in errs.items()))
 
 
 def errors(sc: Scenario, profile: Path, live: dict[str, Any]) -> dict[str, float]:
@@ -371,15 +370,10 @@ def main() -> None:
                 )
                 run["profile"] = profile_path.name
                 run["corrected"] = fix = drift_corrected(sc, profile_path, run["drift"], res.live)
-                print(
-                    f"  simulated at the mid-run speed (profile x {fix['scale']:.3f}): "
-                    + ", ".join(f"{key} {v:+.0%}" for key, v in fix.items() if key != "scale")
-                )
+                mid_run = {key: v for key, v in fix.items() if key != "scale"}
+                show(f"at the mid-run speed (profile x {fix['scale']:.3f})", mid_run)
                 run["without_kv_read"] = old = without_kv_read(sc, profile_path, res.live)
-                print(
-                    "  simulated without kv_read_s: "
-                    + ", ".join(f"{key} {v:+.0%}" for key, v in old.items())
-                )
+                show("without kv_read_s", old)
                 if args.calibrate_after:
                     after = profile_path.with_name(profile_path.stem + "_after.yaml")
                     with server() as srv:
@@ -389,11 +383,8 @@ def main() -> None:
                     mid = weighted([profile_path, after], [0.5, 0.5], mean)
                     run["calibrated_after"] = aft = errors(sc, after, res.live)
                     run["mean_of_both"] = both = errors(sc, mid, res.live)
-                    for label, e in (("the calibration after", aft), ("the mean of both", both)):
-                        print(
-                            f"  simulated with {label}: "
-                            + ", ".join(f"{key} {v:+.0%}" for key, v in e.items())
-                        )
+                    show("with the calibration after", aft)
+                    show("with the mean of both", both)
             runs.append(run)
             errs = ", ".join(
                 f"{lbl} {v[2]:+.0%}"
