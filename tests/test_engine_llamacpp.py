@@ -246,6 +246,24 @@ def test_shared_system_prompt_with_swa_full_reuses_the_whole_prefix() -> None:
     assert [r.cached_prompt_tokens for r in recs] == [0, 400]
 
 
+def test_a_next_turn_matches_the_previous_prompt_not_its_answer() -> None:
+    # A multi-turn workload's keys cover the answer too (turn 0: 71 prompt + 20 output tokens
+    # -> 5 blocks), and turn 1 repeats them, but the server generated its own tokens: the LCP
+    # is turn 0's 4 full prompt blocks, 64 tokens (llama-server logged "checking sim = 0.277
+    # (64/231)" for this very pair in experiments/llamacpp_multiturn_hits.py).
+    chain = chain_hashes(range(14))
+    first = Request(0, 0.0, 71, 20, block_hashes=chain[:4], output_block_hashes=chain[4:5],
+                    hash_block_tokens=16, extra={"id_slot": 0})  # fmt: skip
+    nxt = req(1, 30.0, list(range(14)), 7, 4, extra={"id_slot": 0})
+    recs, _ = run([first, nxt], engine=cfg(swa_full=True))
+    assert [r.cached_prompt_tokens for r in recs] == [0, 64]
+    # Without --swa-full the only checkpoint (at 67, before turn 0's last 4 tokens) lies past
+    # the LCP: the server re-processes the whole prompt, as it logged for that request.
+    recs, inst = run([first, nxt])
+    assert [r.cached_prompt_tokens for r in recs] == [0, 0]
+    assert inst.stats.full_reprocess == 1
+
+
 def test_repeated_short_prompt_resumes_before_its_last_checkpoint() -> None:
     # 50 tokens: chunks of 46 (empty cache, no checkpoint) and 4 (checkpoint at 46). The same
     # prompt again: LCP 48 (3 whole blocks), checkpoint pos_max 45 -> n_past 45. llama-server

@@ -485,7 +485,10 @@ class LlamaCppInstance:
         # The slot now holds the prompt's first n_past tokens.
         self._uid += 1
         cache.uid = self._uid
-        cache.keys = keys
+        # Later prompts can match only the prompt's own full blocks: the tokens this request
+        # generates are the server's, never those of a workload's next turn (whose keys may
+        # cover the answer blocks, for engines that cache the answer as the workload gives it).
+        cache.keys = keys[: p // self.bt]
         cache.n_tokens = n_past
         if n_past == 0:
             cache.pos_min = -1
